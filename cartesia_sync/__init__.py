@@ -1,0 +1,72 @@
+"""cartesia_sync: a synchronous, thread-based client for Cartesia's streaming speech-to-text.
+
+Quick start::
+
+    import cartesia_sync
+    print(cartesia_sync.transcribe("call.wav").text)
+
+See :class:`Client` and :class:`Session` for streaming, and
+:mod:`cartesia_sync.hookspecs` for the plugin API.
+"""
+
+import logging
+
+from .client import Client
+from .config import SessionOptions
+from .errors import (
+    AudioFormatError,
+    AuthenticationError,
+    CartesiaSyncError,
+    ConfigurationError,
+    ConnectError,
+    ConnectionLostError,
+    PaymentRequiredError,
+    PluginError,
+    ProtocolError,
+    RateLimitError,
+    ServerError,
+    SessionClosedError,
+    StreamTimeout,
+)
+from .events import Done, Event, FlushDone, ServerErrorEvent, Transcript, UnknownMessage, Word, parse_message
+from .hookspecs import hookimpl
+from .session import Session, SessionState
+from .stats import SessionStats
+from .transcribe import TranscriptionResult, transcribe
+
+logging.getLogger(__name__).addHandler(logging.NullHandler())
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "__version__",
+    "Client",
+    "Session",
+    "SessionState",
+    "SessionOptions",
+    "SessionStats",
+    "transcribe",
+    "TranscriptionResult",
+    "hookimpl",
+    "Word",
+    "Transcript",
+    "FlushDone",
+    "Done",
+    "ServerErrorEvent",
+    "UnknownMessage",
+    "Event",
+    "parse_message",
+    "CartesiaSyncError",
+    "ConfigurationError",
+    "ConnectError",
+    "AuthenticationError",
+    "PaymentRequiredError",
+    "RateLimitError",
+    "ConnectionLostError",
+    "ServerError",
+    "ProtocolError",
+    "StreamTimeout",
+    "SessionClosedError",
+    "AudioFormatError",
+    "PluginError",
+]

@@ -1,0 +1,153 @@
+"""The bounded queue between callers of ``send()`` and the sender thread.
+
+It holds audio frames and control commands in one FIFO, so commands go out in
+order with the audio. Its capacity is counted in bytes of audio (the session
+turns seconds into bytes); commands never count and are never dropped. When
+it is full, the policy decides: ``"block"`` makes the caller wait (with a
+timeout), ``"drop_oldest"`` discards the oldest queued audio and counts it.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Deque, Optional, Union
+
+from .errors import SessionClosedError, StreamTimeout
+
+__all__ = ["AudioFrame", "Command", "AudioQueue", "BUFFER_POLICIES"]
+
+BUFFER_POLICIES = ("block", "drop_oldest")
+
+
+@dataclass
+class AudioFrame:
+    """One binary frame of wire-format audio."""
+
+    data: bytes
+
+
+@dataclass
+class Command:
+    """A text command (``finalize``, ``done`` or ``close``); ``sent`` is set once it is on the wire."""
+
+    text: str
+    sent: threading.Event = field(default_factory=threading.Event)
+
+
+Item = Union[AudioFrame, Command]
+
+
+class AudioQueue:
+    """A FIFO of frames and commands, bounded in bytes of audio.
+
+    :param capacity: the most bytes of audio it holds.
+    :param policy: ``"block"`` or ``"drop_oldest"``.
+    """
+
+    def __init__(self, capacity: int, policy: str = "block") -> None:
+        if policy not in BUFFER_POLICIES:
+            raise ValueError(f"buffer policy must be one of {BUFFER_POLICIES}, got {policy!r}")
+        self._items: Deque[Item] = collections.deque()
+        self._capacity = max(1, capacity)
+        self._policy = policy
+        self._audio_bytes = 0
+        self._dropped_bytes = 0
+        self._closed: Optional[str] = None
+        self._cond = threading.Condition()
+
+    @property
+    def audio_bytes(self) -> int:
+        """Bytes of audio waiting to be sent."""
+        return self._audio_bytes
+
+    @property
+    def dropped_bytes(self) -> int:
+        """Bytes of audio discarded by the ``drop_oldest`` policy so far."""
+        return self._dropped_bytes
+
+    def is_empty(self) -> bool:
+        """True when nothing at all is queued."""
+        return not self._items
+
+    def put_audio(self, data: bytes, timeout: float) -> int:
+        """Queue one frame of audio.
+
+        :returns: the number of bytes dropped to make room (``drop_oldest``).
+        :raises StreamTimeout: ``block`` policy, and no room came within ``timeout`` seconds.
+        :raises SessionClosedError: the queue was closed (the session ended).
+        """
+        size = len(data)
+        dropped = 0
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            self._check_open()
+            while self._audio_bytes and self._audio_bytes + size > self._capacity:
+                if self._policy == "drop_oldest":
+                    dropped += self._drop_oldest_audio()
+                    continue
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise StreamTimeout(
+                        f"the send buffer ({self._capacity} bytes of audio) stayed full for {timeout:g} s: "
+                        "the connection is not taking audio as fast as it is produced; raise send_timeout or "
+                        "max_buffer_seconds, or use buffer_policy='drop_oldest' for live sources"
+                    )
+                self._cond.wait(remaining)
+                self._check_open()
+            self._items.append(AudioFrame(data))
+            self._audio_bytes += size
+            self._cond.notify_all()
+        return dropped
+
+    def put_command(self, command: Command) -> None:
+        """Queue a command after everything already queued. Never blocks.
+
+        :raises SessionClosedError: the queue was closed.
+        """
+        with self._cond:
+            self._check_open()
+            self._items.append(command)
+            self._cond.notify_all()
+
+    def get(self, timeout: float) -> Optional[Item]:
+        """Take the next item, waiting up to ``timeout`` seconds; ``None`` if none came or it closed."""
+        with self._cond:
+            if not self._items and self._closed is None:
+                self._cond.wait(timeout)
+            if not self._items or self._closed is not None:
+                return None
+            item = self._items.popleft()
+            if isinstance(item, AudioFrame):
+                self._audio_bytes -= len(item.data)
+                self._cond.notify_all()
+            return item
+
+    def close(self, reason: str) -> int:
+        """Refuse further items, wake every waiter, and discard what is queued.
+
+        :returns: bytes of audio that were still queued (never sent).
+        """
+        with self._cond:
+            if self._closed is None:
+                self._closed = reason
+            unsent = self._audio_bytes
+            self._items.clear()
+            self._audio_bytes = 0
+            self._cond.notify_all()
+            return unsent
+
+    def _check_open(self) -> None:
+        if self._closed is not None:
+            raise SessionClosedError(self._closed)
+
+    def _drop_oldest_audio(self) -> int:
+        for index, item in enumerate(self._items):
+            if isinstance(item, AudioFrame):
+                del self._items[index]
+                self._audio_bytes -= len(item.data)
+                self._dropped_bytes += len(item.data)
+                return len(item.data)
+        return 0  # pragma: no cover - only reached when no audio is queued, which the caller excludes

@@ -1,0 +1,272 @@
+"""Connection settings: validation, the handshake URL and headers, loopback detection."""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+import os
+from dataclasses import dataclass, field
+from typing import Dict, Optional, Tuple
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from .errors import ConfigurationError
+from .secrets import ApiKey
+
+__all__ = [
+    "DEFAULT_URL",
+    "SessionOptions",
+    "resolve_speed",
+    "DEFAULT_CARTESIA_VERSION",
+    "ENCODINGS",
+    "ConnectionSettings",
+    "is_loopback_host",
+]
+
+DEFAULT_URL = "wss://api.cartesia.ai/stt/websocket"
+#: The newest documented API version; from it on, errors are structured JSON.
+DEFAULT_CARTESIA_VERSION = "2026-03-01"
+
+#: Wire encodings the endpoint accepts, with their bytes per sample.
+ENCODINGS: Dict[str, int] = {
+    "pcm_s16le": 2,
+    "pcm_s32le": 4,
+    "pcm_f16le": 2,
+    "pcm_f32le": 4,
+    "pcm_mulaw": 1,
+    "pcm_alaw": 1,
+}
+
+END_COMMANDS = ("done", "close")
+AUTH_MODES = ("header", "query")
+MAX_KEYTERMS = 100
+
+
+def is_loopback_host(host: str) -> bool:
+    """True for ``localhost`` and every address in 127.0.0.0/8 or ``::1``."""
+    host = host.strip("[]").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass(frozen=True)
+class ConnectionSettings:
+    """Everything needed to open one streaming connection, already validated.
+
+    Built by :class:`cartesia_sync.Client`; its ``repr`` never shows the key.
+    """
+
+    url: str
+    api_key: Optional[ApiKey]
+    model: str = "ink-whisper"
+    language: Optional[str] = "en"
+    encoding: str = "pcm_s16le"
+    sample_rate: int = 16000
+    min_volume: Optional[float] = None
+    max_silence_duration_secs: Optional[float] = None
+    keyterms: Tuple[str, ...] = ()
+    cartesia_version: str = DEFAULT_CARTESIA_VERSION
+    auth: str = "header"
+    end_command: str = "done"
+    connect_timeout: float = 10.0
+    ca_certs: Optional[str] = None
+    extra_headers: Tuple[Tuple[str, str], ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        self._check()
+
+    # -- validation -------------------------------------------------------
+
+    def _check(self) -> None:
+        parts = urlsplit(self.url)
+        if parts.scheme not in ("ws", "wss"):
+            raise ConfigurationError(
+                f"the URL scheme must be ws:// or wss://, got {parts.scheme + '://' if parts.scheme else 'none'} "
+                f"in {self.display_url!r}; the hosted endpoint is {DEFAULT_URL}"
+            )
+        if not parts.hostname:
+            raise ConfigurationError(f"the URL {self.display_url!r} has no host")
+        if parts.username is not None or parts.password is not None:
+            raise ConfigurationError("the URL must not carry a user name or password; pass api_key= instead")
+        try:
+            parts.port
+        except ValueError as exc:
+            raise ConfigurationError(f"the URL {self.display_url!r} has a bad port: {exc}") from None
+        if self.api_key is not None and parts.scheme == "ws" and not is_loopback_host(parts.hostname):
+            raise ConfigurationError(
+                f"refusing to send an API key over unencrypted ws:// to {parts.hostname}; "
+                "use wss://, or ws:// only to a loopback address (127.0.0.1, ::1, localhost)"
+            )
+        if not isinstance(self.model, str) or not self.model:
+            raise ConfigurationError("model must be a non-empty string such as 'ink-whisper'")
+        if self.encoding not in ENCODINGS:
+            raise ConfigurationError(f"unknown encoding {self.encoding!r}; expected one of {', '.join(ENCODINGS)}")
+        if not isinstance(self.sample_rate, int) or isinstance(self.sample_rate, bool) or not 8000 <= self.sample_rate <= 48000:
+            raise ConfigurationError(
+                f"sample_rate must be an integer between 8000 and 48000 Hz, got {self.sample_rate!r}; 16000 is recommended"
+            )
+        for name in ("min_volume", "max_silence_duration_secs"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0):
+                raise ConfigurationError(f"{name} must be a non-negative number, got {value!r}")
+        if len(self.keyterms) > MAX_KEYTERMS:
+            raise ConfigurationError(f"at most {MAX_KEYTERMS} keyterms are allowed, got {len(self.keyterms)}")
+        for term in self.keyterms:
+            if not isinstance(term, str) or not term.strip():
+                raise ConfigurationError(f"each keyterm must be a non-empty string, got {term!r}")
+        if self.auth not in AUTH_MODES:
+            raise ConfigurationError(f"auth must be one of {AUTH_MODES}, got {self.auth!r}")
+        if self.end_command not in END_COMMANDS:
+            raise ConfigurationError(f"end_command must be one of {END_COMMANDS}, got {self.end_command!r}")
+        if not (isinstance(self.connect_timeout, (int, float)) and self.connect_timeout > 0):
+            raise ConfigurationError(f"connect_timeout must be a positive number of seconds, got {self.connect_timeout!r}")
+        if self.ca_certs is not None and not os.path.exists(self.ca_certs):
+            raise ConfigurationError(f"ca_certs file {self.ca_certs!r} does not exist")
+
+    # -- derived values ---------------------------------------------------
+
+    @property
+    def host(self) -> str:
+        """The host name of the endpoint."""
+        return urlsplit(self.url).hostname or ""
+
+    @property
+    def is_loopback(self) -> bool:
+        """True when the endpoint is on this machine."""
+        return is_loopback_host(self.host)
+
+    @property
+    def bytes_per_second(self) -> int:
+        """Bytes of mono audio per second on the wire."""
+        return ENCODINGS[self.encoding] * self.sample_rate
+
+    def _query(self, *, with_key: bool) -> list:
+        query = parse_qsl(urlsplit(self.url).query, keep_blank_values=True)
+        query.append(("model", self.model))
+        if self.language:
+            query.append(("language", self.language))
+        query.append(("encoding", self.encoding))
+        query.append(("sample_rate", str(self.sample_rate)))
+        if self.min_volume is not None:
+            query.append(("min_volume", _number(self.min_volume)))
+        if self.max_silence_duration_secs is not None:
+            query.append(("max_silence_duration_secs", _number(self.max_silence_duration_secs)))
+        for term in self.keyterms:
+            query.append(("keyterm", term))
+        if self.auth == "query" and self.api_key is not None:
+            query.append(("cartesia_version", self.cartesia_version))
+            query.append(("api_key", self.api_key.reveal() if with_key else "***"))
+        return query
+
+    def _with_query(self, query: list) -> str:
+        parts = urlsplit(self.url)
+        return urlunsplit((parts.scheme, parts.netloc, parts.path or "/", urlencode(query, quote_via=_quote), ""))
+
+    def handshake_url(self) -> str:
+        """The URL to open. Carries the key only when ``auth="query"`` was chosen."""
+        return self._with_query(self._query(with_key=True))
+
+    @property
+    def display_url(self) -> str:
+        """The handshake URL with any key masked: safe for logs and messages."""
+        try:
+            return self._with_query(self._query(with_key=False))
+        except Exception:  # during validation the URL itself may be unusable
+            parts = urlsplit(self.url)
+            return urlunsplit((parts.scheme, parts.hostname or "", parts.path, "", ""))
+
+    def handshake_headers(self) -> Dict[str, str]:
+        """The headers to send with the handshake, the key among them."""
+        headers = {"Cartesia-Version": self.cartesia_version}
+        if self.api_key is not None and self.auth == "header":
+            headers["X-API-Key"] = self.api_key.reveal()
+        headers.update(dict(self.extra_headers))
+        return headers
+
+    def __repr__(self) -> str:
+        key = "***" if self.api_key is not None else None
+        return (
+            f"ConnectionSettings(url={self.display_url!r}, api_key={key}, model={self.model!r}, "
+            f"encoding={self.encoding!r}, sample_rate={self.sample_rate})"
+        )
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+def _quote(text: str, safe: str = "", encoding: Optional[str] = None, errors: Optional[str] = None) -> str:
+    from urllib.parse import quote
+
+    return quote(text, safe="", encoding=encoding, errors=errors)
+
+
+@dataclass(frozen=True)
+class SessionOptions:
+    """How a session behaves, as opposed to where it connects. All times in seconds.
+
+    :param frame_duration: audio per binary frame (the API suggests 0.1).
+    :param max_buffer_seconds: audio the send buffer holds before its policy applies.
+    :param buffer_policy: ``"block"`` (``send()`` waits up to ``send_timeout``) or
+        ``"drop_oldest"`` (for live sources: discard the oldest audio and count it).
+    :param send_timeout: the longest ``send()`` waits for room in the buffer.
+    :param keepalive_interval: after this long without sending, send one frame
+        of silence so the server keeps the socket; ``None`` to never do so.
+    :param finalize_timeout: default wait for ``flush_done``.
+    :param close_timeout: default wait for ``done`` when closing.
+    :param close_grace: how long to wait for the server's close frame after ``done``.
+    :param join_timeout: how long to wait for each thread to stop.
+    :param raise_errors: re-raise background errors to the caller (see ``Session``).
+    """
+
+    frame_duration: float = 0.1
+    max_buffer_seconds: float = 30.0
+    buffer_policy: str = "block"
+    send_timeout: float = 30.0
+    keepalive_interval: Optional[float] = 10.0
+    finalize_timeout: float = 10.0
+    close_timeout: float = 10.0
+    close_grace: float = 2.0
+    join_timeout: float = 5.0
+    raise_errors: bool = True
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.frame_duration, (int, float)) and 0.005 <= self.frame_duration <= 1.0):
+            raise ConfigurationError(
+                f"frame_duration must be between 0.005 and 1.0 seconds, got {self.frame_duration!r}; 0.1 is recommended"
+            )
+        if self.buffer_policy not in ("block", "drop_oldest"):
+            raise ConfigurationError(f"buffer_policy must be 'block' or 'drop_oldest', got {self.buffer_policy!r}")
+        for name in ("max_buffer_seconds", "send_timeout", "finalize_timeout", "close_timeout", "close_grace", "join_timeout"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0):
+                raise ConfigurationError(f"{name} must be a positive number of seconds, got {value!r}")
+        if self.max_buffer_seconds < self.frame_duration:
+            raise ConfigurationError("max_buffer_seconds must hold at least one frame")
+        if self.keepalive_interval is not None and not (
+            isinstance(self.keepalive_interval, (int, float)) and self.keepalive_interval > 0
+        ):
+            raise ConfigurationError(
+                f"keepalive_interval must be a positive number of seconds or None, got {self.keepalive_interval!r}"
+            )
+
+
+def resolve_speed(realtime: object, loopback: bool) -> Optional[float]:
+    """Turn the ``realtime`` argument into a pacing factor, ``None`` meaning unpaced.
+
+    ``None`` (the default) paces at 1x for remote servers and not at all on
+    loopback; ``True`` is 1x; ``False`` is unpaced; a positive number is a
+    speed factor.
+    """
+    if realtime is None:
+        return None if loopback else 1.0
+    if realtime is True:
+        return 1.0
+    if realtime is False:
+        return None
+    if isinstance(realtime, (int, float)) and math.isfinite(realtime) and realtime > 0:
+        return float(realtime)
+    raise ConfigurationError(f"realtime must be None, True, False or a positive speed factor, got {realtime!r}")

@@ -1,0 +1,175 @@
+"""The exception tree of cartesia_sync.
+
+Every exception the library raises on purpose derives from
+:class:`CartesiaSyncError`, so ``except CartesiaSyncError`` catches them all::
+
+    CartesiaSyncError
+     ├─ ConfigurationError     bad or missing settings; raised before any socket opens
+     ├─ ConnectError           handshake or network failure; .status_code, .body
+     │   ├─ AuthenticationError    HTTP 401/403 at the handshake: the key was refused
+     │   ├─ PaymentRequiredError   HTTP 402 at the handshake: no credits left
+     │   ├─ RateLimitError         HTTP 429 at the handshake: too many connections
+     │   └─ ConnectionLostError    the connection dropped in the middle of a session
+     ├─ ServerError            the server sent an ``error`` message; .status_code, .error_code,
+     │                         .title, .request_id, .doc_url
+     ├─ ProtocolError          a server message that could not be understood; .raw
+     ├─ StreamTimeout          flush_done or done did not arrive in time, or the send
+     │                         buffer stayed full for too long
+     ├─ SessionClosedError     the session was used after it closed
+     ├─ AudioFormatError       audio that cannot be converted; says what was found and
+     │                         what was expected
+     └─ PluginError            a hook implementation raised; .hook_name, .plugin_name,
+                               the original exception in ``__cause__``
+
+No exception name shadows a builtin (there is no ``ConnectionError`` or
+``TimeoutError`` here), and no message ever contains the API key.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Optional
+
+__all__ = [
+    "CartesiaSyncError",
+    "ConfigurationError",
+    "ConnectError",
+    "AuthenticationError",
+    "PaymentRequiredError",
+    "RateLimitError",
+    "ConnectionLostError",
+    "ServerError",
+    "ProtocolError",
+    "StreamTimeout",
+    "SessionClosedError",
+    "AudioFormatError",
+    "PluginError",
+]
+
+
+class CartesiaSyncError(Exception):
+    """Base class of every error raised by cartesia_sync."""
+
+
+class ConfigurationError(CartesiaSyncError, ValueError):
+    """A setting is missing, malformed or unsafe; raised before any socket opens."""
+
+
+class ConnectError(CartesiaSyncError):
+    """The WebSocket could not be opened, or the network failed.
+
+    :param message: what went wrong and what to do about it.
+    :param status_code: the HTTP status of a refused handshake, if there was one.
+    :param body: the body of the refused handshake response, decoded as text.
+    """
+
+    def __init__(self, message: str, *, status_code: Optional[int] = None, body: Optional[str] = None) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.body = body
+
+
+class AuthenticationError(ConnectError):
+    """The server refused the API key (HTTP 401 or 403 at the handshake)."""
+
+
+class PaymentRequiredError(ConnectError):
+    """The account has no credits left (HTTP 402 at the handshake)."""
+
+
+class RateLimitError(ConnectError):
+    """Too many concurrent connections (HTTP 429 at the handshake)."""
+
+
+class ConnectionLostError(ConnectError):
+    """The connection dropped before the session ended.
+
+    :param close_code: the WebSocket close code, if the server sent one.
+    :param close_reason: the close reason, if the server sent one.
+    """
+
+    def __init__(self, message: str, *, close_code: Optional[int] = None, close_reason: str = "") -> None:
+        super().__init__(message)
+        self.close_code = close_code
+        self.close_reason = close_reason
+
+
+class ServerError(CartesiaSyncError):
+    """The server sent an ``error`` message; the session cannot go on.
+
+    The fields follow every error shape the API has used (see the wire
+    reference): ``message`` or ``error`` for the text, ``status_code`` or
+    ``code`` for the status.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: Optional[int] = None,
+        error_code: Optional[str] = None,
+        title: Optional[str] = None,
+        request_id: Optional[str] = None,
+        doc_url: Optional[str] = None,
+        raw: Optional[Mapping[str, Any]] = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status_code = status_code
+        self.error_code = error_code
+        self.title = title
+        self.request_id = request_id
+        self.doc_url = doc_url
+        self.raw = dict(raw) if raw is not None else {}
+
+    def __str__(self) -> str:
+        parts = []
+        if self.status_code is not None:
+            parts.append(str(self.status_code))
+        if self.error_code:
+            parts.append(self.error_code)
+        prefix = f"server error ({' '.join(parts)})" if parts else "server error"
+        title = f"{self.title}: " if self.title and self.title not in self.message else ""
+        return f"{prefix}: {title}{self.message}"
+
+
+class ProtocolError(CartesiaSyncError):
+    """A server message could not be understood (bad JSON, binary frame, missing fields).
+
+    :param raw: the offending frame, shortened to at most 200 characters.
+    """
+
+    def __init__(self, message: str, *, raw: Any = None) -> None:
+        super().__init__(message)
+        self.raw = raw
+
+
+class StreamTimeout(CartesiaSyncError):
+    """The server did not answer in time, or the send buffer stayed full too long."""
+
+
+class SessionClosedError(CartesiaSyncError):
+    """The session was used after it was closed or after it failed."""
+
+
+class AudioFormatError(CartesiaSyncError, ValueError):
+    """Audio that cannot be converted to the session's format.
+
+    The message says what was found and what was expected.
+    """
+
+
+class PluginError(CartesiaSyncError):
+    """A plugin's hook implementation raised; the original is in ``__cause__``.
+
+    :param hook_name: the hook that was being called.
+    :param plugin_name: the name the failing plugin is registered under.
+    """
+
+    def __init__(self, hook_name: str, plugin_name: Optional[str] = None, detail: str = "") -> None:
+        who = f"plugin {plugin_name!r}" if plugin_name else "a plugin"
+        text = f"{who} raised in {hook_name}"
+        if detail:
+            text += f": {detail}"
+        super().__init__(text)
+        self.hook_name = hook_name
+        self.plugin_name = plugin_name

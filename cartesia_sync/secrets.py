@@ -1,0 +1,57 @@
+"""The API key wrapper: a string that never shows itself in a repr, log or message."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+__all__ = ["ApiKey", "redact"]
+
+_MASK = "***"
+
+
+class ApiKey:
+    """Holds an API key so that printing, logging or formatting it shows only ``***``.
+
+    The raw value is reachable through :meth:`reveal`, which the library calls in
+    exactly one place: when it writes the authentication header (or, when the
+    caller asked for query authentication, the handshake URL).
+    """
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        if not isinstance(value, str):
+            raise TypeError(f"the API key must be a string, not {type(value).__name__}")
+        self._value = value
+
+    def reveal(self) -> str:
+        """Return the raw key; for building the handshake only."""
+        return self._value
+
+    def __repr__(self) -> str:
+        return f"ApiKey({_MASK})"
+
+    def __str__(self) -> str:
+        return _MASK
+
+    def __format__(self, spec: str) -> str:
+        return _MASK
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ApiKey) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(("ApiKey", self._value))
+
+    def __reduce__(self) -> object:
+        raise TypeError("ApiKey cannot be pickled: it would write the key out")
+
+
+def redact(text: str, key: Optional[ApiKey]) -> str:
+    """Replace every occurrence of the key's raw value in ``text`` with ``***``."""
+    if key is None:
+        return text
+    raw = key.reveal()
+    if not raw:
+        return text
+    return text.replace(raw, _MASK)
