@@ -26,12 +26,10 @@ from typing import TYPE_CHECKING, Any, Deque, List, Optional, Tuple, Union
 
 import websocket
 
-from .audio import AudioConverter
-from .audio_files import AudioFileInfo, open_audio_file
+from .audio_files import AudioFileInfo
 from .audio_queue import AudioQueue, Command
-from .config import ENCODINGS, ConnectionSettings, SessionOptions
+from .config import ConnectionSettings, SessionOptions
 from .errors import (
-    AudioFormatError,
     CartesiaSyncError,
     ConnectionLostError,
     PluginError,
@@ -39,6 +37,7 @@ from .errors import (
     SessionClosedError,
     StreamTimeout,
 )
+from .intake import AudioIntake
 from .events import Done, Event, FlushDone, ServerErrorEvent, Transcript, UnknownMessage, Word
 from .plugin_manager import HookDispatcher
 from .receiver import Receiver
@@ -59,9 +58,6 @@ _session_numbers = itertools.count(1)
 
 #: Silence byte patterns per encoding, for keepalive frames.
 _SILENCE_BYTE = {"pcm_mulaw": b"\xff", "pcm_alaw": b"\xd5"}
-
-#: Block size when reading files, in seconds of source audio.
-_FILE_BLOCK_SECONDS = 1.0
 
 
 class SessionState(enum.Enum):
@@ -102,21 +98,16 @@ class Session:
         self.number = next(_session_numbers)
         self.started_at = time.time()
         self._ws = ws
-        self._bytes_per_sample = ENCODINGS[settings.encoding]
         self._bytes_per_second = settings.bytes_per_second
-        samples_per_frame = max(1, round(options.frame_duration * settings.sample_rate))
-        self._frame_bytes = samples_per_frame * self._bytes_per_sample
         self._stats = StatsCounter(self._bytes_per_second)
         self._stats.set("connect_seconds", connect_seconds)
         self._transcript = TranscriptAccumulator()
-        self._converter = AudioConverter(settings.sample_rate)
-        self._pending_audio = bytearray()
         self._queue = AudioQueue(round(options.max_buffer_seconds * self._bytes_per_second), options.buffer_policy)
+        self._intake = AudioIntake(settings, options, self._queue, self._stats, self._audio_dropped)
         self._dispatcher = HookDispatcher(plugin_manager, self, self._record_error, self._scrub)
 
         self._state = SessionState.OPEN
         self._state_lock = threading.Lock()
-        self._input_lock = threading.Lock()
         self._closed_event = threading.Event()
         self._errors: List[CartesiaSyncError] = []
         self._pending_error: Optional[CartesiaSyncError] = None
@@ -130,7 +121,7 @@ class Session:
         self._expect_close = False
         self.request_id: Optional[str] = None
 
-        keepalive = _SILENCE_BYTE.get(settings.encoding, b"\x00") * self._frame_bytes
+        keepalive = _SILENCE_BYTE.get(settings.encoding, b"\x00") * self._intake.frame_bytes
         self._sender = Sender(
             ws, self._queue, self._stats,
             bytes_per_second=self._bytes_per_second, speed=speed,
@@ -222,8 +213,10 @@ class Session:
         :raises CartesiaSyncError: the error that ended the session in the background.
         """
         self._check_sendable()
-        with self._acquire_input():
-            self._queue_pcm(self._convert(audio, sample_rate, channels))
+        try:
+            self._intake.add(audio, sample_rate, channels)
+        except SessionClosedError:
+            raise self._closed_error() from None
 
     def send_file(self, path: Union[str, "os.PathLike[str]"]) -> AudioFileInfo:
         """Decode an audio file, convert it to the session's format, and queue all of it.
@@ -239,19 +232,10 @@ class Session:
         :raises FileNotFoundError: there is no such file.
         """
         self._check_sendable()
-        if self.settings.encoding != "pcm_s16le":
-            raise AudioFormatError(
-                f"send_file() converts audio to pcm_s16le, but this session's encoding is {self.settings.encoding}; "
-                "connect with encoding='pcm_s16le' or send raw bytes in your encoding with send()"
-            )
-        with open_audio_file(path) as reader:
-            info = reader.info
-            block = max(1, round(info.sample_rate * _FILE_BLOCK_SECONDS))
-            for samples in reader.blocks(block):
-                self._check_sendable()
-                with self._acquire_input():
-                    self._queue_pcm(self._convert(samples, info.sample_rate, None))
-        return info
+        try:
+            return self._intake.add_file(path, self._check_sendable)
+        except SessionClosedError:
+            raise self._closed_error() from None
 
     def finalize(self, timeout: Optional[float] = None) -> FlushDone:
         """Ask the server to transcribe everything sent so far, and wait for it.
@@ -273,14 +257,12 @@ class Session:
         self._raise_pending(fatal_only=False)
         ticket = _FlushTicket()
         command = Command("finalize")
-        with self._acquire_input():
-            self._flush_converter()
-            self._tickets.append(ticket)
-            try:
-                self._queue.put_command(command)
-            except SessionClosedError:
+        try:
+            self._intake.add_command(command, on_queued=lambda: self._tickets.append(ticket))
+        except SessionClosedError:
+            if ticket in self._tickets:
                 self._tickets.remove(ticket)
-                raise self._closed_error() from None
+            raise self._closed_error() from None
         self._wait_sent(command, timeout, "finalize")
         self._wait_any(ticket.answered, timeout)
         self._raise_pending(fatal_only=False)
@@ -331,61 +313,8 @@ class Session:
 
     # -- internals: input ---------------------------------------------------
 
-    def _convert(self, audio: Any, sample_rate: Optional[int], channels: Optional[int]) -> bytes:
-        """Turn caller audio into wire bytes. Caller holds the input lock (the resampler keeps state)."""
-        if self.settings.encoding == "pcm_s16le":
-            return self._converter.convert(audio, sample_rate=sample_rate, channels=channels)
-        if not isinstance(audio, (bytes, bytearray, memoryview)) or sample_rate not in (None, self.settings.sample_rate) \
-                or channels not in (None, 1):
-            raise AudioFormatError(
-                f"this session's encoding is {self.settings.encoding}: pass mono bytes in that encoding at "
-                f"{self.settings.sample_rate} Hz, or connect with encoding='pcm_s16le' to send arrays, other rates and files"
-            )
-        data = bytes(audio)
-        if len(data) % self._bytes_per_sample:
-            raise AudioFormatError(
-                f"got {len(data)} bytes, which is not a whole number of {self.settings.encoding} samples "
-                f"({self._bytes_per_sample} bytes each)"
-            )
-        return data
-
-    def _queue_pcm(self, pcm: bytes) -> None:
-        """Cut wire audio into frames and queue the whole ones. Caller holds the input lock."""
-        if not pcm:
-            return
-        self._pending_audio += pcm
-        self._stats.add("audio_queued", len(pcm))
-        queued = 0
-        try:
-            while len(self._pending_audio) - queued >= self._frame_bytes:
-                self._put_frame(bytes(self._pending_audio[queued:queued + self._frame_bytes]))
-                queued += self._frame_bytes
-        finally:  # on StreamTimeout the rest stays buffered and goes out with the next send
-            del self._pending_audio[:queued]
-
-    def _flush_converter(self) -> None:
-        """Queue the resampler's tail and the last partial frame. Caller holds the input lock."""
-        if self.settings.encoding == "pcm_s16le":
-            tail = self._converter.flush()
-            if tail:
-                self._pending_audio += tail
-                self._stats.add("audio_queued", len(tail))
-        while self._pending_audio:
-            frame = bytes(self._pending_audio[:self._frame_bytes])
-            del self._pending_audio[:self._frame_bytes]
-            self._put_frame(frame)
-
-    def _put_frame(self, frame: bytes) -> None:
-        try:
-            dropped = self._queue.put_audio(frame, self.options.send_timeout)
-        except SessionClosedError:
-            raise self._closed_error() from None
-        if dropped:
-            self._stats.add("audio_dropped", dropped)
-            logger.warning("send buffer full: dropped %.3f s of the oldest audio", dropped / self._bytes_per_second)
-
-    def _acquire_input(self) -> "_TimedLock":
-        return _TimedLock(self._input_lock, self.options.send_timeout + 1.0)
+    def _audio_dropped(self, nbytes: int) -> None:
+        logger.warning("send buffer full: dropped %.3f s of the oldest audio", nbytes / self._bytes_per_second)
 
     def _check_sendable(self) -> None:
         self._raise_pending(fatal_only=True)
@@ -420,11 +349,9 @@ class Session:
 
     def _drain(self, timeout: float) -> None:
         command = Command(self.settings.end_command)
+        self._end_command = command
         try:
-            with self._acquire_input():
-                self._flush_converter()
-                self._end_command = command
-                self._queue.put_command(command)
+            self._intake.add_command(command)
         except SessionClosedError:
             return  # the session failed meanwhile; the failure is raised by close()
         self._wait_sent(command, timeout, self.settings.end_command)
@@ -620,20 +547,3 @@ class Session:
             f"<Session #{self.number} {self._state.value} url={self.settings.display_url!r} "
             f"sent={self.audio_sent:.1f}s finals={self._stats.get('final_transcripts'):.0f}>"
         )
-
-
-class _TimedLock:
-    """Context manager taking a lock with a timeout, raising :class:`StreamTimeout` on expiry."""
-
-    def __init__(self, lock: threading.Lock, timeout: float) -> None:
-        self._lock = lock
-        self._timeout = timeout
-
-    def __enter__(self) -> None:
-        if not self._lock.acquire(timeout=self._timeout):
-            raise StreamTimeout(
-                f"waited {self._timeout:g} s for another thread's send() to finish; the connection is stalled"
-            )
-
-    def __exit__(self, *exc: Any) -> None:
-        self._lock.release()

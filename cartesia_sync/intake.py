@@ -1,0 +1,160 @@
+"""Audio intake: caller audio in, fixed-size wire frames out, queued in order from any thread.
+
+The intake owns the conversion state (the resampler) and the partial frame
+that is waiting for more samples, so it serialises callers with one lock: audio
+and commands reach the queue in the order the calls were made.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Any, Callable, Optional, Union
+
+from .audio import AudioConverter
+from .audio_files import AudioFileInfo, open_audio_file
+from .audio_queue import AudioQueue, Command
+from .config import ENCODINGS, ConnectionSettings, SessionOptions
+from .errors import AudioFormatError, StreamTimeout
+from .stats import StatsCounter
+
+__all__ = ["AudioIntake"]
+
+#: Block size when reading files, in seconds of source audio.
+_FILE_BLOCK_SECONDS = 1.0
+
+
+class AudioIntake:
+    """Converts, re-chunks and queues one session's audio.
+
+    :param settings: the connection's encoding and rate.
+    :param options: frame duration and send timeout.
+    :param queue: where frames and commands go.
+    :param stats: counters to update (``audio_queued``, ``audio_dropped``).
+    :param on_drop: called with the number of bytes the ``drop_oldest`` policy discarded.
+    """
+
+    def __init__(self, settings: ConnectionSettings, options: SessionOptions, queue: AudioQueue,
+                 stats: StatsCounter, on_drop: Callable[[int], None]) -> None:
+        self._settings = settings
+        self._send_timeout = options.send_timeout
+        self._bytes_per_sample = ENCODINGS[settings.encoding]
+        samples_per_frame = max(1, round(options.frame_duration * settings.sample_rate))
+        self.frame_bytes = samples_per_frame * self._bytes_per_sample
+        self._queue = queue
+        self._stats = stats
+        self._on_drop = on_drop
+        self._converter = AudioConverter(settings.sample_rate)
+        self._pending = bytearray()
+        self._lock = threading.Lock()
+
+    @property
+    def converts(self) -> bool:
+        """True when arrays, other rates and files are converted (s16le sessions)."""
+        return self._settings.encoding == "pcm_s16le"
+
+    def add(self, audio: Any, sample_rate: Optional[int], channels: Optional[int]) -> None:
+        """Convert ``audio`` and queue every whole frame; the rest waits for more.
+
+        :raises AudioFormatError: the audio cannot be converted; nothing was queued.
+        :raises StreamTimeout: the queue stayed full; what was not queued stays
+            buffered here and goes out with the next call.
+        :raises SessionClosedError: the queue was closed.
+        """
+        with self._locked():
+            self._queue_wire_bytes(self._convert(audio, sample_rate, channels))
+
+    def add_file(self, path: Union[str, "os.PathLike[str]"], check: Callable[[], None]) -> AudioFileInfo:
+        """Decode a file block by block and queue it; ``check()`` runs before each block.
+
+        :raises AudioFormatError: the file cannot be decoded, or this session
+            does not convert audio; nothing was queued when the header is bad.
+        """
+        if not self.converts:
+            raise AudioFormatError(
+                f"send_file() converts audio to pcm_s16le, but this session's encoding is "
+                f"{self._settings.encoding}; connect with encoding='pcm_s16le' or send raw bytes with send()"
+            )
+        with open_audio_file(path) as reader:
+            info = reader.info
+            for samples in reader.blocks(max(1, round(info.sample_rate * _FILE_BLOCK_SECONDS))):
+                check()
+                self.add(samples, info.sample_rate, None)
+        return info
+
+    def add_command(self, command: Command, on_queued: Optional[Callable[[], None]] = None) -> None:
+        """Queue the resampler's tail, the last partial frame, then ``command``.
+
+        :param on_queued: called under the intake's lock right before the
+            command is queued, so bookkeeping keeps the command order.
+        """
+        with self._locked():
+            if self.converts:
+                self._queue_wire_bytes(self._converter.flush())
+            while self._pending:
+                frame = bytes(self._pending[:self.frame_bytes])
+                self._put_frame(frame)
+                del self._pending[:len(frame)]
+            if on_queued is not None:
+                on_queued()
+            self._queue.put_command(command)
+
+    # -- internals -----------------------------------------------------------
+
+    def _locked(self) -> "_TimedLock":
+        return _TimedLock(self._lock, self._send_timeout + 1.0)
+
+    def _convert(self, audio: Any, sample_rate: Optional[int], channels: Optional[int]) -> bytes:
+        if self.converts:
+            return self._converter.convert(audio, sample_rate=sample_rate, channels=channels)
+        encoding = self._settings.encoding
+        if not isinstance(audio, (bytes, bytearray, memoryview)) or sample_rate not in (None, self._settings.sample_rate) \
+                or channels not in (None, 1):
+            raise AudioFormatError(
+                f"this session's encoding is {encoding}: pass mono bytes in that encoding at "
+                f"{self._settings.sample_rate} Hz, or connect with encoding='pcm_s16le' to send arrays, other rates "
+                "and files"
+            )
+        data = bytes(audio)
+        if len(data) % self._bytes_per_sample:
+            raise AudioFormatError(
+                f"got {len(data)} bytes, which is not a whole number of {encoding} samples "
+                f"({self._bytes_per_sample} bytes each); expected whole samples"
+            )
+        return data
+
+    def _queue_wire_bytes(self, data: bytes) -> None:
+        if not data:
+            return
+        self._pending += data
+        self._stats.add("audio_queued", len(data))
+        queued = 0
+        try:
+            while len(self._pending) - queued >= self.frame_bytes:
+                self._put_frame(bytes(self._pending[queued:queued + self.frame_bytes]))
+                queued += self.frame_bytes
+        finally:  # on StreamTimeout the rest stays buffered and goes out with the next call
+            del self._pending[:queued]
+
+    def _put_frame(self, frame: bytes) -> None:
+        dropped = self._queue.put_audio(frame, self._send_timeout)
+        if dropped:
+            self._stats.add("audio_dropped", dropped)
+            self._on_drop(dropped)
+
+
+class _TimedLock:
+    """Takes a lock with a timeout, raising :class:`StreamTimeout` on expiry."""
+
+    def __init__(self, lock: threading.Lock, timeout: float) -> None:
+        self._lock = lock
+        self._timeout = timeout
+
+    def __enter__(self) -> None:
+        if not self._lock.acquire(timeout=self._timeout):
+            raise StreamTimeout(
+                f"waited {self._timeout:g} s for another thread's send() to finish; the connection is stalled"
+            )
+
+    def __exit__(self, *exc: Any) -> None:
+        self._lock.release()
