@@ -1,0 +1,141 @@
+"""The command line, run as a real subprocess against the scripted server."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+import soundfile
+
+from scripted_server import Script
+
+
+def run_cli(*args: str, env_extra=None, timeout: float = 60) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CARTESIA")}
+    env.update(env_extra or {})
+    return subprocess.run([sys.executable, "-m", "cartesia_sync", *args], capture_output=True, text=True,
+                          timeout=timeout, env=env)
+
+
+@pytest.fixture
+def wav(tmp_path):
+    path = tmp_path / "speech.wav"
+    soundfile.write(path, np.zeros(16000, dtype=np.int16), 16000)
+    return str(path)
+
+
+def test_transcribe_prints_the_text(server, wav):
+    result = run_cli("transcribe", wav, "--url", server.url)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "seg1:32000b\n"
+
+
+def test_transcribe_json(server, wav):
+    result = run_cli("transcribe", wav, "--url", server.url, "--json")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["text"] == " seg1:32000b"
+    assert data["words"] == [{"word": "seg1:32000b", "start": 0.0, "end": 1.0}]
+    assert data["audio_seconds"] == 1.0
+
+
+def test_transcribe_several_files(server, wav):
+    result = run_cli("transcribe", wav, wav, "--url", server.url)
+    assert result.stdout.splitlines() == ["seg1:32000b", "seg1:32000b"]
+
+
+def test_url_from_the_environment(server, wav):
+    result = run_cli("transcribe", wav, env_extra={"CARTESIA_STT_URL": server.url})
+    assert result.returncode == 0, result.stderr
+
+
+def test_usage_errors_exit_2():
+    assert run_cli().returncode == 2
+    assert run_cli("transcribe").returncode == 2
+    assert run_cli("frobnicate").returncode == 2
+
+
+def test_no_key_and_no_url_is_a_usage_error(wav):
+    result = run_cli("transcribe", wav)
+    assert result.returncode == 2
+    assert "CARTESIA_API_KEY" in result.stderr
+
+
+@pytest.mark.parametrize("script", [Script(reject=(401, '{"error":"Invalid API key"}'))])
+def test_failures_exit_1_with_one_line(server, wav):
+    result = run_cli("transcribe", wav, "--url", server.url)
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("cartesia-sync: error: handshake refused with HTTP 401")
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("script", [Script(reject=(401, "no"))])
+def test_debug_shows_the_traceback(server, wav):
+    result = run_cli("--debug", "transcribe", wav, "--url", server.url)
+    assert result.returncode == 1 and "Traceback" in result.stderr
+
+
+def test_missing_file_exits_1(server, tmp_path):
+    result = run_cli("transcribe", str(tmp_path / "nope.wav"), "--url", server.url)
+    assert result.returncode == 1
+    assert "No such file" in result.stderr and "nope.wav" in result.stderr
+
+
+def test_bad_audio_exits_1(server, tmp_path):
+    path = tmp_path / "notes.txt"
+    path.write_text("not audio " * 50)
+    result = run_cli("transcribe", str(path), "--url", server.url)
+    assert result.returncode == 1 and "could not read" in result.stderr
+
+
+def test_plugins_lists_json():
+    result = run_cli("plugins")
+    assert result.returncode == 0, result.stderr
+    assert isinstance(json.loads(result.stdout), list)
+
+
+def test_python_dash_m_and_console_script_agree():
+    import shutil
+
+    script = shutil.which("cartesia-sync", path=os.path.dirname(sys.executable))
+    assert script, "the console script is installed next to the interpreter"
+    out = subprocess.run([script, "--version"], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0 and out.stdout.startswith("cartesia-sync ")
+
+
+@pytest.mark.parametrize("script", [Script(answer_finalize=False)])
+def test_ctrl_c_in_a_script_stops_cleanly(server, tmp_path):
+    program = tmp_path / "script.py"
+    program.write_text(textwrap.dedent(f"""
+        import sys, threading, numpy as np, cartesia_sync
+        client = cartesia_sync.Client(url={server.url!r}, load_entrypoints=False)
+        try:
+            with client.connect() as session:
+                session.send(np.zeros(1600, dtype=np.int16))
+                print("waiting", flush=True)
+                session.finalize(timeout=60)  # the server never answers: only Ctrl-C ends this
+        except KeyboardInterrupt:
+            left = [t.name for t in threading.enumerate() if t.name.startswith("cartesia-sync-")]
+            print("interrupted", session.state.value, left, flush=True)
+            sys.exit(3)
+    """))
+    proc = subprocess.Popen([sys.executable, str(program)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "waiting"
+        time.sleep(0.2)
+        started = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=20)
+    finally:
+        proc.kill()
+    assert time.monotonic() - started < 10
+    assert proc.returncode == 3, err
+    assert out.strip() == "interrupted closed []"
