@@ -82,6 +82,8 @@ class ConnectionSettings:
 
     def _check(self) -> None:
         parts = urlsplit(self.url)
+        if parts.username is not None or parts.password is not None:
+            raise ConfigurationError("the URL must not carry a user name or password; pass api_key= instead")
         if parts.scheme not in ("ws", "wss"):
             raise ConfigurationError(
                 f"the URL scheme must be ws:// or wss://, got {parts.scheme + '://' if parts.scheme else 'none'} "
@@ -89,8 +91,6 @@ class ConnectionSettings:
             )
         if not parts.hostname:
             raise ConfigurationError(f"the URL {self.display_url!r} has no host")
-        if parts.username is not None or parts.password is not None:
-            raise ConfigurationError("the URL must not carry a user name or password; pass api_key= instead")
         try:
             parts.port
         except ValueError as exc:
@@ -121,7 +121,9 @@ class ConnectionSettings:
             raise ConfigurationError(f"auth must be one of {AUTH_MODES}, got {self.auth!r}")
         if self.end_command not in END_COMMANDS:
             raise ConfigurationError(f"end_command must be one of {END_COMMANDS}, got {self.end_command!r}")
-        if not (isinstance(self.connect_timeout, (int, float)) and self.connect_timeout > 0):
+        timeout = self.connect_timeout
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not math.isfinite(timeout) \
+                or timeout <= 0:
             raise ConfigurationError(f"connect_timeout must be a positive number of seconds, got {self.connect_timeout!r}")
         if self.ca_certs is not None and not os.path.exists(self.ca_certs):
             raise ConfigurationError(f"ca_certs file {self.ca_certs!r} does not exist")
@@ -158,12 +160,21 @@ class ConnectionSettings:
             query.append(("keyterm", term))
         if self.auth == "query" and self.api_key is not None:
             query.append(("cartesia_version", self.cartesia_version))
-            query.append(("api_key", self.api_key.reveal() if with_key else "***"))
+            if with_key:
+                query.append(("api_key", self.api_key.reveal()))
         return query
 
-    def _with_query(self, query: list) -> str:
+    def _with_query(self, query: list, suffix: str = "") -> str:
         parts = urlsplit(self.url)
-        return urlunsplit((parts.scheme, parts.netloc, parts.path or "/", urlencode(query, quote_via=_quote), ""))
+        host = parts.hostname or ""
+        if ":" in host:
+            host = f"[{host}]"
+        try:
+            port = parts.port
+        except ValueError:
+            port = None
+        netloc = f"{host}:{port}" if port is not None else host
+        return urlunsplit((parts.scheme, netloc, parts.path or "/", urlencode(query, quote_via=_quote) + suffix, ""))
 
     def handshake_url(self) -> str:
         """The URL to open. Carries the key only when ``auth="query"`` was chosen."""
@@ -171,12 +182,12 @@ class ConnectionSettings:
 
     @property
     def display_url(self) -> str:
-        """The handshake URL with any key masked: safe for logs and messages."""
+        """The handshake URL with any key masked and no credentials: safe for logs and messages."""
+        masked = "&api_key=***" if self.auth == "query" and self.api_key is not None else ""
         try:
-            return self._with_query(self._query(with_key=False))
-        except Exception:  # during validation the URL itself may be unusable
-            parts = urlsplit(self.url)
-            return urlunsplit((parts.scheme, parts.hostname or "", parts.path, "", ""))
+            return self._with_query(self._query(with_key=False), masked)
+        except Exception:  # during validation a setting may be unusable; show the bare endpoint
+            return self._with_query([])
 
     def handshake_headers(self) -> Dict[str, str]:
         """The headers to send with the handshake, the key among them."""

@@ -11,6 +11,7 @@ import logging
 import socket
 import ssl
 from typing import Optional, Type
+from urllib.parse import urlsplit
 
 import websocket
 
@@ -55,32 +56,28 @@ def open_websocket(settings: ConnectionSettings) -> websocket.WebSocket:
     if settings.ca_certs:
         sslopt["ca_certs"] = settings.ca_certs
     ws = websocket.WebSocket(sslopt=sslopt, enable_multithread=True, skip_utf8_validation=True)
-    where = settings.display_url
+    options = {}
+    error: Optional[ConnectError] = None
     try:
+        if settings.is_loopback and settings.url.startswith("ws://"):
+            # Open the socket ourselves: a proxy from the environment ($http_proxy) must never
+            # carry a plaintext handshake, which holds the key.
+            options["socket"] = socket.create_connection(
+                (settings.host, urlsplit(settings.url).port or 80), timeout=settings.connect_timeout
+            )
         ws.connect(
             settings.handshake_url(),
             header=settings.handshake_headers(),
             timeout=settings.connect_timeout,
             suppress_origin=True,
             redirect_limit=0,
+            **options,
         )
-    except websocket.WebSocketBadStatusException as exc:
-        raise _status_error(exc, settings) from None
-    except websocket.WebSocketTimeoutException:
-        raise ConnectError(
-            f"timed out after {settings.connect_timeout:g} s connecting to {where}; "
-            "check the URL and the network, or raise connect_timeout"
-        ) from None
-    except websocket.WebSocketAddressException as exc:
-        raise ConnectError(f"cannot resolve the host of {where}: {exc}; check the URL") from None
-    except ssl.SSLCertVerificationError as exc:
-        raise ConnectError(
-            f"TLS certificate verification failed for {where}: {exc.verify_message or exc}; "
-            "pass ca_certs= with the CA bundle that signed the server's certificate"
-        ) from None
-    except (ssl.SSLError, socket.timeout, OSError, websocket.WebSocketException) as exc:
-        message = redact(str(exc), settings.api_key) or type(exc).__name__
-        raise ConnectError(f"cannot connect to {where}: {message}") from None
+    except (websocket.WebSocketException, OSError, ValueError) as exc:
+        # translated here, raised below outside this block, so no __context__ keeps the raw text
+        error = _translate(exc, ws, settings)
+    if error is not None:
+        raise error
     ws.settimeout(None)
     sock = ws.sock
     if sock is not None:
@@ -91,11 +88,37 @@ def open_websocket(settings: ConnectionSettings) -> websocket.WebSocket:
     return ws
 
 
-def _status_error(exc: websocket.WebSocketBadStatusException, settings: ConnectionSettings) -> ConnectError:
-    status = int(exc.status_code)
+def _translate(exc: Exception, ws: websocket.WebSocket, settings: ConnectionSettings) -> ConnectError:
+    """Turn a failure of websocket-client's connect into our error, with the key scrubbed."""
+    where = settings.display_url
+    if isinstance(exc, websocket.WebSocketBadStatusException):
+        return _status_error(int(exc.status_code), exc.status_message, exc.resp_body, settings)
+    response = getattr(ws, "handshake_response", None)
+    if response is not None and 300 <= int(response.status) < 400:
+        location = (response.headers or {}).get("location", "")
+        body = f"Location: {location}" if location else None
+        return _status_error(int(response.status), None, body.encode() if body else None, settings)
+    if isinstance(exc, websocket.WebSocketTimeoutException) or isinstance(exc, socket.timeout):
+        return ConnectError(
+            f"timed out after {settings.connect_timeout:g} s connecting to {where}; "
+            "check the URL and the network, or raise connect_timeout"
+        )
+    if isinstance(exc, websocket.WebSocketAddressException):
+        return ConnectError(f"cannot resolve the host of {where}: {redact(str(exc), settings.api_key)}; check the URL")
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return ConnectError(
+            f"TLS certificate verification failed for {where}: {exc.verify_message or exc}; "
+            "pass ca_certs= with the CA bundle that signed the server's certificate"
+        )
+    message = redact(str(exc), settings.api_key) or type(exc).__name__
+    return ConnectError(f"cannot connect to {where}: {message}")
+
+
+def _status_error(status: int, status_message: Optional[str], resp_body: Optional[bytes],
+                  settings: ConnectionSettings) -> ConnectError:
     body = ""
-    if exc.resp_body:
-        raw = exc.resp_body if isinstance(exc.resp_body, bytes) else str(exc.resp_body).encode()
+    if resp_body:
+        raw = resp_body if isinstance(resp_body, bytes) else str(resp_body).encode()
         body = redact(raw[:_BODY_LIMIT].decode("utf-8", errors="replace"), settings.api_key).strip()
     cls: Type[ConnectError]
     if status in _STATUS_ERRORS:
@@ -106,7 +129,7 @@ def _status_error(exc: websocket.WebSocketBadStatusException, settings: Connecti
         cls, advice = ConnectError, "the server failed; try again later"
     else:
         cls, advice = ConnectError, "check the URL and the query parameters"
-    reason = f" {exc.status_message}" if exc.status_message else ""
+    reason = f" {status_message}" if status_message else ""
     detail = f": {body}" if body else ""
     message = f"handshake refused with HTTP {status}{reason} by {settings.display_url}{detail}; {advice}"
     return cls(message, status_code=status, body=body or None)
