@@ -1,4 +1,4 @@
-"""The ``cartesia-sync`` command line: argument parsing and output only, no business logic.
+"""The ``cartesia-sync`` command line: argument parsing and output only.
 
 Exit codes: 0 success, 1 failure (one line on stderr; ``--debug`` adds the
 traceback), 2 usage error, 130 interrupted by Ctrl-C.
@@ -7,27 +7,30 @@ traceback), 2 usage error, 130 interrupted by Ctrl-C.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
 import sys
-from typing import List, Optional, Sequence
+from typing import Any, Iterator, List, Optional, Sequence
 
 from . import __version__
 from .client import API_KEY_ENV, URL_ENV, Client
 from .errors import CartesiaSyncError
-from .transcribe import transcribe
+from .progress import ProgressLine
 
-__all__ = ["main", "build_parser"]
+__all__ = ["main", "build_parser", "EXIT_OK", "EXIT_FAILURE", "EXIT_USAGE", "EXIT_INTERRUPTED"]
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+SERVER_KEY_ENV = "CARTESIA_SYNC_SERVER_KEY"
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every sub-command."""
     parser = argparse.ArgumentParser(
         prog="cartesia-sync",
-        description="Streaming speech-to-text with Cartesia, from plain scripts and threaded programs.",
+        description="Streaming speech-to-text with Cartesia, from plain scripts and threaded programs. "
+        "With no API key and no URL, audio is transcribed by an embedded local server.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("--debug", action="store_true", help="log to stderr at DEBUG and show tracebacks")
@@ -36,9 +39,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("transcribe", help="transcribe audio files; final text on stdout")
     run.add_argument("files", nargs="+", metavar="FILE", help="WAV, FLAC, OGG, MP3 or AIFF files")
-    run.add_argument("--url", help=f"endpoint (default ${URL_ENV} or the hosted API); the key comes from ${API_KEY_ENV}")
+    run.add_argument("--url", help=f"endpoint (default ${URL_ENV}, else the hosted API when ${API_KEY_ENV} is set, "
+                                   "else the embedded local server)")
     run.add_argument("--model", default="ink-whisper", help="model id (default: %(default)s)")
     run.add_argument("--language", default="en", help="ISO-639-1 language (default: %(default)s)")
+    run.add_argument("--engine", default="pocketsphinx", help="engine of the embedded server (default: %(default)s)")
     pace = run.add_mutually_exclusive_group()
     pace.add_argument("--realtime", dest="realtime", action="store_const", const=True, default=None,
                       help="pace audio at 1x (default for remote servers)")
@@ -47,6 +52,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--json", action="store_true", help="print text, words and timings as JSON")
     run.add_argument("--no-plugins", action="store_true", help="do not load installed plugins")
     run.set_defaults(handler=_transcribe)
+
+    serve = commands.add_parser("serve", help="run the local Cartesia-compatible server until Ctrl-C")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
+    serve.add_argument("--port", type=int, default=8765, help="port (default: %(default)s; 0 picks a free one)")
+    serve.add_argument("--api-key", help=f"require this key (default ${SERVER_KEY_ENV}; none: no key needed)")
+    serve.add_argument("--engine", default="pocketsphinx", help="speech engine (default: %(default)s)")
+    serve.add_argument("--idle-timeout", type=float, default=20.0, help="close idle connections after this many s")
+    serve.add_argument("--allow-remote", action="store_true", help="allow binding a non-loopback address")
+    serve.set_defaults(handler=_serve)
 
     listing = commands.add_parser("plugins", help="list installed plugins, their versions and hooks, as JSON")
     listing.set_defaults(handler=_plugins)
@@ -81,33 +95,65 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(text.split())
 
 
-def _transcribe(args: argparse.Namespace) -> int:
+@contextlib.contextmanager
+def _endpoint(args: argparse.Namespace) -> Iterator[Optional[str]]:
+    """The URL to use: the one given, the hosted API (``None``), or an embedded server started here."""
     url = args.url or os.environ.get(URL_ENV)
-    if not url and not os.environ.get(API_KEY_ENV):
-        print(
-            f"cartesia-sync: error: no API key: set {API_KEY_ENV} for the hosted API, or pass --url to a local server",
-            file=sys.stderr,
-        )
-        return EXIT_USAGE
+    if url or os.environ.get(API_KEY_ENV):
+        yield url
+        return
+    from .local import LocalServer
+
+    with LocalServer(args.engine, load_entrypoints=not args.no_plugins) as server:
+        print(f"cartesia-sync: no {API_KEY_ENV} set: using the embedded local server ({args.engine}) at {server.url}",
+              file=sys.stderr, flush=True)
+        yield server.url
+
+
+def _transcribe(args: argparse.Namespace) -> int:
     results: List[dict] = []
-    for path in args.files:
-        result = transcribe(
-            path, realtime=args.realtime, url=url, model=args.model, language=args.language,
-            load_entrypoints=not args.no_plugins,
-        )
-        if args.json:
-            results.append({
-                "file": path,
-                "text": result.text,
-                "words": [{"word": w.word, "start": w.start, "end": w.end} for w in result.words],
-                "audio_seconds": round(result.audio_seconds, 3),
-                "wall_seconds": round(result.wall_seconds, 3),
-                "request_id": result.request_id,
-            })
-        else:
-            print(result.text.strip(), flush=True)
+    with _endpoint(args) as url:
+        for path in args.files:
+            progress = ProgressLine(sys.stderr, label=os.path.basename(path))
+            client = Client(url=url, model=args.model, language=args.language, plugins=[progress],
+                            load_entrypoints=not args.no_plugins)
+            with client.connect(realtime=args.realtime) as session:
+                progress.total = session.send_file(path).duration
+            progress.finish()
+            if args.json:
+                results.append(_result_json(path, session))
+            else:
+                print(session.text.strip(), flush=True)
     if args.json:
         print(json.dumps(results if len(results) > 1 else results[0], indent=2))
+    return EXIT_OK
+
+
+def _result_json(path: str, session: Any) -> dict:
+    stats = session.stats
+    return {
+        "file": path,
+        "text": session.text,
+        "words": [{"word": w.word, "start": w.start, "end": w.end} for w in session.words],
+        "audio_seconds": round(stats.audio_sent, 3),
+        "wall_seconds": round(stats.wall_seconds + stats.connect_seconds, 3),
+        "request_id": session.request_id,
+    }
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from .local import LocalServer
+
+    key = args.api_key or os.environ.get(SERVER_KEY_ENV) or None
+    server = LocalServer(args.engine, host=args.host, port=args.port, api_key=key, idle_timeout=args.idle_timeout,
+                         allow_remote=args.allow_remote)
+    server.start()
+    print(f"cartesia-sync: serving {server.url} (engine {args.engine}, "
+          f"{'key required' if key else 'no key needed'}); Ctrl-C stops", file=sys.stderr, flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        print("cartesia-sync: stopped", file=sys.stderr)
     return EXIT_OK
 
 

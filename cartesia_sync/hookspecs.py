@@ -14,7 +14,7 @@ logged with its traceback and reported through :func:`on_error` as a
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 import pluggy
 
@@ -149,6 +149,24 @@ def on_session_end(session: Session) -> None:
     Called exactly once per session, on the thread that called ``close()`` or
     ``abort()`` (or left the ``with`` block), after every other hook of the
     session. Close files here. Raising is reported through ``on_error``.
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def register_engines(register: Callable[..., None]) -> None:
+    """Offer speech engines to the local server.
+
+    :param register: call ``register(name, factory, description="")`` once per
+        engine; ``factory(**options)`` returns an object with the
+        ``cartesia_sync.local.Engine`` interface (``name``,
+        ``open_stream(options)``, ``close()``).
+
+    Called once per :class:`~cartesia_sync.local.LocalServer`, on the thread
+    that creates it, before it accepts connections. Import heavy modules inside
+    the factory, not here, so listing engines stays cheap. Two engines with the
+    same name are a configuration error.
 
     .. versionadded:: 0.1
     """

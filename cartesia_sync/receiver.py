@@ -17,7 +17,7 @@ import websocket
 from .errors import ProtocolError
 from .events import Event, parse_message
 from .stats import StatsCounter
-from .transport import close_frame_status
+from .transport import close_frame_status, shutdown_socket
 
 __all__ = ["Receiver", "MessageSink"]
 
@@ -61,6 +61,10 @@ class Receiver(threading.Thread):
         except Exception as exc:  # a bug in dispatch must not leave the session hanging
             logger.exception("the receiver thread failed")
             self._sink.handle_lost(f"the receiver thread failed: {type(exc).__name__}: {exc}")
+        finally:
+            # Nothing more can arrive after a close frame or the end of the stream: release the
+            # TCP connection now, as the peer expects once the close handshake is complete.
+            shutdown_socket(self._ws)
 
     def _loop(self) -> None:
         while True:

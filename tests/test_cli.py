@@ -62,10 +62,18 @@ def test_usage_errors_exit_2():
     assert run_cli("frobnicate").returncode == 2
 
 
-def test_no_key_and_no_url_is_a_usage_error(wav):
-    result = run_cli("transcribe", wav)
-    assert result.returncode == 2
-    assert "CARTESIA_API_KEY" in result.stderr
+def test_no_key_and_no_url_uses_the_embedded_server(wav):
+    result = run_cli("transcribe", wav, "--engine", "scripted")
+    assert result.returncode == 0, result.stderr
+    notice = result.stderr.strip().splitlines()
+    assert len(notice) == 1 and "embedded local server (scripted) at ws://127.0.0.1:" in notice[0]
+    assert result.stdout.startswith("seg1:32000b:")
+
+
+def test_unknown_embedded_engine_is_one_clear_line(wav):
+    result = run_cli("transcribe", wav, "--engine", "nope")
+    assert result.returncode == 1
+    assert result.stderr.strip() == "cartesia-sync: error: no engine named 'nope'; available: pocketsphinx, scripted"
 
 
 @pytest.mark.parametrize("script", [Script(reject=(401, '{"error":"Invalid API key"}'))])

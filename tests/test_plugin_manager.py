@@ -167,7 +167,9 @@ def test_every_hookspec_has_a_docstring_naming_its_thread():
     assert len(specs) >= 6
     for spec in specs:
         doc = ast.get_docstring(spec) or ""
-        assert "thread" in doc and ":param session:" in doc, spec.name
+        assert "thread" in doc and ":param" in doc and "versionadded" in doc, spec.name
+        if spec.name.startswith("on_"):
+            assert ":param session:" in doc, spec.name
 
 
 def test_public_api_names():
@@ -183,3 +185,24 @@ def test_public_api_names():
 
 def test_package_is_typed():
     assert (Path(cartesia_sync.__file__).parent / "py.typed").exists()
+
+
+def test_the_engine_example_in_the_plugin_guide_runs():
+    from cartesia_sync.local import LocalServer
+    from cartesia_sync.local.server import engine_registry
+
+    docs = (ROOT / "docs" / "plugins.md").read_text()
+    example = docs.split("### register_engines(register)", 1)[1].split("```python", 1)[1].split("```", 1)[0]
+    namespace: dict = {}
+    exec(compile(example, "docs/plugins.md", "exec"), namespace)
+    registry = engine_registry(load_entrypoints=False)
+    namespace["ShoutingPlugin"]().register_engines(registry.register)
+    engine = registry.create("shouting")
+    with LocalServer(engine, load_entrypoints=False) as server:
+        client = cartesia_sync.Client(url=server.url, load_entrypoints=False)
+        with client.connect() as session:
+            session.send(pcm(0.5))
+            session.finalize()
+            session.send(pcm(0.25))
+    assert session.text == " hello hello"
+    assert [(w.start, w.end) for w in session.words] == [(0.0, 0.5), (0.5, 0.75)]

@@ -1,0 +1,306 @@
+"""One connection to the local server: query validation, then the ``/stt/websocket`` conversation.
+
+The conversation follows the wire reference: binary frames are audio; the text
+``finalize`` is answered with the finals for everything received, then
+``flush_done``; ``done`` or ``close`` with the remaining finals, ``done`` and a
+clean close. Problems with the query are ``error`` messages with status 400 in
+the current structured format, after which the server closes the connection.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import socket
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any, Dict, FrozenSet, Iterable, List, Optional, Tuple
+from urllib.parse import parse_qsl, urlsplit
+
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.server import ServerConnection
+
+from .engine import ENGINE_SAMPLE_RATE, Engine, EngineStream, Recognition, StreamOptions
+from .recording import ConnectionRecord
+from .scenario import Scenario
+
+__all__ = ["ConversationConfig", "QueryError", "parse_query", "Conversation"]
+
+logger = logging.getLogger(__name__)
+
+SUPPORTED_ENCODINGS = ("pcm_s16le",)
+
+
+@dataclass(frozen=True)
+class ConversationConfig:
+    """Server-wide settings every connection uses."""
+
+    engine: Engine
+    models: FrozenSet[str]
+    idle_timeout: float
+    scenario: Scenario
+    record: bool
+
+
+class QueryError(Exception):
+    """A query parameter the server cannot serve; becomes a 400 ``error`` message."""
+
+    def __init__(self, error_code: str, title: str, message: str) -> None:
+        super().__init__(message)
+        self.error_code = error_code
+        self.title = title
+        self.message = message
+
+
+def parse_query(path: str, models: FrozenSet[str]) -> Tuple[StreamOptions, int]:
+    """Validate the handshake query and return the stream options and the sample rate.
+
+    :raises QueryError: a required parameter is missing or a value is not supported.
+    """
+    query = parse_qsl(urlsplit(path).query, keep_blank_values=True)
+    values: Dict[str, str] = {}
+    keyterms: List[str] = []
+    for name, value in query:
+        if name == "keyterm":
+            keyterms.append(value)
+        else:
+            values[name] = value
+    model = values.get("model")
+    if not model:
+        raise QueryError("model_required", "Missing model", "the model query parameter is required, e.g. model=ink-whisper")
+    if model not in models:
+        raise QueryError("model_not_found", "Invalid model",
+                         f"the model {model!r} is not valid; use one of: {', '.join(sorted(models))}")
+    encoding = values.get("encoding", "pcm_s16le")
+    if encoding not in SUPPORTED_ENCODINGS:
+        raise QueryError("invalid_encoding", "Unsupported encoding",
+                         f"the encoding {encoding!r} is not supported by this server; use pcm_s16le")
+    rate_text = values.get("sample_rate", str(ENGINE_SAMPLE_RATE))
+    try:
+        sample_rate = int(rate_text)
+    except ValueError:
+        sample_rate = 0
+    if not 8000 <= sample_rate <= 48000:
+        raise QueryError("invalid_sample_rate", "Unsupported sample rate",
+                         f"the sample_rate {rate_text!r} is not supported; use an integer from 8000 to 48000 (16000 recommended)")
+    options = StreamOptions(
+        model=model,
+        language=values.get("language") or "en",
+        min_volume=_optional_number(values, "min_volume", 0.0, 1.0),
+        max_silence_duration_secs=_optional_number(values, "max_silence_duration_secs", 0.0, 60.0),
+        keyterms=tuple(keyterms),
+    )
+    return options, sample_rate
+
+
+def _optional_number(values: Dict[str, str], name: str, low: float, high: float) -> Optional[float]:
+    text = values.get(name)
+    if text is None or text == "":
+        return None
+    try:
+        number = float(text)
+    except ValueError:
+        number = math.nan
+    if not (math.isfinite(number) and low <= number <= high):
+        raise QueryError(f"invalid_{name}", f"Invalid {name}",
+                         f"{name} must be a number from {low:g} to {high:g}, got {text!r}")
+    return number
+
+
+class Conversation:
+    """Runs the protocol on one accepted connection until it ends."""
+
+    def __init__(self, conn: ServerConnection, config: ConversationConfig, record: Optional[ConnectionRecord]) -> None:
+        self._conn = conn
+        self._config = config
+        self._scenario = config.scenario
+        self._record = record
+        self.request_id = str(uuid.uuid4())
+        self._stream: Optional[EngineStream] = None
+        self._resampler: Any = None
+        self._leftover = b""
+        self._received = 0
+        self._errored = False
+        self._language = "en"
+
+    def run(self) -> None:
+        """Validate, open the engine stream, and answer frames until the connection ends."""
+        try:
+            self._converse()
+        except ConnectionClosed:
+            pass
+        finally:
+            if self._stream is not None:
+                try:
+                    self._stream.close()
+                except Exception:
+                    logger.exception("closing the engine stream failed")
+
+    # -- phases ------------------------------------------------------------
+
+    def _converse(self) -> None:
+        try:
+            options, sample_rate = parse_query(self._conn.request.path, self._config.models)
+            self._language = options.language
+            self._stream = self._config.engine.open_stream(options)
+        except QueryError as exc:
+            self._fail(400, exc.error_code, exc.title, exc.message, close_code=1008)
+            return
+        except ValueError as exc:
+            self._fail(400, "unsupported_option", "Unsupported option", str(exc), close_code=1008)
+            return
+        if sample_rate != ENGINE_SAMPLE_RATE:
+            import soxr
+
+            self._resampler = soxr.ResampleStream(sample_rate, ENGINE_SAMPLE_RATE, 1, dtype="int16")
+        for frame in self._scenario.on_open:
+            self._send_raw(frame)
+        while True:
+            try:
+                message = self._conn.recv(timeout=self._config.idle_timeout)
+            except TimeoutError:
+                logger.info("closing an idle connection after %.1f s without a message", self._config.idle_timeout)
+                self._conn.close(1000, "connection idle timeout")
+                return
+            if isinstance(message, bytes):
+                if self._record is not None:
+                    self._record.add("audio", message)
+                if not self._on_audio(message):
+                    return
+            else:
+                if self._record is not None:
+                    self._record.add("text", message)
+                if not self._on_command(message):
+                    return
+
+    def _on_audio(self, data: bytes) -> bool:
+        self._received += len(data)
+        if self._scenario_fault():
+            return False
+        pcm = self._leftover + data
+        usable = len(pcm) - len(pcm) % 2
+        self._leftover = pcm[usable:]
+        pcm = pcm[:usable]
+        if self._resampler is not None and pcm:
+            import numpy as np
+
+            pcm = self._resampler.resample_chunk(np.frombuffer(pcm, dtype="<i2")).astype("<i2").tobytes()
+        if pcm:
+            return self._run_engine(lambda: self._stream.feed(pcm))  # type: ignore[union-attr]
+        return True
+
+    def _on_command(self, text: str) -> bool:
+        scenario = self._scenario
+        if text == "finalize":
+            if not scenario.answer_finalize:
+                return True
+            if not self._run_engine(self._flush):
+                return False
+            self._send({"type": "flush_done", "request_id": self.request_id})
+            return True
+        if text in ("done", "close"):
+            if not scenario.answer_end:
+                return True
+            if scenario.end_delay:
+                time.sleep(scenario.end_delay)
+            for frame in scenario.before_done:
+                self._send_raw(frame)
+            if not self._run_engine(self._flush):
+                return False
+            self._send({"type": "done", "request_id": self.request_id})
+            if scenario.close_after_done:
+                self._conn.close(1000, "done")
+                return False
+            return True
+        self._send(self._error(400, "unknown_command", "Unknown command",
+                               f"unknown text command {text[:40]!r}; send finalize, done or close", done=False))
+        return True
+
+    def _flush(self) -> Iterable[Recognition]:
+        results: List[Recognition] = []
+        if self._resampler is not None:
+            import numpy as np
+
+            tail = self._resampler.resample_chunk(np.zeros(0, dtype="<i2"), last=True).astype("<i2").tobytes()
+            if tail:
+                results.extend(self._stream.feed(tail))  # type: ignore[union-attr]
+        results.extend(self._stream.flush())  # type: ignore[union-attr]
+        return results
+
+    def _run_engine(self, step: Any) -> bool:
+        try:
+            results = list(step())
+        except Exception as exc:
+            logger.exception("the engine failed")
+            self._fail(500, "engine_error", "Engine error", f"the speech engine failed: {exc}", close_code=1011)
+            return False
+        for result in results:
+            self._send(self._transcript(result))
+        return True
+
+    # -- scripted faults ------------------------------------------------------
+
+    def _scenario_fault(self) -> bool:
+        """Apply the scenario's byte-count faults; True when the connection is over."""
+        scenario = self._scenario
+        if scenario.drop_after_bytes is not None and self._received >= scenario.drop_after_bytes:
+            _drop(self._conn)
+            return True
+        if scenario.close_after_bytes is not None and self._received >= scenario.close_after_bytes:
+            self._conn.close(scenario.close_code, scenario.close_reason)
+            return True
+        if scenario.error_after_bytes is not None and self._received >= scenario.error_after_bytes \
+                and not self._errored:
+            self._errored = True
+            message = scenario.error_message
+            if isinstance(message, dict):
+                message = dict(message)
+                message.setdefault("request_id", self.request_id)
+            self._send_raw(message)
+            if scenario.error_closes:
+                self._conn.close(1011, "error")
+                return True
+        return False
+
+    # -- messages -------------------------------------------------------------
+
+    def _transcript(self, result: Recognition) -> Dict[str, Any]:
+        return {
+            "type": "transcript",
+            "request_id": self.request_id,
+            "is_final": result.is_final,
+            "text": result.text if result.verbatim or not result.text else " " + result.text,
+            "duration": round(result.duration, 3),
+            "language": self._language,
+            "words": [{"word": w.word, "start": round(w.start, 3), "end": round(w.end, 3)} for w in result.words],
+        }
+
+    def _error(self, status: int, code: str, title: str, message: str, done: bool = True) -> Dict[str, Any]:
+        return {"type": "error", "done": done, "status_code": status, "error_code": code, "title": title,
+                "message": message, "request_id": self.request_id}
+
+    def _fail(self, status: int, code: str, title: str, message: str, close_code: int) -> None:
+        self._send(self._error(status, code, title, message))
+        self._conn.close(close_code, title)
+
+    def _send(self, message: Dict[str, Any]) -> None:
+        self._conn.send(json.dumps(message))
+
+    def _send_raw(self, frame: Any) -> None:
+        if isinstance(frame, dict):
+            self._send(frame)
+        else:
+            self._conn.send(frame)
+
+
+def _drop(conn: ServerConnection) -> None:
+    """End the TCP connection with no close frame: the client sees an abnormal closure (1006)."""
+    sock = conn.socket
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    sock.close()

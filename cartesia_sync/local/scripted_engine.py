@@ -1,0 +1,129 @@
+"""The scripted engine: deterministic results for tests.
+
+Either the test says what each segment says, exactly as the ``text`` field
+should read (``ScriptedEngine(["Hello", " world."])``: texts are sent verbatim,
+spaces included), or, by default, the engine reports facts about the audio of
+each segment (`` seg1:3200b:9f86d081``: the segment number, its byte count and
+the start of its SHA-256, after one space), so a test can prove that no audio
+was lost, duplicated or reordered on the way.
+
+A segment ends at every ``finalize`` or end command, and, if
+``segment_bytes`` is set, every time that much audio has arrived (a stand-in
+for the endpoints a real engine detects by itself).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Callable, Iterable, List, Optional, Sequence
+
+from ..events import Word
+from .engine import ENGINE_SAMPLE_RATE, Recognition, StreamOptions, words_between
+
+__all__ = ["ScriptedEngine", "ScriptedStream", "facts_text"]
+
+_BYTES_PER_SECOND = ENGINE_SAMPLE_RATE * 2
+
+
+def facts_text(number: int, audio: bytes) -> str:
+    """The default segment text: ``seg<n>:<bytes>b:<sha256 prefix>``."""
+    return f"seg{number}:{len(audio)}b:{hashlib.sha256(audio).hexdigest()[:8]}"
+
+
+class ScriptedEngine:
+    """A deterministic engine.
+
+    :param segments: the text of each segment, in order; once they run out,
+        segments report facts. ``None``: facts only.
+    :param text: a function ``(segment_number, audio) -> text`` overriding both.
+    :param segment_bytes: also end a segment every this many bytes of audio.
+    :param interim_bytes: send an interim result every this many bytes of an
+        open segment (its text is ``partial:<bytes>b``).
+    :param word_per_segment: report each segment as one word spanning it
+        (default), instead of spreading its words evenly over its audio.
+    """
+
+    name = "scripted"
+
+    def __init__(
+        self,
+        segments: Optional[Sequence[str]] = None,
+        *,
+        text: Optional[Callable[[int, bytes], str]] = None,
+        segment_bytes: Optional[int] = None,
+        interim_bytes: Optional[int] = None,
+        word_per_segment: bool = True,
+    ) -> None:
+        for name, value in (("segment_bytes", segment_bytes), ("interim_bytes", interim_bytes)):
+            if value is not None and (not isinstance(value, int) or value <= 0):
+                raise ValueError(f"{name} must be a positive number of bytes, got {value!r}")
+        self.segments = list(segments or ())
+        self.text = text
+        self.segment_bytes = segment_bytes
+        self.interim_bytes = interim_bytes
+        self.word_per_segment = word_per_segment
+
+    def open_stream(self, options: StreamOptions) -> "ScriptedStream":
+        """Start a stream; every stream walks the scripted segments from the first."""
+        return ScriptedStream(self)
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+class ScriptedStream:
+    """One connection's segments."""
+
+    def __init__(self, engine: ScriptedEngine) -> None:
+        self._engine = engine
+        self._segment = bytearray()
+        self._segment_start = 0  # bytes from the first audio
+        self._number = 0
+        self._next_interim = engine.interim_bytes
+
+    def feed(self, audio: bytes) -> Iterable[Recognition]:
+        results: List[Recognition] = []
+        limit = self._engine.segment_bytes
+        view = memoryview(audio)
+        while len(view):
+            take = len(view) if limit is None else min(len(view), limit - len(self._segment))
+            self._segment += view[:take]
+            view = view[take:]
+            if limit is not None and len(self._segment) >= limit:
+                results.extend(self.flush())
+            elif self._next_interim is not None and len(self._segment) >= self._next_interim:
+                self._next_interim += self._engine.interim_bytes  # type: ignore[operator]
+                results.append(self._result(f" partial:{len(self._segment)}b", is_final=False))
+        return results
+
+    def flush(self) -> Iterable[Recognition]:
+        if not self._segment:
+            return []
+        self._number += 1
+        audio = bytes(self._segment)
+        engine = self._engine
+        if engine.text is not None:
+            text = engine.text(self._number, audio)
+        elif self._number <= len(engine.segments):
+            text = engine.segments[self._number - 1]
+        else:
+            text = " " + facts_text(self._number, audio)
+        result = self._result(text, is_final=True)
+        self._segment_start += len(audio)
+        self._segment.clear()
+        self._next_interim = engine.interim_bytes
+        return [result]
+
+    def close(self) -> None:
+        self._segment.clear()
+
+    def _result(self, text: str, is_final: bool) -> Recognition:
+        start = self._segment_start / _BYTES_PER_SECOND
+        end = (self._segment_start + len(self._segment)) / _BYTES_PER_SECOND
+        if not text.strip():
+            words: tuple = ()
+        elif self._engine.word_per_segment:
+            words = (Word(text.strip(), start, end),)
+        else:
+            words = words_between(text, start, end)
+        return Recognition(text=text, is_final=is_final, words=words, start=start, end=end, verbatim=True)

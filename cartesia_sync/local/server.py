@@ -1,0 +1,276 @@
+"""LocalServer: a Cartesia-compatible ``/stt/websocket`` server on this machine.
+
+It needs no network and no API key. The main job of the command line runs on
+it when no key is configured, and tests use it as a real WebSocket peer::
+
+    from cartesia_sync.local import LocalServer
+
+    with LocalServer() as server:                    # pocketsphinx, 127.0.0.1, a free port
+        print(cartesia_sync.transcribe("a.wav", url=server.url).text)
+
+Each connection runs on its own thread (the ``websockets`` package's sync
+server) with its own engine stream.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import threading
+from http import HTTPStatus
+from typing import Any, FrozenSet, Iterable, List, Optional, Union
+from urllib.parse import parse_qsl, urlsplit
+
+from ..config import is_loopback_host
+from ..errors import ConfigurationError
+from ..plugin_manager import create_plugin_manager
+from ..secrets import ApiKey
+from .bundled import BundledEngines
+from .connection import Conversation, ConversationConfig
+from .engine import Engine, EngineRegistry
+from .recording import ConnectionRecord
+from .scenario import Scenario
+
+__all__ = ["LocalServer", "DEFAULT_MODELS", "available_engines"]
+
+logger = logging.getLogger(__name__)
+
+#: Model ids the server accepts, as the hosted API names them.
+DEFAULT_MODELS: FrozenSet[str] = frozenset({"ink-whisper", "ink-whisper-2025-06-04", "ink-2"})
+
+STT_PATH = "/stt/websocket"
+
+
+def engine_registry(load_entrypoints: bool = True) -> EngineRegistry:
+    """Collect the engines that the bundled and the installed plugins offer."""
+    registry = EngineRegistry()
+    pm = create_plugin_manager([BundledEngines()], load_entrypoints=load_entrypoints)
+    pm.hook.register_engines(register=registry.register)
+    return registry
+
+
+def available_engines(load_entrypoints: bool = True) -> List[str]:
+    """The names of every engine a :class:`LocalServer` can use."""
+    return engine_registry(load_entrypoints).names()
+
+
+class LocalServer:
+    """A Cartesia-compatible streaming STT server on this machine.
+
+    :param engine: an engine name (``"pocketsphinx"``, ``"scripted"``, or one
+        a plugin registers) or an engine object.
+    :param host: the address to bind; loopback unless told otherwise.
+    :param port: the port; 0 picks a free one.
+    :param api_key: when set, handshakes must carry it (``X-API-Key``,
+        ``Authorization: Bearer`` or ``api_key=``), else they get HTTP 401.
+    :param idle_timeout: seconds without any message after which a connection
+        is closed, as the hosted API does.
+    :param models: the accepted ``model`` query values.
+    :param scenario: scripted faults (see :class:`Scenario`); none by default.
+    :param record: keep a :class:`ConnectionRecord` of every connection in
+        :attr:`connections` (for tests).
+    :param record_secrets: keep the key in those records instead of ``***``,
+        for tests that check how a client sends it.
+    :param allow_remote: must be true to bind a non-loopback address.
+    :param load_entrypoints: let installed plugins offer engines.
+    :param engine_options: passed to the engine factory when ``engine`` is a name.
+    """
+
+    def __init__(
+        self,
+        engine: Union[str, Engine] = "pocketsphinx",
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        api_key: Optional[str] = None,
+        idle_timeout: float = 20.0,
+        models: Iterable[str] = DEFAULT_MODELS,
+        scenario: Optional[Scenario] = None,
+        record: bool = False,
+        record_secrets: bool = False,
+        allow_remote: bool = False,
+        load_entrypoints: bool = True,
+        **engine_options: Any,
+    ) -> None:
+        if not is_loopback_host(host) and not allow_remote:
+            raise ConfigurationError(
+                f"refusing to bind {host!r}: the local server listens on loopback only unless allow_remote=True"
+            )
+        if not idle_timeout > 0:
+            raise ConfigurationError(f"idle_timeout must be a positive number of seconds, got {idle_timeout!r}")
+        if isinstance(engine, str):
+            self.engine: Engine = engine_registry(load_entrypoints).create(engine, **engine_options)
+            self._owns_engine = True
+        else:
+            self.engine = engine
+            self._owns_engine = False
+        self._api_key = ApiKey(api_key) if api_key else None
+        self._record_secrets = record_secrets
+        self.scenario = scenario or Scenario()
+        self.connections: List[ConnectionRecord] = []
+        self._config = ConversationConfig(
+            engine=self.engine, models=frozenset(models) | {getattr(self.engine, "name", "local")},
+            idle_timeout=idle_timeout, scenario=self.scenario, record=record,
+        )
+        self._host = host
+        self._port = port
+        self._server: Any = None
+        self._thread: Optional[threading.Thread] = None
+        self._lock = threading.Lock()
+
+    # -- lifecycle ----------------------------------------------------------------
+
+    def start(self) -> "LocalServer":
+        """Bind and serve on a background thread; returns once it accepts connections."""
+        from websockets.sync.server import serve
+
+        with self._lock:
+            if self._server is not None:
+                return self
+            self._server = serve(
+                self._handle, self._host, self._port, process_request=self._process_request,
+                compression=None, max_size=2**22, server_header="cartesia-sync-local",
+            )
+            self._thread = threading.Thread(
+                target=self._server.serve_forever, name="cartesia-sync-local-server", daemon=True
+            )
+            self._thread.start()
+        logger.info("local STT server listening on %s", self.url)
+        return self
+
+    def serve_forever(self) -> None:
+        """Serve on the calling thread until :meth:`stop` or Ctrl-C."""
+        self.start()
+        assert self._thread is not None
+        try:
+            while self._thread.is_alive():
+                self._thread.join(0.5)
+        finally:
+            self.stop()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop accepting, close open connections, stop the engine. Idempotent."""
+        with self._lock:
+            server, self._server = self._server, None
+            thread, self._thread = self._thread, None
+        if server is not None:
+            server.shutdown()
+        if thread is not None:
+            thread.join(timeout)
+            if thread.is_alive():
+                logger.error("the local server thread did not stop within %.1f s", timeout)
+        if server is not None and self._owns_engine:
+            self.engine.close()
+
+    def __enter__(self) -> "LocalServer":
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    @property
+    def port(self) -> int:
+        """The bound port (after :meth:`start`)."""
+        if self._server is None:
+            raise RuntimeError("the server is not running; call start() or use it in a with block")
+        return int(self._server.socket.getsockname()[1])
+
+    @property
+    def url(self) -> str:
+        """The ``ws://`` URL of the streaming endpoint, for ``Client(url=...)``."""
+        host = self._host if ":" not in self._host else f"[{self._host}]"
+        return f"ws://{host}:{self.port}{STT_PATH}"
+
+    def wait_finished(self, index: int = -1, timeout: float = 5.0) -> ConnectionRecord:
+        """The record of a connection (the last by default), once it has ended (needs ``record=True``)."""
+        import time
+
+        deadline = time.monotonic() + timeout
+        while not self.connections and time.monotonic() < deadline:
+            time.sleep(0.01)
+        if not self.connections:
+            raise TimeoutError("no connection arrived")
+        record = self.connections[index]
+        record.finished.wait(max(0.0, deadline - time.monotonic()))
+        return record
+
+    def __repr__(self) -> str:
+        state = f"url={self.url!r}" if self._server is not None else "stopped"
+        return f"<LocalServer {state} engine={getattr(self.engine, 'name', '?')!r} key={'***' if self._api_key else None}>"
+
+    # -- handshake ------------------------------------------------------------------
+
+    def _process_request(self, connection: Any, request: Any) -> Any:
+        parts = urlsplit(request.path)
+        record = None
+        if self._config.record:
+            keep = self._record_secrets
+            record = ConnectionRecord(path=parts.path, query=_masked_query(parts.query, keep),
+                                      headers=_masked_headers(request, keep))
+            self.connections.append(record)
+        connection.cartesia_record = record
+        refusal = self._refusal(parts, request)
+        if refusal is not None and record is not None:
+            record.finished.set()
+        return refusal
+
+    def _refusal(self, parts: Any, request: Any) -> Any:
+        scenario = self.scenario
+        if scenario.reject_status is not None:
+            return _response(scenario.reject_status, scenario.reject_body)
+        if parts.path != STT_PATH:
+            return _response(404, json.dumps({"title": "Not found", "message": f"use {STT_PATH}"}))
+        if self._api_key is not None and not self._key_matches(parts.query, request.headers):
+            return _response(401, json.dumps({"title": "Unauthorized", "message": "Invalid API key",
+                                              "error_code": "invalid_api_key"}))
+        return None
+
+    def _key_matches(self, query: str, headers: Any) -> bool:
+        assert self._api_key is not None
+        expected = self._api_key.reveal().encode()
+        offered = headers.get("X-API-Key")
+        if offered is None:
+            authorization = headers.get("Authorization") or ""
+            if authorization.lower().startswith("bearer "):
+                offered = authorization[7:].strip()
+        if offered is None:
+            offered = dict(parse_qsl(query)).get("api_key")
+        return offered is not None and hmac.compare_digest(offered.encode(), expected)
+
+    # -- connections ------------------------------------------------------------------
+
+    def _handle(self, conn: Any) -> None:
+        record: Optional[ConnectionRecord] = getattr(conn, "cartesia_record", None)
+        try:
+            Conversation(conn, self._config, record).run()
+        except Exception:
+            logger.exception("a local server connection failed")
+        finally:
+            if record is not None:
+                record.close_code = conn.close_code
+                record.finished.set()
+
+
+def _masked_query(query: str, keep_secrets: bool) -> List[Any]:
+    return [(name, "***" if name == "api_key" and not keep_secrets else value)
+            for name, value in parse_qsl(query, keep_blank_values=True)]
+
+
+def _masked_headers(request: Any, keep_secrets: bool) -> dict:
+    secret = set() if keep_secrets else {"x-api-key", "authorization"}
+    return {name.lower(): ("***" if name.lower() in secret else value) for name, value in request.headers.raw_items()}
+
+
+def _response(status: int, body: str) -> Any:
+    from websockets.datastructures import Headers
+    from websockets.http11 import Response
+
+    try:
+        reason = HTTPStatus(status).phrase
+    except ValueError:
+        reason = "Unknown"
+    data = body.encode()
+    headers = Headers([("Content-Type", "application/json"), ("Content-Length", str(len(data))),
+                       ("Connection", "close")])
+    return Response(status, reason, headers, data)

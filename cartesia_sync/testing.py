@@ -1,0 +1,102 @@
+"""Test your own code against a fake Cartesia: a local server with a deterministic engine and faults.
+
+Plain objects::
+
+    from cartesia_sync.testing import FakeCartesia, Scenario
+
+    with FakeCartesia(segments=["Hello", " world."]) as fake:
+        client = cartesia_sync.Client(url=fake.url)
+        ...                                     # your code under test
+        assert fake.wait_finished().texts[-1] == "done"
+
+    with FakeCartesia(scenario=Scenario(drop_after_bytes=32000)) as fake:
+        ...                                     # prove your code survives a dropped connection
+
+As a pytest plugin (``pytest_plugins = ["cartesia_sync.testing"]`` in your
+``conftest.py``), the fixture ``fake_cartesia`` gives a running server with
+the default scripted engine, and ``fake_cartesia_factory(**options)`` builds
+others that are stopped at the end of the test.
+
+Scenarios: an error message mid-stream (``error_after_bytes``), an abrupt
+drop (``drop_after_bytes``), a clean close with a chosen code
+(``close_after_bytes``), no answer to ``finalize`` (``answer_finalize=False``)
+or to ``done`` (``answer_end=False``), a slow ``done`` (``end_delay``), junk
+frames (``on_open``/``before_done``), and a refused handshake with a chosen
+status (``reject_status``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Iterator, List, Optional, Sequence
+
+from .local.recording import ConnectionRecord, Received
+from .local.scenario import DEFAULT_ERROR, Scenario
+from .local.scripted_engine import ScriptedEngine, facts_text
+from .local.server import LocalServer
+
+__all__ = [
+    "FakeCartesia",
+    "Scenario",
+    "ScriptedEngine",
+    "ConnectionRecord",
+    "Received",
+    "DEFAULT_ERROR",
+    "facts_text",
+    "fake_cartesia",
+    "fake_cartesia_factory",
+]
+
+
+class FakeCartesia(LocalServer):
+    """A :class:`~cartesia_sync.local.LocalServer` with the scripted engine that records every connection.
+
+    :param segments: scripted texts, sent verbatim (see :class:`ScriptedEngine`).
+    :param scenario: faults to inject.
+    :param api_key: require this key at the handshake.
+    :param idle_timeout: close connections idle this long.
+    :param record_secrets: keep the key in the connection records (to check how it was sent).
+    :param engine_options: more :class:`ScriptedEngine` options
+        (``segment_bytes``, ``interim_bytes``, ``text``...).
+    """
+
+    def __init__(
+        self,
+        segments: Optional[Sequence[str]] = None,
+        *,
+        scenario: Optional[Scenario] = None,
+        api_key: Optional[str] = None,
+        idle_timeout: float = 20.0,
+        record_secrets: bool = False,
+        **engine_options: Any,
+    ) -> None:
+        super().__init__(
+            ScriptedEngine(segments, **engine_options), scenario=scenario, api_key=api_key,
+            idle_timeout=idle_timeout, record=True, record_secrets=record_secrets, load_entrypoints=False,
+        )
+
+
+try:  # the fixtures exist only where pytest does
+    import pytest
+except ImportError:  # pragma: no cover
+    pytest = None  # type: ignore[assignment]
+
+if pytest is not None:
+
+    @pytest.fixture
+    def fake_cartesia_factory() -> Iterator[Callable[..., FakeCartesia]]:
+        """Build running :class:`FakeCartesia` servers; all are stopped after the test."""
+        servers: List[FakeCartesia] = []
+
+        def build(*args: Any, **kwargs: Any) -> FakeCartesia:
+            server = FakeCartesia(*args, **kwargs).start()
+            servers.append(server)
+            return server
+
+        yield build
+        for server in servers:
+            server.stop()
+
+    @pytest.fixture
+    def fake_cartesia(fake_cartesia_factory: Callable[..., FakeCartesia]) -> FakeCartesia:
+        """A running :class:`FakeCartesia` with the default scripted engine and no faults."""
+        return fake_cartesia_factory()
