@@ -53,19 +53,24 @@ class AudioIntake:
         """True when arrays, other rates and files are converted (s16le sessions)."""
         return self._settings.encoding == "pcm_s16le"
 
-    def add(self, audio: Any, sample_rate: Optional[int], channels: Optional[int]) -> None:
+    def add(self, audio: Any, sample_rate: Optional[int], channels: Optional[int],
+            guard: Callable[[], None] = lambda: None) -> None:
         """Convert ``audio`` and queue every whole frame; the rest waits for more.
 
+        :param guard: called under the lock first; raises to refuse the call
+            (the session checks that it is still open, so nothing slips in
+            after the end command).
         :raises AudioFormatError: the audio cannot be converted; nothing was queued.
-        :raises StreamTimeout: the queue stayed full; what was not queued stays
-            buffered here and goes out with the next call.
+        :raises StreamTimeout: the queue stayed full; the part of this call's
+            audio that was not queued is dropped and counted, never sent twice.
         :raises SessionClosedError: the queue was closed.
         """
         with self._locked():
+            guard()
             self._queue_wire_bytes(self._convert(audio, sample_rate, channels))
 
-    def add_file(self, path: Union[str, "os.PathLike[str]"], check: Callable[[], None]) -> AudioFileInfo:
-        """Decode a file block by block and queue it; ``check()`` runs before each block.
+    def add_file(self, path: Union[str, "os.PathLike[str]"], guard: Callable[[], None]) -> AudioFileInfo:
+        """Decode a file block by block and queue it; ``guard()`` runs before each block.
 
         :raises AudioFormatError: the file cannot be decoded, or this session
             does not convert audio; nothing was queued when the header is bad.
@@ -78,17 +83,19 @@ class AudioIntake:
         with open_audio_file(path) as reader:
             info = reader.info
             for samples in reader.blocks(max(1, round(info.sample_rate * _FILE_BLOCK_SECONDS))):
-                check()
-                self.add(samples, info.sample_rate, None)
+                self.add(samples, info.sample_rate, None, guard)
         return info
 
-    def add_command(self, command: Command, on_queued: Optional[Callable[[], None]] = None) -> None:
+    def add_command(self, command: Command, on_queued: Optional[Callable[[], None]] = None,
+                    guard: Callable[[], None] = lambda: None) -> None:
         """Queue the resampler's tail, the last partial frame, then ``command``.
 
         :param on_queued: called under the intake's lock right before the
             command is queued, so bookkeeping keeps the command order.
+        :param guard: called under the lock first; raises to refuse the command.
         """
         with self._locked():
+            guard()
             if self.converts:
                 self._queue_wire_bytes(self._converter.flush())
             while self._pending:
@@ -98,6 +105,17 @@ class AudioIntake:
             if on_queued is not None:
                 on_queued()
             self._queue.put_command(command)
+
+    def discard(self) -> int:
+        """Forget the partial frame still waiting for samples; returns its size in bytes."""
+        if not self._lock.acquire(timeout=self._send_timeout + 1.0):
+            return 0
+        try:
+            size = len(self._pending)
+            self._pending.clear()
+            return size
+        finally:
+            self._lock.release()
 
     # -- internals -----------------------------------------------------------
 
@@ -133,8 +151,16 @@ class AudioIntake:
             while len(self._pending) - queued >= self.frame_bytes:
                 self._put_frame(bytes(self._pending[queued:queued + self.frame_bytes]))
                 queued += self.frame_bytes
-        finally:  # on StreamTimeout the rest stays buffered and goes out with the next call
-            del self._pending[:queued]
+        except StreamTimeout as exc:
+            dropped = len(self._pending) - queued
+            self._pending.clear()
+            self._stats.add("audio_dropped", dropped)
+            self._on_drop(dropped)
+            raise StreamTimeout(
+                f"{exc}; {dropped} bytes of audio that could not be queued were dropped (see stats.audio_dropped): "
+                "do not resend them, the rest was queued"
+            ) from None
+        del self._pending[:queued]
 
     def _put_frame(self, frame: bytes) -> None:
         dropped = self._queue.put_audio(frame, self._send_timeout)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from importlib import metadata
 from typing import Any, Callable, Dict, Iterable, List, Optional
 
@@ -136,6 +137,16 @@ class HookDispatcher:
         self._record_error = record_error
         self._scrub = scrub
         self._trace = bool(os.environ.get(TRACE_ENV))
+        self._final_thread: Optional[threading.Thread] = None
+
+    def emit_last(self, hook_name: str, **kwargs: Any) -> None:
+        """Emit the session's last hook; from then on, calls from any other thread are dropped.
+
+        A hook still running on another thread (one that outlived the join
+        timeout) therefore cannot reach plugins after this one.
+        """
+        self._final_thread = threading.current_thread()
+        self.emit(hook_name, **kwargs)
 
     def emit(self, hook_name: str, **kwargs: Any) -> None:
         """Call every implementation of ``hook_name``, newest plugin first.
@@ -148,6 +159,10 @@ class HookDispatcher:
         kwargs["session"] = self._session
         caller = getattr(self._pm.hook, hook_name)
         for impl in reversed(caller.get_hookimpls()):
+            final = self._final_thread
+            if final is not None and final is not threading.current_thread():
+                logger.debug("dropped %s for plugin %r: the session has ended", hook_name, impl.plugin_name)
+                return
             if self._trace:
                 trace_logger.debug("calling %s of plugin %r", hook_name, impl.plugin_name)
             try:

@@ -58,7 +58,7 @@ class Receiver(threading.Thread):
     def run(self) -> None:
         try:
             self._loop()
-        except Exception as exc:  # a bug in dispatch must not leave the session hanging
+        except BaseException as exc:  # a bug, or SystemExit in a hook, must not leave the session hanging
             logger.exception("the receiver thread failed")
             self._sink.handle_lost(f"the receiver thread failed: {type(exc).__name__}: {exc}")
         finally:

@@ -71,6 +71,7 @@ class Sender(threading.Thread):
         self._anchor: Optional[float] = None  # monotonic time at which audio time 0 was due
         self._audio_bytes_paced = 0
         self._last_write = time.monotonic()
+        self._holding = 0  # bytes of the audio frame taken off the queue and not yet written
         self.finished_cleanly = False
 
     def stop(self) -> None:
@@ -83,14 +84,19 @@ class Sender(threading.Thread):
         except (websocket.WebSocketException, OSError) as exc:
             if not self._stop_requested.is_set():
                 self._on_failure(ConnectionLostError(f"sending failed, the connection is gone: {exc}"))
-        except Exception as exc:  # a bug here must not vanish with the thread
+        except BaseException as exc:  # a bug here must not vanish with the thread
             logger.exception("the sender thread failed")
             self._on_failure(ConnectionLostError(f"the sender thread failed: {type(exc).__name__}: {exc}"))
+        finally:
+            if self._holding:  # taken off the queue but never written: it counts as unsent
+                self._stats.add("audio_unsent", self._holding)
 
     def _loop(self) -> None:
         while not self._stop_requested.is_set():
             starved = self._queue.is_empty()
             item = self._queue.get(self._wait_time())
+            if isinstance(item, AudioFrame):
+                self._holding = len(item.data)
             if self._stop_requested.is_set():
                 return
             if item is None:
@@ -102,6 +108,7 @@ class Sender(threading.Thread):
                 if self._stop_requested.is_set():
                     return
                 self._ws.send(item.data, websocket.ABNF.OPCODE_BINARY)
+                self._holding = 0
                 self._after_write(len(item.data))
                 self._stats.add("audio_sent", len(item.data))
                 self._stats.add("frames_sent")

@@ -21,31 +21,31 @@ import logging
 import os
 import threading
 import time
-from collections import deque
-from typing import TYPE_CHECKING, Any, Deque, List, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Any, Optional, Tuple, Union
 
 import websocket
 
 from .audio_files import AudioFileInfo
 from .audio_queue import AudioQueue, Command
 from .config import ConnectionSettings, SessionOptions
+from .error_book import ErrorBook
 from .errors import (
     CartesiaSyncError,
     ConnectionLostError,
-    PluginError,
     ProtocolError,
     SessionClosedError,
     StreamTimeout,
 )
 from .intake import AudioIntake
-from .events import Done, Event, FlushDone, ServerErrorEvent, Transcript, UnknownMessage, Word
+from .events import Event, FlushDone, Transcript, Word
 from .plugin_manager import HookDispatcher
 from .receiver import Receiver
+from .router import EventRouter, FlushTicket
 from .secrets import redact
 from .sender import Sender
 from .stats import SessionStats, StatsCounter
 from .transcript import TranscriptAccumulator
-from .transport import shutdown_socket
+from .transport import send_close_frame, shutdown_socket
 
 if TYPE_CHECKING:  # pragma: no cover
     import pluggy
@@ -66,14 +66,6 @@ class SessionState(enum.Enum):
     OPEN = "open"
     CLOSING = "closing"
     CLOSED = "closed"
-
-
-class _FlushTicket:
-    """One ``finalize()`` waiting for its ``flush_done``."""
-
-    def __init__(self) -> None:
-        self.answered = threading.Event()
-        self.event: Optional[FlushDone] = None
 
 
 class Session:
@@ -104,22 +96,23 @@ class Session:
         self._transcript = TranscriptAccumulator()
         self._queue = AudioQueue(round(options.max_buffer_seconds * self._bytes_per_second), options.buffer_policy)
         self._intake = AudioIntake(settings, options, self._queue, self._stats, self._audio_dropped)
-        self._dispatcher = HookDispatcher(plugin_manager, self, self._record_error, self._scrub)
+        self._book = ErrorBook(self._stats, options.raise_errors)
+        self._dispatcher = HookDispatcher(plugin_manager, self, self._book.keep, self._scrub)
+        self._router = EventRouter(self._transcript, self._stats, self._dispatcher,
+                                   self._fail_and_report, self._book.keep)
 
         self._state = SessionState.OPEN
         self._state_lock = threading.Lock()
+        self._closer: Optional[threading.Thread] = None  # the thread running close() or abort()
+        self._ending_deadline = 0.0  # when the closing thread will have finished, at the latest
+        self._ending = threading.Event()  # teardown began or an abort was asked for: every wait stops
         self._closed_event = threading.Event()
-        self._errors: List[CartesiaSyncError] = []
-        self._pending_error: Optional[CartesiaSyncError] = None
-        self._failure: Optional[CartesiaSyncError] = None
         self._failed_event = threading.Event()
-        self._tickets: Deque[_FlushTicket] = deque()
+        self._dispatch_closed = False
         self._end_command: Optional[Command] = None
-        self._done_event = threading.Event()
-        self._done: Optional[Done] = None
+        self._done_event = self._router.done
         self._stream_ended = threading.Event()
         self._expect_close = False
-        self.request_id: Optional[str] = None
 
         keepalive = _SILENCE_BYTE.get(settings.encoding, b"\x00") * self._intake.frame_bytes
         self._sender = Sender(
@@ -183,13 +176,17 @@ class Session:
     @property
     def errors(self) -> Tuple[CartesiaSyncError, ...]:
         """Every error reported during the session, in order."""
-        with self._state_lock:
-            return tuple(self._errors)
+        return self._book.errors
 
     @property
     def error(self) -> Optional[CartesiaSyncError]:
         """The error that ended the session, if one did."""
-        return self._failure
+        return self._book.failure
+
+    @property
+    def request_id(self) -> Optional[str]:
+        """The server's id for the connection, once a message carried it."""
+        return self._router.request_id
 
     @property
     def audio_sent(self) -> float:
@@ -208,13 +205,14 @@ class Session:
             session's; it is then resampled (s16le sessions only).
         :param channels: channels interleaved in ``bytes`` input (downmixed to mono).
         :raises AudioFormatError: the audio cannot be converted; nothing was queued.
-        :raises StreamTimeout: the buffer stayed full for ``send_timeout`` seconds.
+        :raises StreamTimeout: the buffer stayed full for ``send_timeout`` seconds;
+            the part of this call's audio that was not queued is dropped and counted.
         :raises SessionClosedError: the session is closing or closed.
         :raises CartesiaSyncError: the error that ended the session in the background.
         """
         self._check_sendable()
         try:
-            self._intake.add(audio, sample_rate, channels)
+            self._intake.add(audio, sample_rate, channels, guard=self._check_open)
         except SessionClosedError:
             raise self._closed_error() from None
 
@@ -233,7 +231,7 @@ class Session:
         """
         self._check_sendable()
         try:
-            return self._intake.add_file(path, self._check_sendable)
+            return self._intake.add_file(path, guard=self._check_open)
         except SessionClosedError:
             raise self._closed_error() from None
 
@@ -249,27 +247,29 @@ class Session:
             on the wire; default ``finalize_timeout`` of the client.
         :raises StreamTimeout: no ``flush_done`` in time.
         :raises RuntimeError: called from a hook (it would wait for itself).
-        :raises CartesiaSyncError: a background error (see the class docs).
+        :raises SessionClosedError: the session closed meanwhile.
+        :raises CartesiaSyncError: a background error (see the module docs).
         """
         self._refuse_from_session_threads("finalize")
         timeout = self.options.finalize_timeout if timeout is None else timeout
         self._check_sendable()
-        self._raise_pending(fatal_only=False)
-        ticket = _FlushTicket()
+        self._book.raise_next()
+        ticket = FlushTicket()
         command = Command("finalize")
-        try:
-            self._intake.add_command(command, on_queued=lambda: self._tickets.append(ticket))
+
+        try:  # the guard runs under the intake's lock: no close() can slip in before the command
+            self._intake.add_command(command, on_queued=lambda: self._router.tickets.append(ticket), guard=self._check_open)
         except SessionClosedError:
-            if ticket in self._tickets:
-                self._tickets.remove(ticket)
             raise self._closed_error() from None
-        self._wait_sent(command, timeout, "finalize")
+        if not self._wait_sent(command, timeout):
+            self._book.raise_next()
+            self._raise_if_ended()
+            raise self._not_sent_error("finalize", timeout)
         self._wait_any(ticket.answered, timeout)
-        self._raise_pending(fatal_only=False)
+        self._book.raise_next()
         if ticket.event is not None:
             return ticket.event
-        if self._failure is not None or self._state is not SessionState.OPEN:
-            raise self._closed_error()
+        self._raise_if_ended()
         raise StreamTimeout(
             f"no flush_done within {timeout:g} s of sending finalize to {self.settings.display_url}; "
             "the server may be overloaded: raise the timeout or close the session"
@@ -281,52 +281,65 @@ class Session:
         Sends the end command after the queued audio, keeps receiving until
         ``done`` (or the server's close), closes the socket and joins both
         threads. Idempotent and callable from any thread except the session's
-        own (that is, not from a hook).
+        own (that is, not from a hook). A second call made while another
+        thread is closing waits for it to finish.
 
         :param timeout: seconds to wait for ``done`` once the end command is on
             the wire; default ``close_timeout`` of the client.
-        :raises StreamTimeout: ``done`` did not come; the session is aborted.
+        :raises StreamTimeout: ``done`` did not come, or the audio could not be
+            sent; the session is closed anyway.
         :raises RuntimeError: called from a hook.
         :raises CartesiaSyncError: the first background error not raised yet.
         """
         self._refuse_from_session_threads("close")
         timeout = self.options.close_timeout if timeout is None else timeout
-        if not self._begin_ending():
-            self._raise_pending(fatal_only=False)
+        if not self._begin_ending(timeout):
+            self._book.raise_next()
             return
+        own_error: Optional[StreamTimeout] = None
         try:
-            if self._failure is None:
-                self._drain(timeout)
+            if self._book.failure is None and not self._ending.is_set():
+                own_error = self._drain(timeout)
+        except StreamTimeout as exc:
+            own_error = exc
+            self._book.record(exc, raised=True)
+            self._dispatcher.report(exc)
         finally:
             self._teardown()
-        self._raise_pending(fatal_only=False)
+        if own_error is not None:
+            raise own_error
+        self._book.raise_next()
 
     def abort(self) -> None:
         """Close at once: unsent audio and results in flight are discarded.
 
-        Idempotent, callable from any thread except the session's own; never
+        Idempotent and callable from any thread except the session's own; it
+        also cuts short a ``close()`` that another thread is running. Never
         raises for background errors (they stay in :attr:`errors`).
         """
         self._refuse_from_session_threads("abort")
-        if self._begin_ending():
+        if self._begin_ending(0.0, aborting=True):
             self._teardown()
 
     # -- internals: input ---------------------------------------------------
 
     def _audio_dropped(self, nbytes: int) -> None:
-        logger.warning("send buffer full: dropped %.3f s of the oldest audio", nbytes / self._bytes_per_second)
+        logger.warning("send buffer full: dropped %.3f s of audio", nbytes / self._bytes_per_second)
 
     def _check_sendable(self) -> None:
-        self._raise_pending(fatal_only=True)
-        if self._state is not SessionState.OPEN or self._failure is not None:
+        self._book.raise_next(fatal_only=True)
+        self._check_open()
+
+    def _check_open(self) -> None:
+        if self._state is not SessionState.OPEN or self._book.failure is not None:
             raise self._closed_error()
 
     def _closed_error(self) -> CartesiaSyncError:
-        if self._failure is not None:
-            error = SessionClosedError(f"the session ended because of an error: {self._failure}")
-            error.__cause__ = self._failure
-            return error
-        return SessionClosedError(f"the session is {self._state.value}; open a new one with client.connect()")
+        return self._book.closed_error(self._state.value)
+
+    def _raise_if_ended(self) -> None:
+        if self._book.failure is not None or self._ending.is_set() or self._state is not SessionState.OPEN:
+            raise self._closed_error()
 
     # -- internals: ending ----------------------------------------------------
 
@@ -338,181 +351,164 @@ class Session:
                 "set a flag or use your own thread, and call it from there"
             )
 
-    def _begin_ending(self) -> bool:
-        """Move to CLOSING; False when another call already did (then wait for it)."""
+    def _begin_ending(self, timeout: float, aborting: bool = False) -> bool:
+        """Become the closing thread; False when another call already is (then wait for it).
+
+        An abort made while another thread is closing cuts that close short.
+        """
+        current = threading.current_thread()
         with self._state_lock:
             if self._state is SessionState.OPEN:
                 self._state = SessionState.CLOSING
+                self._closer = current
+                queued = self._queue.audio_bytes / self._bytes_per_second
+                self._ending_deadline = time.monotonic() + self._budget(timeout, queued) + self._teardown_budget()
                 return True
-        self._closed_event.wait(self.options.close_timeout + self.options.close_grace + 2 * self.options.join_timeout)
+        if aborting:
+            self._stop_everything("the session was aborted")
+        if current is self._closer:  # a hook running on the closing thread: it is closing already
+            return False
+        deadline = max(self._ending_deadline, time.monotonic()) + self._teardown_budget()
+        if not self._closed_event.wait(deadline - time.monotonic()):
+            raise StreamTimeout("another thread is still closing this session; it did not finish in time")
         return False
 
-    def _drain(self, timeout: float) -> None:
+    def _budget(self, timeout: float, queued_seconds: float) -> float:
+        """How long sending a command may take: queued audio at the pacing speed, plus slack."""
+        return timeout + (queued_seconds / self.speed if self.speed else 0.0) + self.options.send_timeout
+
+    def _teardown_budget(self) -> float:
+        return self.options.close_grace + 2 * self.options.join_timeout + 1.0
+
+    def _drain(self, timeout: float) -> Optional[StreamTimeout]:
+        """Send the end command after the queued audio and receive until ``done``.
+
+        :returns: a :class:`StreamTimeout` to raise when ``done`` never came.
+        """
         command = Command(self.settings.end_command)
         self._end_command = command
         try:
             self._intake.add_command(command)
         except SessionClosedError:
-            return  # the session failed meanwhile; the failure is raised by close()
-        self._wait_sent(command, timeout, self.settings.end_command)
+            return None  # the session failed or was aborted meanwhile
+        if not self._wait_sent(command, timeout):
+            if self._book.failure is not None or self._ending.is_set():
+                return None
+            raise self._not_sent_error(command.text, timeout)
         if not self._wait_any(self._done_event, timeout, self._stream_ended):
-            if self._failure is not None:
-                return
+            if self._book.failure is not None or self._ending.is_set():
+                return None
             error = StreamTimeout(
                 f"no 'done' within {timeout:g} s of sending {self.settings.end_command!r} to "
-                f"{self.settings.display_url}; the session was aborted and results after the last final may be missing"
+                f"{self.settings.display_url}; the session was closed and results after the last final may be missing"
             )
-            self._fail(error)
+            self._book.record(error, raised=True)
             self._dispatcher.report(error)
-            return
+            return error
         self._expect_close = True
-        if not self._stream_ended.wait(self.options.close_grace):
+        if not self._done_event.is_set():
+            logger.warning("the server closed the connection after %r without sending done", command.text)
+        elif not self._wait_any(self._stream_ended, self.options.close_grace):
             logger.debug("server did not close %.1f s after done; closing from this side", self.options.close_grace)
+        return None
 
-    def _wait_sent(self, command: Command, timeout: float, what: str) -> None:
+    def _wait_sent(self, command: Command, timeout: float) -> bool:
         """Wait until the sender wrote ``command``: queued audio first, at the pacing speed."""
-        queued = self._queue.audio_bytes / self._bytes_per_second
-        budget = timeout + (queued / self.speed if self.speed else 0.0) + self.options.send_timeout
-        if not self._wait_any(command.sent, budget):
-            self._raise_pending(fatal_only=False)
-            if self._failure is not None:
-                raise self._closed_error()
-            raise StreamTimeout(
-                f"{what!r} could not be sent within {budget:g} s: the connection is not taking data"
-            )
+        return self._wait_any(command.sent, self._budget(timeout, self._queue.audio_bytes / self._bytes_per_second))
+
+    def _not_sent_error(self, what: str, timeout: float) -> StreamTimeout:
+        return StreamTimeout(
+            f"{what!r} could not be sent within {self._budget(timeout, 0):g} s after the queued audio: "
+            "the connection is not taking data"
+        )
 
     def _wait_any(self, event: threading.Event, timeout: float, *others: threading.Event) -> bool:
-        """Wait for ``event``; stop early when the session fails or one of ``others`` is set."""
+        """Wait for ``event``; stop early when the session fails or ends, or one of ``others`` is set."""
         deadline = time.monotonic() + timeout
-        while True:
-            if event.is_set():
-                return True
-            if self._failed_event.is_set() or any(other.is_set() for other in others):
-                return event.is_set() or self._failure is None
+        while not event.is_set():
+            if self._failed_event.is_set() or self._ending.is_set() or any(other.is_set() for other in others):
+                break
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                return False
+                break
             event.wait(min(remaining, 0.05))
+        return event.is_set()
 
-    def _teardown(self) -> None:
-        self._expect_close = True
+    def _stop_everything(self, reason: str) -> None:
+        """Stop sending at once and wake every waiter; what was not sent is counted as unsent."""
+        self._ending.set()
         self._sender.stop()
-        unsent = self._queue.close("the session is closed")
+        unsent = self._queue.close(reason) + self._intake.discard()
         if unsent:
             self._stats.add("audio_unsent", unsent)
-            logger.warning("%.3f s of queued audio was never sent", unsent / self._bytes_per_second)
-        if not self._stream_ended.is_set():
-            self._send_close_frame()
-            self._stream_ended.wait(min(0.5, self.options.close_grace))
-        shutdown_socket(self._ws)
-        for thread in (self._sender, self._receiver):
-            if thread.is_alive() and thread is not threading.current_thread():
-                thread.join(self.options.join_timeout)
-                if thread.is_alive():
-                    logger.error("thread %s did not stop within %.1f s", thread.name, self.options.join_timeout)
-        self._wake_tickets()
-        self._stats.mark_ended()
-        self._dispatcher.emit("on_session_end")
-        with self._state_lock:
-            self._state = SessionState.CLOSED
-        self._closed_event.set()
+            logger.warning("%.3f s of audio was never sent", unsent / self._bytes_per_second)
+        self._router.wake_waiters()
 
-    def _send_close_frame(self) -> None:
-        sock = self._ws.sock
+    def _teardown(self) -> None:
         try:
-            if sock is not None:
-                sock.settimeout(1.0)
-            self._ws.send_close(1000, b"")
-        except Exception:
-            logger.debug("could not send the close frame", exc_info=True)
+            self._expect_close = True
+            self._stop_everything("the session is closed")
+            self._sender.join(min(0.2, self.options.join_timeout))
+            if not self._sender.is_alive() and not self._stream_ended.is_set():
+                # A sender still alive is stuck in a write: a close frame would wait behind it.
+                send_close_frame(self._ws)
+                self._stream_ended.wait(min(0.5, self.options.close_grace))
+            shutdown_socket(self._ws)
+            for thread in (self._sender, self._receiver):
+                if thread.is_alive() and thread is not threading.current_thread():
+                    thread.join(self.options.join_timeout)
+                    if thread.is_alive():
+                        logger.error("thread %s did not stop within %.1f s", thread.name, self.options.join_timeout)
+            self._dispatch_closed = True
+            self._stats.mark_ended()
+            self._dispatcher.emit_last("on_session_end")
+        finally:
+            self._dispatch_closed = True
+            shutdown_socket(self._ws)
+            self._stats.mark_ended()
+            with self._state_lock:
+                self._state = SessionState.CLOSED
+            self._closed_event.set()
 
     # -- internals: errors ----------------------------------------------------
 
     def _scrub(self, text: str) -> str:
         return redact(text, self.settings.api_key)
 
-    def _record_error(self, error: CartesiaSyncError, fatal: bool = False) -> None:
-        with self._state_lock:
-            self._errors.append(error)
-            if fatal or self._pending_error is None:
-                self._pending_error = error
-        if isinstance(error, ProtocolError):
-            self._stats.add("protocol_errors")
-        elif isinstance(error, PluginError):
-            self._stats.add("plugin_errors")
+    def _fail(self, error: CartesiaSyncError) -> bool:
+        """Record the error that ends the session, stop sending, and wake every waiter.
 
-    def _raise_pending(self, fatal_only: bool) -> None:
-        if not self.options.raise_errors:
-            return
-        with self._state_lock:
-            error = self._pending_error
-            if error is None or (fatal_only and error is not self._failure):
-                return
-            self._pending_error = None
-        raise error
-
-    def _fail(self, error: CartesiaSyncError) -> None:
-        """Record the error that ends the session, stop sending, and wake every waiter."""
-        with self._state_lock:
-            if self._failure is not None:
-                return
-            self._failure = error
-        self._record_error(error, fatal=True)
+        :returns: False when the session had already failed (nothing was done).
+        """
+        if not self._book.record(error, fatal=True):
+            return False
         self._failed_event.set()
-        self._sender.stop()
-        unsent = self._queue.close(f"the session ended because of an error: {error}")
-        if unsent:
-            self._stats.add("audio_unsent", unsent)
-        self._wake_tickets()
+        self._stop_everything(f"the session ended because of an error: {error}")
+        return True
 
-    def _wake_tickets(self) -> None:
-        while self._tickets:
-            self._tickets.popleft().answered.set()
+    def _fail_and_report(self, error: CartesiaSyncError) -> None:
+        if self._fail(error) and not self._dispatch_closed:
+            self._dispatcher.report(error)
 
     def _sender_failed(self, error: ConnectionLostError) -> None:
-        if self._expect_close:
-            return
-        self._fail(error)
-        self._dispatcher.report(error)
+        if not self._expect_close:
+            self._fail_and_report(error)
 
     # -- MessageSink: called on the receiver thread ---------------------------
 
     def handle_event(self, event: Event) -> None:
-        """Update the transcript, dispatch the hooks, and answer waiters, in that order."""
-        if self.request_id is None and getattr(event, "request_id", None):
-            self.request_id = event.request_id  # type: ignore[union-attr]
-        if isinstance(event, Transcript):
-            event = self._transcript.add(event)
-            self._stats.add("final_transcripts" if event.is_final else "interim_transcripts")
-        self._stats.add("events_dispatched")
-        self._dispatcher.emit("on_event", event=event)
-        if isinstance(event, Transcript):
-            self._dispatcher.emit("on_transcript", transcript=event)
-        elif isinstance(event, FlushDone):
-            self._dispatcher.emit("on_flush_done", event=event)
-            if self._tickets:
-                ticket = self._tickets.popleft()
-                ticket.event = event
-                ticket.answered.set()
-        elif isinstance(event, Done):
-            self._done = event
-            self._dispatcher.emit("on_done", event=event)
-            self._done_event.set()
-        elif isinstance(event, ServerErrorEvent):
-            self._stats.add("server_errors")
-            error = event.to_exception()
-            if event.fatal:
-                self._fail(error)
-            else:
-                self._record_error(error)
-            self._dispatcher.report(error)
-        elif isinstance(event, UnknownMessage):
-            logger.info("server sent a message of unknown type %r; passed to on_event only", event.message_type)
+        """Apply one parsed message (see :class:`~cartesia_sync.router.EventRouter`)."""
+        if self._dispatch_closed:
+            logger.debug("dropped a %s message that arrived after the session ended", event.type)
+            return
+        self._router.route(event)
 
     def handle_junk(self, error: ProtocolError) -> None:
         """Report a frame that could not be understood; the stream goes on."""
+        if self._dispatch_closed:
+            return
         logger.warning("%s", error)
-        self._record_error(error)
+        self._book.keep(error)
         self._dispatcher.report(error)
 
     def handle_close(self, code: Optional[int], reason: str) -> None:
@@ -520,26 +516,22 @@ class Session:
         ended_normally = self._done_event.is_set() or self._expect_close or (
             self._end_command is not None and self._end_command.sent.is_set() and code in (None, 1000)
         )
-        if not ended_normally and self._failure is None:
+        if not ended_normally:
             detail = f"code {code}" + (f", reason {reason!r}" if reason else "") if code is not None else "no code"
-            error = ConnectionLostError(
+            self._fail_and_report(ConnectionLostError(
                 f"the server closed the connection ({detail}) before the session ended; "
                 "results for audio after the last final are lost: open a new session and resend it",
                 close_code=code, close_reason=reason,
-            )
-            self._fail(error)
-            self._dispatcher.report(error)
+            ))
         self._stream_ended.set()
 
     def handle_lost(self, detail: str) -> None:
         """The connection broke without a close frame."""
-        if not self._expect_close and not self._done_event.is_set() and self._failure is None:
-            error = ConnectionLostError(
+        if not self._expect_close and not self._done_event.is_set():
+            self._fail_and_report(ConnectionLostError(
                 f"the connection to {self.settings.display_url} was lost ({self._scrub(detail)}); "
                 "results for audio after the last final are lost: open a new session and resend it"
-            )
-            self._fail(error)
-            self._dispatcher.report(error)
+            ))
         self._stream_ended.set()
 
     def __repr__(self) -> str:

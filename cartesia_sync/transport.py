@@ -24,7 +24,7 @@ from .errors import (
 )
 from .secrets import redact
 
-__all__ = ["open_websocket", "shutdown_socket", "close_frame_status"]
+__all__ = ["open_websocket", "shutdown_socket", "send_close_frame", "close_frame_status"]
 
 logger = logging.getLogger(__name__)
 
@@ -147,6 +147,17 @@ def shutdown_socket(ws: websocket.WebSocket) -> None:
         ws.shutdown()
     except Exception:  # pragma: no cover - websocket-client swallows most of these itself
         logger.debug("closing the socket failed", exc_info=True)
+
+
+def send_close_frame(ws: websocket.WebSocket, wait: float = 1.0) -> None:
+    """Send a normal close frame, waiting at most ``wait`` seconds for the socket. Never raises."""
+    sock = ws.sock
+    try:
+        if sock is not None:
+            sock.settimeout(wait)
+        ws.send_close(1000, b"")
+    except Exception:
+        logger.debug("could not send the close frame", exc_info=True)
 
 
 def close_frame_status(payload: bytes) -> tuple:

@@ -1,0 +1,85 @@
+"""The error bookkeeping of a session: every error reported, the one that ended it, and those not raised yet."""
+
+from __future__ import annotations
+
+import threading
+from typing import List, Optional, Tuple
+
+from .errors import CartesiaSyncError, PluginError, ProtocolError, SessionClosedError
+from .stats import StatsCounter
+
+__all__ = ["ErrorBook"]
+
+
+class ErrorBook:
+    """Keeps a session's errors so that each reaches the caller exactly once.
+
+    :param stats: counts protocol and plugin errors.
+    :param raise_errors: when false, nothing is ever handed out for raising;
+        the errors are still kept in :attr:`errors`.
+    """
+
+    def __init__(self, stats: StatsCounter, raise_errors: bool = True) -> None:
+        self._stats = stats
+        self._lock = threading.Lock()
+        self._raise = raise_errors
+        self._errors: List[CartesiaSyncError] = []
+        self._unraised: List[CartesiaSyncError] = []
+        self.failure: Optional[CartesiaSyncError] = None
+
+    @property
+    def errors(self) -> Tuple[CartesiaSyncError, ...]:
+        """Every error reported, in order."""
+        with self._lock:
+            return tuple(self._errors)
+
+    def record(self, error: CartesiaSyncError, *, fatal: bool = False, raised: bool = False) -> bool:
+        """Keep ``error``; a fatal one becomes :attr:`failure` unless one is already set.
+
+        :param raised: the caller raises it itself, so it is not handed out again.
+        :returns: False when ``fatal`` and the session had already failed (the error is then ignored).
+        """
+        with self._lock:
+            if fatal:
+                if self.failure is not None:
+                    return False
+                self.failure = error
+            self._errors.append(error)
+            if self._raise and not raised:
+                self._unraised.append(error)
+        if isinstance(error, ProtocolError):
+            self._stats.add("protocol_errors")
+        elif isinstance(error, PluginError):
+            self._stats.add("plugin_errors")
+        return True
+
+    def keep(self, error: CartesiaSyncError) -> None:
+        """Keep an error that does not end the session."""
+        self.record(error)
+
+    def raise_next(self, fatal_only: bool = False) -> None:
+        """Raise the error :meth:`take` hands out, if any."""
+        error = self.take(fatal_only)
+        if error is not None:
+            raise error
+
+    def closed_error(self, state: str) -> CartesiaSyncError:
+        """The error for using a session that is no longer open; chained to the failure, if any."""
+        if self.failure is not None:
+            error = SessionClosedError(f"the session ended because of an error: {self.failure}")
+            error.__cause__ = self.failure
+            return error
+        return SessionClosedError(f"the session is {state}; open a new one with client.connect()")
+
+    def take(self, fatal_only: bool = False) -> Optional[CartesiaSyncError]:
+        """Hand out the next error to raise and forget it: the failure first, then the others in order.
+
+        :param fatal_only: hand out only the error that ended the session.
+        """
+        with self._lock:
+            if self.failure is not None and self.failure in self._unraised:
+                self._unraised.remove(self.failure)
+                return self.failure
+            if fatal_only or not self._unraised:
+                return None
+            return self._unraised.pop(0)

@@ -1,0 +1,90 @@
+"""The event router: what each parsed server message does to a session, in arrival order.
+
+A transcript updates the accumulated text and words before the hooks see it;
+``flush_done`` answers the oldest waiting ``finalize()`` after its hooks ran;
+``done`` marks the end; an ``error`` is recorded (fatal ones end the session)
+and reported through ``on_error``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import deque
+from typing import Callable, Deque, Optional
+
+from .errors import CartesiaSyncError
+from .events import Done, Event, FlushDone, ServerErrorEvent, Transcript, UnknownMessage
+from .plugin_manager import HookDispatcher
+from .stats import StatsCounter
+from .transcript import TranscriptAccumulator
+
+__all__ = ["FlushTicket", "EventRouter"]
+
+logger = logging.getLogger(__name__)
+
+
+class FlushTicket:
+    """One ``finalize()`` waiting for its ``flush_done``."""
+
+    def __init__(self) -> None:
+        self.answered = threading.Event()
+        self.event: Optional[FlushDone] = None
+
+
+class EventRouter:
+    """Applies server messages to one session's state and hooks; runs on the receiver thread.
+
+    :param transcript: the session's accumulator.
+    :param stats: the session's counters.
+    :param dispatcher: calls the hooks.
+    :param fail: ends the session with a fatal error and reports it.
+    :param record: keeps a non-fatal error.
+    """
+
+    def __init__(self, transcript: TranscriptAccumulator, stats: StatsCounter, dispatcher: HookDispatcher,
+                 fail: Callable[[CartesiaSyncError], None], record: Callable[[CartesiaSyncError], None]) -> None:
+        self._transcript = transcript
+        self._stats = stats
+        self._dispatcher = dispatcher
+        self._fail = fail
+        self._record = record
+        self.tickets: Deque[FlushTicket] = deque()
+        self.done = threading.Event()
+        self.request_id: Optional[str] = None
+
+    def route(self, event: Event) -> None:
+        """Update the transcript, dispatch the hooks, and answer waiters, in that order."""
+        if self.request_id is None and getattr(event, "request_id", None):
+            self.request_id = event.request_id  # type: ignore[union-attr]
+        if isinstance(event, Transcript):
+            event = self._transcript.add(event)
+            self._stats.add("final_transcripts" if event.is_final else "interim_transcripts")
+        self._stats.add("events_dispatched")
+        self._dispatcher.emit("on_event", event=event)
+        if isinstance(event, Transcript):
+            self._dispatcher.emit("on_transcript", transcript=event)
+        elif isinstance(event, FlushDone):
+            self._dispatcher.emit("on_flush_done", event=event)
+            if self.tickets:
+                ticket = self.tickets.popleft()
+                ticket.event = event
+                ticket.answered.set()
+        elif isinstance(event, Done):
+            self._dispatcher.emit("on_done", event=event)
+            self.done.set()
+        elif isinstance(event, ServerErrorEvent):
+            self._stats.add("server_errors")
+            error = event.to_exception()
+            if event.fatal:
+                self._fail(error)
+            else:
+                self._record(error)
+                self._dispatcher.report(error)
+        elif isinstance(event, UnknownMessage):
+            logger.info("server sent a message of unknown type %r; passed to on_event only", event.message_type)
+
+    def wake_waiters(self) -> None:
+        """Release every waiting ``finalize()`` without an answer (the session ended)."""
+        while self.tickets:
+            self.tickets.popleft().answered.set()
