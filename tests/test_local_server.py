@@ -14,7 +14,7 @@ import websocket
 import cartesia_sync
 from cartesia_sync import AuthenticationError, ConfigurationError, ConnectionLostError, ServerError
 from cartesia_sync.local import LocalServer, ScriptedEngine, available_engines
-from cartesia_sync.testing import FakeCartesia, Scenario, facts_text
+from cartesia_sync.testing import FakeCartesia, facts_text
 
 from conftest import pcm
 
