@@ -1,46 +1,125 @@
-"""Fixtures: a scripted server on loopback, a recording plugin, and the thread-leak guard."""
+"""Fixtures: the fake Cartesia server on loopback, a recording plugin, and the thread-leak guard.
+
+The ``server`` fixture is a running :class:`~cartesia_sync.testing.FakeCartesia`
+that keeps the key in its records (tests check how the client sends it). Tests
+change it by parametrizing the fixtures it is built from, e.g.
+``@pytest.mark.parametrize("scenario", [Scenario(answer_end=False)])``:
+
+- ``scenario``: the faults to inject (default: none);
+- ``engine_options``: options of the scripted engine (default: ``text=short_facts``);
+- ``server_key``: the key the server requires (default: none).
+
+For what no Scenario does, :class:`HandlerServer` is the same fake server with its
+conversation replaced by a handler of the test's own (see :func:`record_then`).
+"""
 
 from __future__ import annotations
 
 import threading
 import time
-from typing import Any, Iterator, List, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 import pytest
+from websockets.exceptions import ConnectionClosed
 
 import cartesia_sync
 from cartesia_sync import hookimpl
-
-from scripted_server import Script, ScriptedServer
+from cartesia_sync.testing import ConnectionRecord, FakeCartesia, Scenario
 
 CANARY_KEY = "sk_canary_7f3a9c_DO_NOT_LEAK"
 
 
-def session_threads() -> List[threading.Thread]:
+def library_threads() -> List[threading.Thread]:
+    """Every thread the library starts: a session's (sender, receiver, progress) and a local server's."""
     return [t for t in threading.enumerate() if t.name.startswith("cartesia-sync-")]
+
+
+def session_threads() -> List[threading.Thread]:
+    """The threads of client sessions: the library's, except those of a running local server."""
+    return [t for t in library_threads() if not t.name.startswith("cartesia-sync-local-")]
 
 
 @pytest.fixture(autouse=True)
 def no_thread_leak() -> Iterator[None]:
-    """Every test ends with no cartesia-sync-* thread alive."""
+    """Every test ends with no cartesia-sync-* thread alive (neither a session's nor a server's)."""
     yield
     deadline = time.monotonic() + 5
-    while session_threads() and time.monotonic() < deadline:
+    while library_threads() and time.monotonic() < deadline:
         time.sleep(0.02)
-    leftover = session_threads()
+    leftover = library_threads()
     assert not leftover, f"threads survived the test: {[t.name for t in leftover]}"
 
 
-@pytest.fixture
-def script() -> Script:
-    return Script()
+def short_facts(number: int, audio: bytes) -> str:
+    """The suite's segment text, `` seg<n>:<bytes>b`` (the library's default also has a checksum)."""
+    return f" seg{number}:{len(audio)}b"
 
 
 @pytest.fixture
-def server(script: Script) -> Iterator[ScriptedServer]:
-    with ScriptedServer(script) as srv:
+def scenario() -> Scenario:
+    """The faults the ``server`` fixture injects: none."""
+    return Scenario()
+
+
+@pytest.fixture
+def engine_options() -> Dict[str, Any]:
+    """Options of the ``server`` fixture's scripted engine."""
+    return {"text": short_facts}
+
+
+@pytest.fixture
+def server_key() -> Optional[str]:
+    """The key the ``server`` fixture requires at the handshake: none."""
+    return None
+
+
+@pytest.fixture
+def server(scenario: Scenario, engine_options: Dict[str, Any], server_key: Optional[str]) -> Iterator[FakeCartesia]:
+    """A running fake Cartesia on loopback that records every connection, the key included."""
+    with FakeCartesia(scenario=scenario, api_key=server_key, record_secrets=True, **engine_options) as srv:
         yield srv
+
+
+class HandlerServer(FakeCartesia):
+    """The fake server with its conversation replaced by ``handler(conn, record)``, for what no Scenario does.
+
+    The handshake and the connection's :class:`ConnectionRecord` stay the fake server's own; the
+    handler gets the accepted ``websockets`` connection and that record (to fill with
+    ``record.add``). This overrides ``LocalServer._handle``, a private method: test code only.
+    """
+
+    def __init__(self, handler: Callable[[Any, ConnectionRecord], None]) -> None:
+        super().__init__()
+        self._handler = handler
+
+    def _handle(self, conn: Any) -> None:
+        record: ConnectionRecord = conn.cartesia_record
+        try:
+            self._handler(conn, record)
+        except ConnectionClosed:
+            pass
+        finally:
+            record.close_code = conn.close_code
+            record.finished.set()
+
+
+def record_then(on_text: Callable[[Any, ConnectionRecord, str], bool]) -> Callable[[Any, ConnectionRecord], None]:
+    """A :class:`HandlerServer` handler: record every frame, pass each text frame to ``on_text(conn, record, text)``.
+
+    The connection's handler returns when ``on_text`` returns true or the connection ends.
+    """
+
+    def handler(conn: Any, record: ConnectionRecord) -> None:
+        for message in conn:
+            if isinstance(message, bytes):
+                record.add("audio", message)
+            else:
+                record.add("text", message)
+                if on_text(conn, record, message):
+                    return
+
+    return handler
 
 
 class Recorder:
@@ -97,8 +176,8 @@ def recorder() -> Recorder:
 
 
 @pytest.fixture
-def make_client(server: ScriptedServer, recorder: Recorder):
-    """Build a client for the scripted server with the recorder registered and entry points off."""
+def make_client(server: FakeCartesia, recorder: Recorder):
+    """Build a client for the fake server with the recorder registered and entry points off."""
 
     def build(**kwargs: Any) -> cartesia_sync.Client:
         kwargs.setdefault("url", server.url)

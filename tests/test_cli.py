@@ -1,4 +1,4 @@
-"""The command line, run as a real subprocess against the scripted server."""
+"""The command line, run as a real subprocess against the fake Cartesia server."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from scripted_server import Script
+from cartesia_sync.testing import Scenario
 
 
 def run_cli(*args: str, env_extra=None, timeout: float = 60) -> subprocess.CompletedProcess:
@@ -76,7 +76,7 @@ def test_unknown_embedded_engine_is_one_clear_line(wav):
     assert result.stderr.strip() == "cartesia-sync: error: no engine named 'nope'; available: pocketsphinx, scripted"
 
 
-@pytest.mark.parametrize("script", [Script(reject=(401, '{"error":"Invalid API key"}'))])
+@pytest.mark.parametrize("scenario", [Scenario(reject_status=401, reject_body='{"error":"Invalid API key"}')])
 def test_failures_exit_1_with_one_line(server, wav):
     result = run_cli("transcribe", wav, "--url", server.url)
     assert result.returncode == 1
@@ -85,7 +85,7 @@ def test_failures_exit_1_with_one_line(server, wav):
     assert "Traceback" not in result.stderr
 
 
-@pytest.mark.parametrize("script", [Script(reject=(401, "no"))])
+@pytest.mark.parametrize("scenario", [Scenario(reject_status=401, reject_body="no")])
 def test_debug_shows_the_traceback(server, wav):
     result = run_cli("--debug", "transcribe", wav, "--url", server.url)
     assert result.returncode == 1 and "Traceback" in result.stderr
@@ -119,7 +119,7 @@ def test_python_dash_m_and_console_script_agree():
     assert out.returncode == 0 and out.stdout.startswith("cartesia-sync ")
 
 
-@pytest.mark.parametrize("script", [Script(answer_finalize=False)])
+@pytest.mark.parametrize("scenario", [Scenario(answer_finalize=False)])
 def test_ctrl_c_in_a_script_stops_cleanly(server, tmp_path):
     program = tmp_path / "script.py"
     program.write_text(textwrap.dedent(f"""

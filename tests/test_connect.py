@@ -1,6 +1,6 @@
 """Tests for Client construction and Client.connect(): the handshake, its failures, and key safety.
 
-Every test talks to real sockets on loopback (the scripted server, a TLS
+Every test talks to real sockets on loopback (the fake Cartesia server, a TLS
 server, or small raw TCP listeners defined here); websocket-client is never
 mocked. Sections:
 
@@ -39,10 +39,11 @@ from cartesia_sync import (
     ConnectError,
     PaymentRequiredError,
     RateLimitError,
+    ServerError,
 )
+from cartesia_sync.testing import ConnectionRecord, FakeCartesia, Scenario
 
 from conftest import CANARY_KEY, pcm
-from scripted_server import ConnectionRecord, Script, ScriptedServer
 
 try:
     import trustme
@@ -90,7 +91,7 @@ def open_and_close(client: cartesia_sync.Client) -> cartesia_sync.Session:
     return session
 
 
-def handshake_of(server: ScriptedServer, client: cartesia_sync.Client) -> ConnectionRecord:
+def handshake_of(server: FakeCartesia, client: cartesia_sync.Client) -> ConnectionRecord:
     """Open and close one session on ``server``; return what its handshake showed the server."""
     open_and_close(client)
     assert len(server.connections) == 1
@@ -238,8 +239,8 @@ def refusal_body(status: int) -> str:
 
 
 @pytest.mark.parametrize(
-    "script, status, error_class, advice",
-    [pytest.param(Script(reject=(status, refusal_body(status))), status, cls, advice, id=str(status))
+    "scenario, status, error_class, advice",
+    [pytest.param(Scenario(reject_status=status, reject_body=refusal_body(status)), status, cls, advice, id=str(status))
      for status, cls, advice in STATUS_CASES],
 )
 def test_refused_handshake_raises_the_matching_error(make_client, server, status, error_class, advice):
@@ -267,18 +268,20 @@ def test_every_connect_error_is_a_cartesia_sync_error():
 # -- 2. a key required by the server ------------------------------------------------
 
 
-@pytest.mark.parametrize("script", [Script(api_key=CANARY_KEY)])
+@pytest.mark.parametrize("server_key", [CANARY_KEY], ids=["key-required"])
 def test_the_right_key_connects(make_client, server):
     record = handshake_of(server, make_client(api_key=CANARY_KEY))
     assert record.headers["x-api-key"] == CANARY_KEY
 
 
-@pytest.mark.parametrize("script", [Script(api_key=CANARY_KEY)])
+@pytest.mark.parametrize("server_key", [CANARY_KEY], ids=["key-required"])
 @pytest.mark.parametrize("api_key", ["sk_wrong_key", None], ids=["wrong-key", "no-key"])
 def test_a_wrong_or_missing_key_is_refused(make_client, server, api_key):
     error = connect_fails(make_client(api_key=api_key), AuthenticationError)
     assert error.status_code == 401
-    assert error.body == json.dumps({"error": "Invalid API key"})
+    # the fake server's refusal, in the hosted API's structured format
+    assert error.body == json.dumps({"title": "Unauthorized", "message": "Invalid API key",
+                                     "error_code": "invalid_api_key"})
     assert "HTTP 401" in str(error)
 
 
@@ -288,7 +291,12 @@ def test_a_wrong_or_missing_key_is_refused(make_client, server, api_key):
 def test_handshake_path_and_required_query(make_client, server):
     client = make_client(api_key=CANARY_KEY, model="ink-whisper", language="de", encoding="pcm_mulaw", sample_rate=8000)
 
-    record = handshake_of(server, client)
+    # the fake server decodes pcm_s16le only: it accepts the handshake, then refuses the encoding with an error
+    session = client.connect()
+    with pytest.raises(ServerError, match="pcm_mulaw"):
+        session.close(timeout=WAIT)
+    assert session.closed and len(server.connections) == 1
+    record = server.wait_finished(timeout=WAIT)
 
     assert record.path == STT_PATH
     query = record.query_dict()
@@ -383,7 +391,7 @@ def test_extra_headers_are_sent(make_client, server):
 # -- 4. settings from the environment ----------------------------------------------------
 
 
-@pytest.mark.parametrize("script", [Script(api_key=CANARY_KEY)])
+@pytest.mark.parametrize("server_key", [CANARY_KEY], ids=["key-required"])
 def test_url_and_key_come_from_the_environment(monkeypatch, server):
     monkeypatch.setenv("CARTESIA_STT_URL", server.url)
     monkeypatch.setenv("CARTESIA_API_KEY", CANARY_KEY)
@@ -395,7 +403,7 @@ def test_url_and_key_come_from_the_environment(monkeypatch, server):
     assert record.headers["x-api-key"] == CANARY_KEY
 
 
-@pytest.mark.parametrize("script", [Script(api_key=CANARY_KEY)])
+@pytest.mark.parametrize("server_key", [CANARY_KEY], ids=["key-required"])
 def test_explicit_arguments_win_over_the_environment(monkeypatch, server):
     monkeypatch.setenv("CARTESIA_STT_URL", f"ws://127.0.0.1:{free_port()}{STT_PATH}")
     monkeypatch.setenv("CARTESIA_API_KEY", "sk_from_the_environment")
@@ -496,9 +504,13 @@ def test_the_key_wrapper_refuses_to_be_pickled():
 
 
 def client_side_log_texts(caplog: pytest.LogCaptureFixture) -> List[str]:
-    """Every formatted log record except the scripted server's own (``websockets.*``, not under test)."""
+    """Every formatted log record except the fake server's own (not under test).
+
+    That is ``websockets.*`` (its WebSocket server) and ``cartesia_sync.local.*`` (its conversation).
+    """
     formatter = logging.Formatter("%(name)s %(levelname)s %(message)s")
-    return [formatter.format(record) for record in caplog.records if not record.name.startswith("websockets")]
+    return [formatter.format(record) for record in caplog.records
+            if not record.name.startswith(("websockets", "cartesia_sync.local"))]
 
 
 @pytest.mark.parametrize("auth", ["header", "query"])
@@ -530,7 +542,7 @@ def test_query_auth_display_url_shows_a_readable_mask(no_network):
     assert "api_key=***" in settings.display_url
 
 
-@pytest.mark.parametrize("script", [Script(reject=(401, f"bad key {CANARY_KEY}"))])
+@pytest.mark.parametrize("scenario", [Scenario(reject_status=401, reject_body=f"bad key {CANARY_KEY}")])
 def test_a_refusal_echoing_the_key_is_scrubbed(make_client, server, caplog):
     caplog.set_level(logging.DEBUG)
 
@@ -543,7 +555,7 @@ def test_a_refusal_echoing_the_key_is_scrubbed(make_client, server, caplog):
         assert CANARY_KEY not in text
 
 
-@pytest.mark.parametrize("script", [Script(reject=(401, f"bad key {CANARY_KEY}"))])
+@pytest.mark.parametrize("scenario", [Scenario(reject_status=401, reject_body=f"bad key {CANARY_KEY}")])
 def test_the_exception_chain_of_a_refusal_holds_no_key(make_client, server):
     error = connect_fails(make_client(api_key=CANARY_KEY), AuthenticationError)
 

@@ -1,7 +1,7 @@
 """Review of the session core under concurrency: close/abort/finalize/send from several threads,
 stalled and abrupt servers, slow hooks, KeyboardInterrupt, error bookkeeping and stats.
 
-Every test runs against a real loopback server (the scripted server, a subclass of it, or a
+Every test runs against a real loopback server (the fake Cartesia server, a subclass of it, or a
 raw socket server below); nothing of websocket-client is mocked. Two tests replace the
 intake's lock with a gated lock, only to force one interleaving of two threads that the
 library allows but that a test could not otherwise reach deterministically.
@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import ctypes
 import hashlib
+import json
 import re
 import socket
 import struct
@@ -23,7 +24,6 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from websockets.exceptions import ConnectionClosed
 
 import cartesia_sync
 from cartesia_sync import (
@@ -36,9 +36,9 @@ from cartesia_sync import (
     StreamTimeout,
     hookimpl,
 )
+from cartesia_sync.testing import Scenario
 
-from conftest import pcm, session_threads
-from scripted_server import Received, Script, ScriptedServer
+from conftest import HandlerServer, pcm, record_then, session_threads, short_facts
 
 # -- helpers ------------------------------------------------------------------------------
 
@@ -191,39 +191,13 @@ class RawWsServer:
             return
 
 
-class HandlerServer(ScriptedServer):
-    """The scripted server with the conversation replaced by ``handler(server, conn, record, state)``."""
-
-    def __init__(self, handler: Callable[..., None]) -> None:
-        super().__init__(Script())
-        self._handler = handler
-
-    def _handle(self, conn: Any) -> None:
-        record = conn.record
-        state = {"segment_start": 0, "segment": 0, "next_interim": None, "errored": False}
-        try:
-            self._handler(self, conn, record, state)
-        except ConnectionClosed:
-            pass
-        finally:
-            record.closed_by_client = conn.close_code
-            record.finished.set()
-
-
-def _audio_then(on_text: Callable[..., bool]) -> Callable[..., None]:
-    """A handler that records audio and calls ``on_text(server, conn, record, state, text)``; True ends it."""
-
-    def handler(server: ScriptedServer, conn: Any, record: Any, state: dict) -> None:
-        for message in conn:
-            if isinstance(message, bytes):
-                record.frames.append(Received(time.monotonic(), "audio", message))
-                record.audio += message
-                continue
-            record.frames.append(Received(time.monotonic(), "text", message))
-            if on_text(server, conn, record, state, message):
-                return
-
-    return handler
+def final_for_all_audio(record: Any) -> str:
+    """The final the ``server`` fixture would send for all the audio so far as one segment (JSON)."""
+    seconds = len(record.audio) / 32000
+    text = short_facts(1, bytes(record.audio))
+    return json.dumps({"type": "transcript", "request_id": "req-1", "is_final": True, "text": text,
+                       "duration": seconds, "language": "en",
+                       "words": [{"word": text.strip(), "start": 0.0, "end": seconds}]})
 
 
 # =========================================================================================
@@ -261,8 +235,8 @@ def test_abort_releases_a_finalize_that_waits_for_queued_audio(server):
     assert finalizer.ended_at - aborted_at < 1.5
 
 
-@pytest.mark.parametrize("script", [Script(end_delay=1.0)])
-def test_finalize_racing_close_fails_fast_with_session_closed(server, script):
+@pytest.mark.parametrize("scenario", [Scenario(end_delay=1.0)])
+def test_finalize_racing_close_fails_fast_with_session_closed(server):
     session = client_for(server.url, send_timeout=1.0).connect()
     session.send(pcm(0.2))
     gated = GatedLock()
@@ -281,8 +255,8 @@ def test_finalize_racing_close_fails_fast_with_session_closed(server, script):
     assert finalizer.ended_at - closer.ended_at < 0.5
 
 
-@pytest.mark.parametrize("script", [Script(end_delay=1.0)])
-def test_send_racing_close_never_discards_accepted_audio(server, script):
+@pytest.mark.parametrize("scenario", [Scenario(end_delay=1.0)])
+def test_send_racing_close_never_discards_accepted_audio(server):
     session = client_for(server.url).connect()
     session.send(pcm(0.2))
     gated = GatedLock()
@@ -360,8 +334,9 @@ def test_interrupt_during_teardown_still_ends_the_session(server):
     assert time.monotonic() - again < 0.5
 
 
-@pytest.mark.parametrize("script", [Script(on_open=["{broken", {"type": "error", "message": "fatal", "status_code": 500}])])
-def test_every_background_error_is_raised_once(server, script):
+@pytest.mark.parametrize("scenario", [
+    Scenario(on_open=("{broken", {"type": "error", "message": "fatal", "status_code": 500}))])
+def test_every_background_error_is_raised_once(server):
     session = client_for(server.url).connect()
     assert wait_until(lambda: session.error is not None)
     raised = []
@@ -439,9 +414,9 @@ class EndsFromClosingThreadHook:
             self._end(session)
 
 
+@pytest.mark.parametrize("scenario", [Scenario(answer_end=False)])
 @pytest.mark.parametrize("hook", ["on_session_end", "on_error"])
-def test_ending_the_session_from_a_hook_on_the_closing_thread_does_not_wait_for_itself(server, script, hook):
-    script.answer_end = False
+def test_ending_the_session_from_a_hook_on_the_closing_thread_does_not_wait_for_itself(server, hook):
     plugin = EndsFromClosingThreadHook(hook)
     session = client_for(server.url, plugins=[plugin], close_timeout=2.0, close_grace=0.5,
                          join_timeout=1.0).connect()
@@ -504,8 +479,8 @@ def test_a_finalize_that_timed_out_does_not_steal_the_next_answer(server):
     session.close(timeout=10)
 
 
-def test_abort_from_another_thread_ends_a_finalize_waiting_for_flush_done(server, script):
-    script.answer_finalize = False
+@pytest.mark.parametrize("scenario", [Scenario(answer_finalize=False)])
+def test_abort_from_another_thread_ends_a_finalize_waiting_for_flush_done(server):
     session = client_for(server.url).connect()
     session.send(pcm(0.1))
     finalizer = started(lambda: session.finalize(timeout=10), name="review-finalize")
@@ -517,8 +492,8 @@ def test_abort_from_another_thread_ends_a_finalize_waiting_for_flush_done(server
     assert finalizer.ended_at - aborted_at < 1.5
 
 
-def test_close_from_another_thread_ends_a_finalize_waiting_for_flush_done(server, script):
-    script.answer_finalize = False
+@pytest.mark.parametrize("scenario", [Scenario(answer_finalize=False)])
+def test_close_from_another_thread_ends_a_finalize_waiting_for_flush_done(server):
     session = client_for(server.url).connect()
     session.send(pcm(0.1))
     finalizer = started(lambda: session.finalize(timeout=10), name="review-finalize")
@@ -545,8 +520,8 @@ def test_keyboard_interrupt_during_finalize_leaves_the_session_usable(server):
     assert session.closed
 
 
-@pytest.mark.parametrize("script", [Script(end_delay=1.0)])
-def test_keyboard_interrupt_during_close_still_tears_down(server, recorder, script):
+@pytest.mark.parametrize("scenario", [Scenario(end_delay=1.0)])
+def test_keyboard_interrupt_during_close_still_tears_down(server, recorder):
     session = client_for(server.url, plugins=[recorder]).connect()
     session.send(pcm(0.1))
     closer = started(session.close, name="review-close")
@@ -561,9 +536,9 @@ def test_keyboard_interrupt_during_close_still_tears_down(server, recorder, scri
     session.abort()
 
 
-def _close_after_flush_done(server, conn, record, state, text) -> bool:
+def _close_after_flush_done(conn, record, text) -> bool:
     if text == "finalize":
-        server._final(conn, record, state)
+        conn.send(final_for_all_audio(record))
         conn.send('{"type": "flush_done", "request_id": "req-1"}')
         conn.close(1000, "bye")
         return True
@@ -571,7 +546,7 @@ def _close_after_flush_done(server, conn, record, state, text) -> bool:
 
 
 def test_server_closing_right_after_flush_done_is_reported_once():
-    with HandlerServer(_audio_then(_close_after_flush_done)) as srv:
+    with HandlerServer(record_then(_close_after_flush_done)) as srv:
         session = client_for(srv.url).connect()
         session.send(pcm(0.1))
         raised = []
@@ -592,7 +567,7 @@ def test_server_closing_right_after_flush_done_is_reported_once():
         assert session.closed
 
 
-def _close_on_finalize(server, conn, record, state, text) -> bool:
+def _close_on_finalize(conn, record, text) -> bool:
     if text == "finalize":
         conn.close(1000, "")
         return True
@@ -600,7 +575,7 @@ def _close_on_finalize(server, conn, record, state, text) -> bool:
 
 
 def test_server_closing_right_after_finalize_fails_the_finalize_fast():
-    with HandlerServer(_audio_then(_close_on_finalize)) as srv:
+    with HandlerServer(record_then(_close_on_finalize)) as srv:
         session = client_for(srv.url).connect()
         session.send(pcm(0.1))
         begun = time.monotonic()
@@ -634,8 +609,8 @@ def test_server_closing_at_once_after_the_handshake_is_raised_once():
         assert session.closed
 
 
-def test_a_fatal_error_is_raised_to_exactly_one_of_many_senders(server, script):
-    script.error_after = 3200
+@pytest.mark.parametrize("scenario", [Scenario(error_after_bytes=3200)])
+def test_a_fatal_error_is_raised_to_exactly_one_of_many_senders(server):
     session = client_for(server.url).connect()
     session.send(pcm(0.1))
     assert wait_until(lambda: session.error is not None)
@@ -653,8 +628,8 @@ def test_a_fatal_error_is_raised_to_exactly_one_of_many_senders(server, script):
     session.close()  # nothing left to raise
 
 
-@pytest.mark.parametrize("script", [Script(on_open=["{broken"])])
-def test_with_block_that_raises_keeps_its_exception_with_an_error_pending(server, recorder, script):
+@pytest.mark.parametrize("scenario", [Scenario(on_open=("{broken",))])
+def test_with_block_that_raises_keeps_its_exception_with_an_error_pending(server, recorder):
     with pytest.raises(ValueError, match="from the block"):
         with client_for(server.url, plugins=[recorder]).connect() as session:
             assert wait_until(lambda: session.errors)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
 from cartesia_sync import AudioFormatError
 
-from conftest import pcm
+from conftest import HandlerServer, pcm, record_then
 
 
 def received(server) -> bytes:
@@ -92,12 +94,23 @@ def test_send_file_missing_file(make_client, tmp_path):
             session.send_file(tmp_path / "nope.wav")
 
 
-def test_non_s16le_session_takes_raw_bytes_only(make_client, server):
-    with make_client(encoding="pcm_mulaw", sample_rate=8000).connect() as session:
-        session.send(b"\x7f" * 1000)
-        with pytest.raises(AudioFormatError, match="pcm_mulaw"):
-            session.send(np.zeros(10, dtype=np.int16))
-    record = server.wait_finished()
+def _answer_done(conn, record, text) -> bool:
+    if text in ("done", "close"):
+        conn.send(json.dumps({"type": "done", "request_id": "req-1"}))
+        conn.close(1000, "done")
+        return True
+    return False
+
+
+def test_non_s16le_session_takes_raw_bytes_only(make_client):
+    # the fake server's engine decodes pcm_s16le only (it answers other encodings with an error),
+    # so a handler that records whatever arrives and answers the end command stands in for it
+    with HandlerServer(record_then(_answer_done)) as server:
+        with make_client(url=server.url, encoding="pcm_mulaw", sample_rate=8000).connect() as session:
+            session.send(b"\x7f" * 1000)
+            with pytest.raises(AudioFormatError, match="pcm_mulaw"):
+                session.send(np.zeros(10, dtype=np.int16))
+        record = server.wait_finished()
     assert bytes(record.audio) == b"\x7f" * 1000
     assert record.query_dict()["encoding"] == "pcm_mulaw"
     assert {len(f.data) for f in record.audio_frames[:-1]} == {800}  # 100 ms of 8 kHz mu-law

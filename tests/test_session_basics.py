@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import uuid
 
 import numpy as np
 import pytest
@@ -10,8 +11,7 @@ import pytest
 import cartesia_sync
 from cartesia_sync import SessionClosedError, SessionState
 
-from conftest import pcm
-from scripted_server import Script
+from conftest import pcm, short_facts
 
 
 def test_full_session_delivers_every_final_in_order(make_client, server, recorder):
@@ -63,7 +63,8 @@ def test_finalize_returns_after_every_final_before_it_was_dispatched(make_client
             assert names[index - 1] == "on_transcript"
 
 
-@pytest.mark.parametrize("script", [Script(final_text=lambda n, size: ["Hello", " world.", "  two  spaces ", "", "\tTab\n"][n - 1])])
+@pytest.mark.parametrize("engine_options", [
+    {"text": lambda n, audio: ["Hello", " world.", "  two  spaces ", "", "\tTab\n"][n - 1]}])
 def test_text_is_concatenated_verbatim(make_client):
     client = make_client()
     with client.connect() as session:
@@ -80,7 +81,7 @@ def test_end_command_is_selectable(make_client, server, end_command):
     assert server.wait_finished().texts == [end_command]
 
 
-@pytest.mark.parametrize("script", [Script(interim_every=3200)])
+@pytest.mark.parametrize("engine_options", [{"text": short_facts, "interim_bytes": 3200}])
 def test_interim_transcripts_are_dispatched_but_not_committed(make_client, recorder):
     with make_client().connect() as session:
         session.send(pcm(0.35))
@@ -179,7 +180,7 @@ def test_transcribe_one_call_with_an_array(server):
     assert result.audio_seconds == pytest.approx(1.0)
     assert result.words[0].end == pytest.approx(1.0)
     assert result.wall_seconds > 0 and result.realtime_factor is not None
-    assert result.request_id == "req-1"
+    assert str(uuid.UUID(result.request_id)) == result.request_id  # the fake server's id for the connection
 
 
 def test_transcribe_one_call_with_a_file(server, tmp_path):
@@ -192,7 +193,9 @@ def test_transcribe_one_call_with_a_file(server, tmp_path):
     assert result.text.startswith(" seg1:")
 
 
-def test_request_id_is_recorded(make_client):
+def test_request_id_is_recorded(make_client, recorder):
     with make_client().connect() as session:
         session.send(pcm(0.1))
-    assert session.request_id == "req-1"
+    # the fake server gives each connection a fresh UUID and puts it on every message
+    assert str(uuid.UUID(session.request_id)) == session.request_id
+    assert {event.request_id for event in recorder.payloads("on_event")} == {session.request_id}

@@ -19,9 +19,9 @@ from cartesia_sync import (
     StreamTimeout,
     hookimpl,
 )
+from cartesia_sync.testing import Scenario
 
 from conftest import pcm
-from scripted_server import Script
 
 # -- server error messages -------------------------------------------------------
 
@@ -45,10 +45,10 @@ ERROR_FORMATS = [
 ]
 
 
-@pytest.mark.parametrize("message,fields", ERROR_FORMATS)
-def test_every_server_error_format_reaches_the_caller(server, script, make_client, recorder, message, fields):
-    script.error_after = 3200
-    script.error_message = message
+@pytest.mark.parametrize("scenario,fields", [
+    pytest.param(Scenario(error_after_bytes=3200, error_message=case.values[0]), case.values[1], id=case.id)
+    for case in ERROR_FORMATS])
+def test_every_server_error_format_reaches_the_caller(server, make_client, recorder, fields):
     session = make_client().connect()
     session.send(pcm(0.2))
     with pytest.raises(ServerError) as caught:
@@ -65,8 +65,8 @@ def test_every_server_error_format_reaches_the_caller(server, script, make_clien
     assert session.closed
 
 
-@pytest.mark.parametrize("script", [Script(error_after=3200, error_closes=False,
-                                           error_message={"type": "error", "done": False, "message": "minor"})])
+@pytest.mark.parametrize("scenario", [Scenario(error_after_bytes=3200, error_closes=False,
+                                                 error_message={"type": "error", "done": False, "message": "minor"})])
 def test_non_fatal_server_error_is_raised_once_and_the_stream_goes_on(make_client):
     session = make_client().connect()
     session.send(pcm(0.2))
@@ -86,7 +86,7 @@ JUNK = ["not json at all", b"\x00\x01binary", "[1, 2, 3]", '{"no_type": 1}',
         '{"type": "transcript", "text": "x", "duration": NaN}', b"\xff\xfe not utf-8".decode("latin-1")]
 
 
-@pytest.mark.parametrize("script", [Script(on_open=JUNK + ['{"type": "brand_new_type", "x": 1}'])])
+@pytest.mark.parametrize("scenario", [Scenario(on_open=tuple(JUNK) + ('{"type": "brand_new_type", "x": 1}',))])
 def test_junk_never_crashes_the_receiver(make_client, recorder, caplog):
     client = make_client(raise_errors=False)
     with caplog.at_level(logging.WARNING, logger="cartesia_sync"):
@@ -103,7 +103,7 @@ def test_junk_never_crashes_the_receiver(make_client, recorder, caplog):
     assert sum("not json" in r.getMessage() for r in caplog.records) == 1
 
 
-@pytest.mark.parametrize("script", [Script(on_open=["{broken"])])
+@pytest.mark.parametrize("scenario", [Scenario(on_open=("{broken",))])
 def test_junk_is_raised_once_at_the_next_finalize_by_default(make_client):
     session = make_client().connect()
     session.send(pcm(0.1))
@@ -116,7 +116,7 @@ def test_junk_is_raised_once_at_the_next_finalize_by_default(make_client):
 
 # -- dropped connections --------------------------------------------------------------
 
-@pytest.mark.parametrize("script", [Script(drop_after=6400)])
+@pytest.mark.parametrize("scenario", [Scenario(drop_after_bytes=6400)])
 def test_abrupt_drop_mid_stream_raises_connection_lost(make_client, recorder):
     session = make_client().connect()
     with pytest.raises((ConnectionLostError, SessionClosedError)):
@@ -131,7 +131,7 @@ def test_abrupt_drop_mid_stream_raises_connection_lost(make_client, recorder):
     assert isinstance(recorder.payloads("on_error")[0], ConnectionLostError)
 
 
-@pytest.mark.parametrize("script", [Script(close_after=(3200, 1011, "engine restart"))])
+@pytest.mark.parametrize("scenario", [Scenario(close_after_bytes=3200, close_code=1011, close_reason="engine restart")])
 def test_server_close_mid_stream_carries_code_and_reason(make_client):
     session = make_client().connect()
     session.send(pcm(0.2))
@@ -145,7 +145,7 @@ def test_server_close_mid_stream_carries_code_and_reason(make_client):
 
 # -- the server never answers ------------------------------------------------------------
 
-@pytest.mark.parametrize("script", [Script(answer_finalize=False)])
+@pytest.mark.parametrize("scenario", [Scenario(answer_finalize=False)])
 def test_finalize_without_flush_done_times_out(make_client):
     with make_client().connect() as session:
         session.send(pcm(0.1))
@@ -156,7 +156,7 @@ def test_finalize_without_flush_done_times_out(make_client):
     assert session.text == " seg1:3200b"  # done still flushed it
 
 
-@pytest.mark.parametrize("script", [Script(answer_end=False)])
+@pytest.mark.parametrize("scenario", [Scenario(answer_end=False)])
 def test_close_without_done_times_out_and_releases_everything(make_client, recorder):
     session = make_client().connect()
     session.send(pcm(0.1))
@@ -169,15 +169,15 @@ def test_close_without_done_times_out_and_releases_everything(make_client, recor
     assert isinstance(recorder.payloads("on_error")[0], StreamTimeout)
 
 
-@pytest.mark.parametrize("script", [Script(end_delay=0.4, before_done=[
-    {"type": "transcript", "is_final": True, "text": f" late{n}", "request_id": "req-1"} for n in range(3)])])
+@pytest.mark.parametrize("scenario", [Scenario(end_delay=0.4, before_done=tuple(
+    {"type": "transcript", "is_final": True, "text": f" late{n}", "request_id": "req-1"} for n in range(3)))])
 def test_close_drains_results_that_arrive_late(make_client):
     with make_client().connect() as session:
         session.send(pcm(0.1))
     assert session.text == " late0 late1 late2 seg1:3200b"
 
 
-@pytest.mark.parametrize("script", [Script(close_after_done=False)])
+@pytest.mark.parametrize("scenario", [Scenario(close_after_done=False)])
 def test_server_that_keeps_the_socket_open_after_done(make_client):
     with make_client(close_grace=0.2).connect() as session:
         session.send(pcm(0.1))
@@ -305,9 +305,9 @@ def test_plugin_failing_in_session_start_does_not_stop_the_session(make_client, 
     assert session.text == " seg1:3200b"
 
 
-def test_errors_are_json_safe_in_raw(make_client, server, script):
-    script.error_after = 0
-    script.error_message = {"type": "error", "message": "x", "status_code": 500}
+@pytest.mark.parametrize("scenario", [Scenario(error_after_bytes=0,
+                                                 error_message={"type": "error", "message": "x", "status_code": 500})])
+def test_errors_are_json_safe_in_raw(make_client, server):
     session = make_client().connect()
     session.send(pcm(0.1))
     with pytest.raises(ServerError) as caught:
