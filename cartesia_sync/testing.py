@@ -55,6 +55,7 @@ class FakeCartesia(LocalServer):
     :param api_key: require this key at the handshake.
     :param idle_timeout: close connections idle this long.
     :param record_secrets: keep the key in the connection records (to check how it was sent).
+    :param request_id: give every connection this ``request_id`` instead of a fresh UUID.
     :param engine_options: more :class:`ScriptedEngine` options
         (``segment_bytes``, ``interim_bytes``, ``text``...).
     """
@@ -67,11 +68,13 @@ class FakeCartesia(LocalServer):
         api_key: Optional[str] = None,
         idle_timeout: float = 20.0,
         record_secrets: bool = False,
+        request_id: Optional[str] = None,
         **engine_options: Any,
     ) -> None:
         super().__init__(
             ScriptedEngine(segments, **engine_options), scenario=scenario, api_key=api_key,
-            idle_timeout=idle_timeout, record=True, record_secrets=record_secrets, load_entrypoints=False,
+            idle_timeout=idle_timeout, record=True, record_secrets=record_secrets, request_id=request_id,
+            load_entrypoints=False,
         )
 
 

@@ -30,19 +30,19 @@ from cartesia_sync.testing import ConnectionRecord, FakeCartesia, Scenario
 CANARY_KEY = "sk_canary_7f3a9c_DO_NOT_LEAK"
 
 
-def library_threads() -> List[threading.Thread]:
-    """Every thread the library starts: a session's (sender, receiver, progress) and a local server's."""
+def session_threads() -> List[threading.Thread]:
+    """The threads of client sessions (sender and receiver)."""
     return [t for t in threading.enumerate() if t.name.startswith("cartesia-sync-")]
 
 
-def session_threads() -> List[threading.Thread]:
-    """The threads of client sessions: the library's, except those of a running local server."""
-    return [t for t in library_threads() if not t.name.startswith("cartesia-sync-local-")]
+def library_threads() -> List[threading.Thread]:
+    """Every thread the library starts: sessions' and local servers'."""
+    return session_threads() + [t for t in threading.enumerate() if t.name == "local-stt-server"]
 
 
 @pytest.fixture(autouse=True)
 def no_thread_leak() -> Iterator[None]:
-    """Every test ends with no cartesia-sync-* thread alive (neither a session's nor a server's)."""
+    """Every test ends with no session thread (cartesia-sync-*) and no local server thread alive."""
     yield
     deadline = time.monotonic() + 5
     while library_threads() and time.monotonic() < deadline:

@@ -93,7 +93,7 @@ def test_every_message_has_the_documented_shape():
 @pytest.mark.parametrize("query,code,fragment", [
     ("model=whisper-9000", "model_not_found", "whisper-9000"),
     ("", "model_required", "model"),
-    ("model=ink-whisper&encoding=pcm_alaw", "invalid_encoding", "pcm_alaw"),
+    ("model=ink-whisper&encoding=pcm_u8", "invalid_encoding", "pcm_u8"),
     ("model=ink-whisper&sample_rate=96000", "invalid_sample_rate", "96000"),
     ("model=ink-whisper&sample_rate=abc", "invalid_sample_rate", "abc"),
     ("model=ink-whisper&min_volume=2", "invalid_min_volume", "min_volume"),
@@ -118,11 +118,39 @@ def test_validation_error_reaches_the_client_as_a_server_error():
     assert caught.value.status_code == 400 and caught.value.error_code == "model_not_found"
 
 
-def test_other_sample_rates_are_resampled_by_the_server():
+class DecodedScripted(ScriptedEngine):
+    """The scripted engine, but fed what a real engine gets: 16 kHz s16le."""
+
+    raw_audio = False
+
+
+@pytest.mark.parametrize("encoding,rate,audio", [
+    ("pcm_s16le", 8000, np.full(8000, 1000, dtype="<i2").tobytes()),
+    ("pcm_s32le", 16000, np.full(16000, 1000 << 16, dtype="<i4").tobytes()),
+    ("pcm_f32le", 48000, np.full(48000, 0.25, dtype="<f4").tobytes()),
+    ("pcm_f16le", 16000, np.full(16000, 0.25, dtype="<f2").tobytes()),
+    ("pcm_mulaw", 8000, bytes([0x9f]) * 8000),
+    ("pcm_alaw", 8000, bytes([0xd5]) * 8000),
+])
+def test_every_encoding_and_rate_reaches_the_engine_as_16k_s16le(encoding, rate, audio):
+    received = []
+    engine = DecodedScripted(text=lambda n, pcm: received.append(pcm) or f" got{n}")
+    with LocalServer(engine, load_entrypoints=False) as server:
+        with client_for(server, encoding=encoding, sample_rate=rate).connect() as session:
+            session.send(audio)
+    assert session.text == " got1"
+    samples = np.frombuffer(received[0], dtype="<i2")
+    assert abs(len(samples) - 16000) <= 16  # one second, whatever the wire format
+    middle = samples[2000:14000]
+    assert middle.min() != 0 and (middle > 0).all() == (middle > 0).any()  # steady, signed as sent
+
+
+def test_the_scripted_engine_sees_the_bytes_exactly_as_sent():
+    audio = bytes(range(256)) * 40
     with FakeCartesia() as server:
-        with client_for(server, sample_rate=8000).connect() as session:
-            session.send(np.zeros(8000, dtype=np.int16))
-    assert session.words[-1].end == pytest.approx(1.0, abs=0.01)  # 1 s at 8 kHz became ~1 s at 16 kHz
+        with client_for(server, encoding="pcm_mulaw", sample_rate=8000).connect() as session:
+            session.send(audio)
+    assert session.text == " " + facts_text(1, audio)
 
 
 def test_unknown_text_command_is_a_non_fatal_error():
@@ -247,3 +275,12 @@ def test_engines_are_listed():
 def test_repr_hides_the_key():
     with FakeCartesia(api_key="sk_secret_repr") as server:
         assert "sk_secret_repr" not in repr(server)
+
+
+def test_scripted_word_times_follow_the_wire_rate_and_encoding():
+    with FakeCartesia() as server:
+        with client_for(server, encoding="pcm_mulaw", sample_rate=8000).connect() as session:
+            session.send(b"\xff" * 4000)
+            session.finalize()
+            session.send(b"\xff" * 8000)
+    assert [(w.start, w.end) for w in session.words] == [(0.0, 0.5), (0.5, 1.5)]

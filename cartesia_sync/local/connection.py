@@ -25,12 +25,12 @@ from websockets.sync.server import ServerConnection
 from .engine import ENGINE_SAMPLE_RATE, Engine, EngineStream, Recognition, StreamOptions
 from .recording import ConnectionRecord
 from .scenario import Scenario
+from .wire_audio import SAMPLE_BYTES, decoder_for
 
 __all__ = ["ConversationConfig", "QueryError", "parse_query", "Conversation"]
 
 logger = logging.getLogger(__name__)
 
-SUPPORTED_ENCODINGS = ("pcm_s16le",)
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,7 @@ class ConversationConfig:
     idle_timeout: float
     scenario: Scenario
     record: bool
+    request_id: Optional[str] = None
 
 
 class QueryError(Exception):
@@ -54,8 +55,8 @@ class QueryError(Exception):
         self.message = message
 
 
-def parse_query(path: str, models: FrozenSet[str]) -> Tuple[StreamOptions, int]:
-    """Validate the handshake query and return the stream options and the sample rate.
+def parse_query(path: str, models: FrozenSet[str]) -> Tuple[StreamOptions, str, int]:
+    """Validate the handshake query and return the stream options, the encoding and the sample rate.
 
     :raises QueryError: a required parameter is missing or a value is not supported.
     """
@@ -74,9 +75,9 @@ def parse_query(path: str, models: FrozenSet[str]) -> Tuple[StreamOptions, int]:
         raise QueryError("model_not_found", "Invalid model",
                          f"the model {model!r} is not valid; use one of: {', '.join(sorted(models))}")
     encoding = values.get("encoding", "pcm_s16le")
-    if encoding not in SUPPORTED_ENCODINGS:
+    if encoding not in SAMPLE_BYTES:
         raise QueryError("invalid_encoding", "Unsupported encoding",
-                         f"the encoding {encoding!r} is not supported by this server; use pcm_s16le")
+                         f"the encoding {encoding!r} is not supported; use one of {', '.join(SAMPLE_BYTES)}")
     rate_text = values.get("sample_rate", str(ENGINE_SAMPLE_RATE))
     try:
         sample_rate = int(rate_text)
@@ -91,8 +92,10 @@ def parse_query(path: str, models: FrozenSet[str]) -> Tuple[StreamOptions, int]:
         min_volume=_optional_number(values, "min_volume", 0.0, 1.0),
         max_silence_duration_secs=_optional_number(values, "max_silence_duration_secs", 0.0, 60.0),
         keyterms=tuple(keyterms),
+        encoding=encoding,
+        sample_rate=sample_rate,
     )
-    return options, sample_rate
+    return options, encoding, sample_rate
 
 
 def _optional_number(values: Dict[str, str], name: str, low: float, high: float) -> Optional[float]:
@@ -117,9 +120,11 @@ class Conversation:
         self._config = config
         self._scenario = config.scenario
         self._record = record
-        self.request_id = str(uuid.uuid4())
+        self.request_id = config.request_id or str(uuid.uuid4())
         self._stream: Optional[EngineStream] = None
         self._resampler: Any = None
+        self._decode: Any = None  # wire bytes -> int16 samples, or None to feed the engine raw bytes
+        self._sample_bytes = 2
         self._leftover = b""
         self._received = 0
         self._errored = False
@@ -142,7 +147,7 @@ class Conversation:
 
     def _converse(self) -> None:
         try:
-            options, sample_rate = parse_query(self._conn.request.path, self._config.models)
+            options, encoding, sample_rate = parse_query(self._conn.request.path, self._config.models)
             self._language = options.language
             self._stream = self._config.engine.open_stream(options)
         except QueryError as exc:
@@ -151,10 +156,13 @@ class Conversation:
         except ValueError as exc:
             self._fail(400, "unsupported_option", "Unsupported option", str(exc), close_code=1008)
             return
-        if sample_rate != ENGINE_SAMPLE_RATE:
-            import soxr
+        self._sample_bytes = SAMPLE_BYTES[encoding]
+        if not getattr(self._config.engine, "raw_audio", False):
+            self._decode = decoder_for(encoding)
+            if sample_rate != ENGINE_SAMPLE_RATE:
+                import soxr
 
-            self._resampler = soxr.ResampleStream(sample_rate, ENGINE_SAMPLE_RATE, 1, dtype="int16")
+                self._resampler = soxr.ResampleStream(sample_rate, ENGINE_SAMPLE_RATE, 1, dtype="int16")
         for frame in self._scenario.on_open:
             self._send_raw(frame)
         while True:
@@ -180,13 +188,14 @@ class Conversation:
         if self._scenario_fault():
             return False
         pcm = self._leftover + data
-        usable = len(pcm) - len(pcm) % 2
+        usable = len(pcm) - len(pcm) % self._sample_bytes
         self._leftover = pcm[usable:]
         pcm = pcm[:usable]
-        if self._resampler is not None and pcm:
-            import numpy as np
-
-            pcm = self._resampler.resample_chunk(np.frombuffer(pcm, dtype="<i2")).astype("<i2").tobytes()
+        if self._decode is not None and pcm:
+            samples = self._decode(pcm)
+            if self._resampler is not None:
+                samples = self._resampler.resample_chunk(samples)
+            pcm = samples.astype("<i2").tobytes()
         if pcm:
             return self._run_engine(lambda: self._stream.feed(pcm))  # type: ignore[union-attr]
         return True

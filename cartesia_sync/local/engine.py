@@ -39,6 +39,8 @@ class StreamOptions:
     :ivar min_volume: audio quieter than this (0..1 RMS of full scale) is not speech.
     :ivar max_silence_duration_secs: silence after which an utterance is final.
     :ivar keyterms: words the caller wants recognised; engines may ignore them.
+    :ivar encoding: the wire encoding (engines with ``raw_audio`` receive it as is).
+    :ivar sample_rate: the wire sample rate (likewise).
     """
 
     model: str = "ink-whisper"
@@ -46,6 +48,8 @@ class StreamOptions:
     min_volume: Optional[float] = None
     max_silence_duration_secs: Optional[float] = None
     keyterms: Tuple[str, ...] = ()
+    encoding: str = "pcm_s16le"
+    sample_rate: int = ENGINE_SAMPLE_RATE
 
 
 @dataclass(frozen=True)
@@ -95,7 +99,13 @@ class EngineStream(Protocol):
 
 @runtime_checkable
 class Engine(Protocol):
-    """A factory of engine streams, shared by every connection of a server."""
+    """A factory of engine streams, shared by every connection of a server.
+
+    An engine that sets a true ``raw_audio`` attribute receives the client's
+    bytes exactly as sent (any encoding and rate, whole samples) instead of
+    16 kHz s16le; the scripted engine does, so its facts describe what the
+    client sent.
+    """
 
     name: str
 

@@ -24,8 +24,9 @@ class Received:
 class ConnectionRecord:
     """Everything one connection showed the server: handshake, frames, audio and how it ended.
 
-    The API key is never recorded: the ``x-api-key`` and ``authorization``
-    headers and the ``api_key`` query parameter are stored as ``***``.
+    Unless the server was made with ``record_secrets=True``, the API key is
+    not recorded: the ``x-api-key`` and ``authorization`` headers and the
+    ``api_key`` query parameter are stored as ``***``.
     """
 
     path: str = ""

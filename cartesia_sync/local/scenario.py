@@ -56,7 +56,7 @@ class Scenario:
     on_open: Tuple[Any, ...] = ()
     before_done: Tuple[Any, ...] = ()
     error_after_bytes: Optional[int] = None
-    error_message: Any = field(default_factory=lambda: dict(DEFAULT_ERROR))
+    error_message: Any = field(default_factory=lambda: dict(DEFAULT_ERROR), hash=False)
     error_closes: bool = True
     drop_after_bytes: Optional[int] = None
     close_after_bytes: Optional[int] = None

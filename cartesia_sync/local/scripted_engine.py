@@ -18,11 +18,10 @@ import hashlib
 from typing import Callable, Iterable, List, Optional, Sequence
 
 from ..events import Word
-from .engine import ENGINE_SAMPLE_RATE, Recognition, StreamOptions, words_between
+from .engine import Recognition, StreamOptions, words_between
+from .wire_audio import SAMPLE_BYTES
 
 __all__ = ["ScriptedEngine", "ScriptedStream", "facts_text"]
-
-_BYTES_PER_SECOND = ENGINE_SAMPLE_RATE * 2
 
 
 def facts_text(number: int, audio: bytes) -> str:
@@ -44,6 +43,7 @@ class ScriptedEngine:
     """
 
     name = "scripted"
+    raw_audio = True  # facts describe the client's bytes exactly as sent
 
     def __init__(
         self,
@@ -65,7 +65,7 @@ class ScriptedEngine:
 
     def open_stream(self, options: StreamOptions) -> "ScriptedStream":
         """Start a stream; every stream walks the scripted segments from the first."""
-        return ScriptedStream(self)
+        return ScriptedStream(self, SAMPLE_BYTES.get(options.encoding, 2) * options.sample_rate)
 
     def close(self) -> None:
         """Nothing to release."""
@@ -74,8 +74,9 @@ class ScriptedEngine:
 class ScriptedStream:
     """One connection's segments."""
 
-    def __init__(self, engine: ScriptedEngine) -> None:
+    def __init__(self, engine: ScriptedEngine, bytes_per_second: int) -> None:
         self._engine = engine
+        self._bytes_per_second = bytes_per_second
         self._segment = bytearray()
         self._segment_start = 0  # bytes from the first audio
         self._number = 0
@@ -118,8 +119,8 @@ class ScriptedStream:
         self._segment.clear()
 
     def _result(self, text: str, is_final: bool) -> Recognition:
-        start = self._segment_start / _BYTES_PER_SECOND
-        end = (self._segment_start + len(self._segment)) / _BYTES_PER_SECOND
+        start = self._segment_start / self._bytes_per_second
+        end = (self._segment_start + len(self._segment)) / self._bytes_per_second
         if not text.strip():
             words: tuple = ()
         elif self._engine.word_per_segment:

@@ -72,6 +72,8 @@ class LocalServer:
         :attr:`connections` (for tests).
     :param record_secrets: keep the key in those records instead of ``***``,
         for tests that check how a client sends it.
+    :param request_id: the ``request_id`` of every connection (default: a
+        fresh UUID per connection), for tests that want fixed values.
     :param allow_remote: must be true to bind a non-loopback address.
     :param load_entrypoints: let installed plugins offer engines.
     :param engine_options: passed to the engine factory when ``engine`` is a name.
@@ -89,6 +91,7 @@ class LocalServer:
         scenario: Optional[Scenario] = None,
         record: bool = False,
         record_secrets: bool = False,
+        request_id: Optional[str] = None,
         allow_remote: bool = False,
         load_entrypoints: bool = True,
         **engine_options: Any,
@@ -111,7 +114,7 @@ class LocalServer:
         self.connections: List[ConnectionRecord] = []
         self._config = ConversationConfig(
             engine=self.engine, models=frozenset(models) | {getattr(self.engine, "name", "local")},
-            idle_timeout=idle_timeout, scenario=self.scenario, record=record,
+            idle_timeout=idle_timeout, scenario=self.scenario, record=record, request_id=request_id,
         )
         self._host = host
         self._port = port
@@ -133,7 +136,7 @@ class LocalServer:
                 compression=None, max_size=2**22, server_header="cartesia-sync-local",
             )
             self._thread = threading.Thread(
-                target=self._server.serve_forever, name="cartesia-sync-local-server", daemon=True
+                target=self._server.serve_forever, name="local-stt-server", daemon=True
             )
             self._thread.start()
         logger.info("local STT server listening on %s", self.url)
@@ -183,16 +186,25 @@ class LocalServer:
         return f"ws://{host}:{self.port}{STT_PATH}"
 
     def wait_finished(self, index: int = -1, timeout: float = 5.0) -> ConnectionRecord:
-        """The record of a connection (the last by default), once it has ended (needs ``record=True``)."""
+        """The record of a connection (the last by default), once it has ended (needs ``record=True``).
+
+        :param index: which connection, in arrival order; a non-negative index
+            waits for that connection to arrive.
+        :raises TimeoutError: the connection did not arrive or end in time.
+        """
         import time
 
+        if not self._config.record:
+            raise RuntimeError("connections are recorded only by a server made with record=True")
         deadline = time.monotonic() + timeout
-        while not self.connections and time.monotonic() < deadline:
+        needed = index + 1 if index >= 0 else 1
+        while len(self.connections) < needed:
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"connection {index} did not arrive within {timeout:g} s")
             time.sleep(0.01)
-        if not self.connections:
-            raise TimeoutError("no connection arrived")
         record = self.connections[index]
-        record.finished.wait(max(0.0, deadline - time.monotonic()))
+        if not record.finished.wait(max(0.0, deadline - time.monotonic())):
+            raise TimeoutError(f"connection {index} did not end within {timeout:g} s")
         return record
 
     def __repr__(self) -> str:
