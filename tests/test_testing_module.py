@@ -146,3 +146,10 @@ def test_the_pytest_plugin_gives_fixtures(tmp_path):
                             capture_output=True, text=True, timeout=120, cwd=tmp_path, env=env)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "2 passed" in result.stdout
+
+
+def test_the_readme_example_holds(fake_cartesia_factory):
+    fake = fake_cartesia_factory(["Hello", " world."])
+    result = cartesia_sync.transcribe(b"\0" * 64000, url=fake.url, load_entrypoints=False)
+    assert result.text == "Hello"  # one segment: the end command closed it
+    assert fake.wait_finished().texts == ["done"]
