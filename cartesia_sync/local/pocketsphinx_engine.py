@@ -48,15 +48,14 @@ __all__ = ["PocketSphinxEngine", "RecognizerSettings"]
 
 log = logging.getLogger(__name__)
 
-_LANGUAGES = ("en", "en-us", "en_us")
 _STOP_GRACE = 2.0  # seconds a worker gets to exit after "stop" before it is terminated
 #: Seconds of allowance per second of audio in one request, on top of ``timeout``.
 _SECONDS_PER_AUDIO_SECOND = 1.0
 
 
 def _check_options(options: StreamOptions) -> None:
-    language = (options.language or "en").strip().lower()
-    if language not in _LANGUAGES:
+    language = (options.language or "en").strip().lower().replace("_", "-")
+    if language.split("-")[0] != "en":
         raise ValueError(
             f"the pocketsphinx engine recognises English only (language {options.language!r} was asked for)"
         )
