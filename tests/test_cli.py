@@ -147,3 +147,63 @@ def test_ctrl_c_in_a_script_stops_cleanly(server, tmp_path):
     assert time.monotonic() - started < 10
     assert proc.returncode == 3, err
     assert out.strip() == "interrupted closed []"
+
+
+def test_serve_runs_until_ctrl_c(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CARTESIA")}
+    proc = subprocess.Popen([sys.executable, "-m", "cartesia_sync", "serve", "--port", "0", "--engine", "scripted",
+                             "--api-key", "sk_serve_test"], stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        line = proc.stderr.readline()
+        assert "key required" in line and "sk_serve_test" not in line
+        url = line.split("serving ", 1)[1].split(" ", 1)[0]
+        import cartesia_sync
+
+        with pytest.raises(cartesia_sync.AuthenticationError):
+            cartesia_sync.Client(url=url, api_key="sk_wrong", load_entrypoints=False).connect()
+        with cartesia_sync.Client(url=url, api_key="sk_serve_test", load_entrypoints=False).connect() as session:
+            session.send(b"\0" * 3200)
+        assert session.text.startswith(" seg1:3200b:")
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=20) == 0
+    finally:
+        proc.kill()
+        proc.stderr.close()
+
+
+def test_serve_refuses_a_public_address_without_allow_remote():
+    result = run_cli("serve", "--host", "0.0.0.0", "--port", "0", "--engine", "scripted")
+    assert result.returncode == 1 and "loopback" in result.stderr
+
+
+def test_progress_bar_is_drawn_when_stderr_is_a_terminal(server, wav):
+    import pty
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CARTESIA")}
+    leader, follower = pty.openpty()
+    try:
+        proc = subprocess.run([sys.executable, "-m", "cartesia_sync", "transcribe", wav, "--url", server.url],
+                              stdout=subprocess.PIPE, stderr=follower, timeout=60, env=env)
+        os.close(follower)
+        follower = -1
+        drawn = b""
+        while True:
+            try:
+                chunk = os.read(leader, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            drawn += chunk
+    finally:
+        if follower != -1:
+            os.close(follower)
+        os.close(leader)
+    assert proc.returncode == 0
+    assert b"speech.wav [##############################] 100%" in drawn
+    assert proc.stdout == b"seg1:32000b\n"  # stdout stays clean
+
+
+def test_no_progress_bar_when_stderr_is_not_a_terminal(server, wav):
+    result = run_cli("transcribe", wav, "--url", server.url)
+    assert "[" not in result.stderr and result.stderr == ""
