@@ -45,7 +45,7 @@ import time
 import wave
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Tuple
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -53,6 +53,7 @@ sys.path.insert(0, str(ROOT))
 from cartesia_sync.local.decoder_worker import RecognizerSettings  # noqa: E402
 from cartesia_sync.local.engine import StreamOptions  # noqa: E402
 from cartesia_sync.local.pocketsphinx_engine import PocketSphinxEngine  # noqa: E402
+from cartesia_sync.local.metrics import normalise_words, word_error_rate as wer  # noqa: E402
 
 RATE = 16000
 CHUNK = 3200
@@ -104,24 +105,6 @@ def read_wav(path: Path) -> bytes:
 
 def silence(seconds: float) -> bytes:
     return bytes(2 * int(seconds * RATE))
-
-
-def normalise(text: str) -> List[str]:
-    return "".join(c for c in text.lower() if c.isalpha() or c in "' ").split()
-
-
-def edit_distance(a: Sequence[str], b: Sequence[str]) -> int:
-    row = list(range(len(b) + 1))
-    for i, x in enumerate(a, 1):
-        prev, row[0] = row[0], i
-        for j, y in enumerate(b, 1):
-            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (x != y))
-    return row[-1]
-
-
-def wer(refs: Sequence[str], hyps: Sequence[str]) -> float:
-    errors = sum(edit_distance(normalise(r), normalise(h)) for r, h in zip(refs, hyps))
-    return errors / max(1, sum(len(normalise(r)) for r in refs))
 
 
 def fixtures() -> List[Clip]:
@@ -190,7 +173,7 @@ def measure_wer(corpora: Dict[str, List[Clip]]) -> Dict[str, Dict[str, dict]]:
             def one(clips: List[Clip]) -> dict:
                 hyps = [transcribe(engine, pcm) for pcm, _ in clips]
                 refs = [text for _, text in clips]
-                words = sum(len(normalise(r)) for r in refs)
+                words = sum(len(normalise_words(r)) for r in refs)
                 return {"wer": round(wer(refs, hyps), 4), "words": words, "hyps": hyps}
 
             with ThreadPoolExecutor(2) as pool:

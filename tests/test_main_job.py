@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -12,30 +11,18 @@ import pytest
 
 import cartesia_sync
 from cartesia_sync.local import LocalServer
+from cartesia_sync.local.metrics import word_error_rate
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "samples" / "hello.wav"
 SAMPLE_TEXT = (ROOT / "samples" / "hello.txt").read_text()
 
 
-def words_of(text: str) -> list:
-    return re.sub(r"[^a-z' ]", " ", text.lower()).split()
-
-
-def word_error_rate(reference: str, hypothesis: str) -> float:
-    ref, hyp = words_of(reference), words_of(hypothesis)
-    row = list(range(len(hyp) + 1))
-    for i, r in enumerate(ref, 1):
-        previous, row[0] = row[0], i
-        for j, h in enumerate(hyp, 1):
-            previous, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, previous + (r != h))
-    return row[len(hyp)] / max(1, len(ref))
-
-
-def test_word_error_rate_helper():
-    assert word_error_rate("a b c d", "a b c d") == 0
+def test_word_error_rate():
+    assert word_error_rate("a b c d", "A, b; c. d!") == 0
     assert word_error_rate("a b c d", "a x c") == 0.5
     assert word_error_rate("a b", "a b c d") == 1.0
+    assert word_error_rate(["a b", "c d"], ["a b", "c"]) == 0.25
 
 
 @pytest.fixture

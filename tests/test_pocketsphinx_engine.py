@@ -19,6 +19,7 @@ import pytest
 
 pytest.importorskip("pocketsphinx")
 
+from cartesia_sync.local.metrics import word_error_rate as wer  # noqa: E402
 from cartesia_sync.local.engine import Engine, EngineStream, Recognition, StreamOptions  # noqa: E402
 from cartesia_sync.local.pocketsphinx_engine import PocketSphinxEngine  # noqa: E402
 
@@ -42,20 +43,6 @@ def scaled(pcm: bytes, factor: float) -> bytes:
     import numpy as np
 
     return (np.frombuffer(pcm, dtype="<i2") * factor).astype("<i2").tobytes()
-
-
-def edit_distance(a: Sequence[str], b: Sequence[str]) -> int:
-    row = list(range(len(b) + 1))
-    for i, x in enumerate(a, 1):
-        prev, row[0] = row[0], i
-        for j, y in enumerate(b, 1):
-            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (x != y))
-    return row[-1]
-
-
-def wer(refs: Sequence[str], hyps: Sequence[str]) -> float:
-    errors = sum(edit_distance(r.split(), h.split()) for r, h in zip(refs, hyps))
-    return errors / sum(len(r.split()) for r in refs)
 
 
 @pytest.fixture(scope="module")
