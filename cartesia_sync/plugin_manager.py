@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import traceback
 from importlib import metadata
 from typing import Any, Callable, Dict, Iterable, List, Optional
 
@@ -175,10 +176,13 @@ class HookDispatcher:
         self.emit("on_error", error=error)
 
     def _plugin_failed(self, hook_name: str, plugin_name: str, exc: Exception) -> None:
+        # The traceback is formatted here, scrubbed, rather than passed as exc_info: a plugin's
+        # exception message may hold the key.
+        trace = self._scrub("".join(traceback.format_exception(exc)).rstrip())
         if hook_name == "on_error":
-            logger.error("plugin %r raised in on_error; not reported again", plugin_name, exc_info=exc)
+            logger.error("plugin %r raised in on_error; not reported again\n%s", plugin_name, trace)
             return
-        logger.error("plugin %r raised in %s", plugin_name, hook_name, exc_info=exc)
+        logger.error("plugin %r raised in %s\n%s", plugin_name, hook_name, trace)
         error = PluginError(hook_name, plugin_name, self._scrub(f"{type(exc).__name__}: {exc}"))
         error.__cause__ = exc
         self._record_error(error)
