@@ -1,0 +1,214 @@
+"""Write SRT and/or WebVTT subtitles of a session as it runs.
+
+::
+
+    import cartesia_sync
+    from cartesia_sync_plugins.subtitles import SubtitleWriter
+
+    client = cartesia_sync.Client(plugins=[SubtitleWriter(srt="talk.srt", vtt="talk.vtt")])
+
+Only final words are used (``transcript.is_final``); cues are segmented by
+:mod:`cartesia_sync_plugins.subtitle_cues` (:class:`CueRules`). Each cue is
+written and flushed as soon as it is closed (when the next word starts
+another cue, or at ``flush_done``), so a crash loses at most the open cue. The
+open cue is written at ``done`` and, if the server never sent ``done``, at
+the end of the session, exactly once.
+
+Files: paths are opened (truncated, UTF-8, LF, no BOM) at session start,
+or at the first cue when the writer is used without a session, and closed at
+session end; the WebVTT header goes in as soon as the file is opened, so an
+empty session still leaves valid files. Already-open text files are written
+and flushed but never closed. One writer serves one session.
+
+Words without word times (a model that sends none) produce no cues.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import threading
+from typing import IO, Iterable, List, Optional, Union
+
+from cartesia_sync import Transcript, Word, hookimpl
+
+from .subtitle_cues import (
+    VTT_HEADER,
+    Cue,
+    CueBuilder,
+    CueRules,
+    format_srt_cue,
+    format_timestamp,
+    format_vtt_cue,
+    segment_words,
+)
+
+__all__ = [
+    "SubtitleWriter",
+    "write_subtitles",
+    "CueRules",
+    "Cue",
+    "CueBuilder",
+    "segment_words",
+    "format_srt_cue",
+    "format_vtt_cue",
+    "format_timestamp",
+    "VTT_HEADER",
+]
+
+Target = Union[str, "os.PathLike[str]", IO[str]]
+
+
+class _Output:
+    """One subtitle file: a path we open and close, or a caller's open text file."""
+
+    def __init__(self, target: Target, header: str) -> None:
+        if isinstance(target, (str, os.PathLike)):
+            self.path: Optional[str] = os.fspath(target)
+            self.file: Optional[IO[str]] = None
+        elif hasattr(target, "write"):
+            if isinstance(target, (io.RawIOBase, io.BufferedIOBase)):
+                raise TypeError("subtitle files must be opened in text mode")
+            self.path = None
+            self.file = target
+        else:
+            raise TypeError(f"expected a path or an open text file, got {type(target).__name__}")
+        self.header = header
+        self.opened = False
+
+    def open(self) -> None:
+        if self.opened:
+            return
+        if self.path is not None:
+            self.file = open(self.path, "w", encoding="utf-8", newline="")
+        self.opened = True
+        if self.header:
+            self.write(self.header)
+
+    def write(self, text: str) -> None:
+        assert self.file is not None
+        self.file.write(text)
+        self.file.flush()
+
+    def close(self) -> None:
+        if self.file is None:
+            return
+        if self.path is not None:
+            self.file.close()
+        else:
+            self.file.flush()
+
+
+class SubtitleWriter:
+    """A plugin writing a session's final words as SRT and/or WebVTT cues.
+
+    :param srt: path or open text file for SubRip output.
+    :param vtt: path or open text file for WebVTT output.
+    :param rules: segmentation limits (:class:`CueRules`).
+
+    At least one of ``srt`` and ``vtt`` is required. ``cues`` lists every cue
+    written so far.
+    """
+
+    name = "subtitles"
+
+    def __init__(self, srt: Optional[Target] = None, vtt: Optional[Target] = None, rules: Optional[CueRules] = None):
+        if srt is None and vtt is None:
+            raise ValueError("SubtitleWriter needs srt= or vtt= (a path or an open text file)")
+        self.rules = rules if rules is not None else CueRules()
+        self._srt = _Output(srt, "") if srt is not None else None
+        self._vtt = _Output(vtt, VTT_HEADER) if vtt is not None else None
+        self._builder = CueBuilder(self.rules)
+        self._lock = threading.Lock()
+        self._started = False
+        self._closed = False
+        self.cues: List[Cue] = []
+
+    # -- hooks
+
+    @hookimpl
+    def on_session_start(self) -> None:
+        with self._lock:
+            if self._started:
+                raise RuntimeError("a SubtitleWriter writes one session; make a new one per session")
+            self._started = True
+            self._open()
+
+    @hookimpl
+    def on_transcript(self, transcript: Transcript) -> None:
+        if not transcript.is_final or not transcript.words:
+            return
+        self.add_words(transcript.words)
+
+    @hookimpl
+    def on_flush_done(self) -> None:
+        with self._lock:
+            if not self._closed:
+                self._write(self._builder.flush())
+
+    @hookimpl
+    def on_done(self) -> None:
+        with self._lock:
+            if not self._closed:
+                self._write(self._builder.finish())
+
+    @hookimpl
+    def on_session_end(self) -> None:
+        self.close()
+
+    # -- plain API
+
+    def add_words(self, words: Iterable[Word]) -> None:
+        """Add final words; write the cues they close."""
+        with self._lock:
+            if self._closed or self._builder.finished:
+                return
+            self._write(self._builder.add_words(words))
+
+    def close(self) -> None:
+        """Write the open cue, if any, and close the files opened from paths. Idempotent."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            try:
+                self._write(self._builder.finish())
+                self._open()  # an empty session still leaves valid (empty) files
+            finally:
+                for out in (self._srt, self._vtt):
+                    if out is not None:
+                        out.close()
+
+    # -- internals
+
+    def _open(self) -> None:
+        for out in (self._srt, self._vtt):
+            if out is not None:
+                out.open()
+
+    def _write(self, cues: List[Cue]) -> None:
+        if not cues:
+            return
+        self._open()
+        for cue in cues:
+            index = len(self.cues) + 1
+            if self._srt is not None:
+                self._srt.write(format_srt_cue(index, cue))
+            if self._vtt is not None:
+                self._vtt.write(format_vtt_cue(cue))
+            self.cues.append(cue)
+
+
+def write_subtitles(
+    words: Iterable[Word],
+    srt: Optional[Target] = None,
+    vtt: Optional[Target] = None,
+    rules: Optional[CueRules] = None,
+) -> List[Cue]:
+    """Write subtitles for a complete list of final words; return the cues."""
+    writer = SubtitleWriter(srt=srt, vtt=vtt, rules=rules)
+    try:
+        writer.add_words(words)
+    finally:
+        writer.close()
+    return writer.cues
