@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import sys
+import time
 from typing import Any, Iterator, List, Optional, Sequence
 
 from . import __version__
@@ -50,8 +51,30 @@ def build_parser() -> argparse.ArgumentParser:
     pace.add_argument("--fast", dest="realtime", action="store_const", const=False,
                       help="send audio as fast as the server takes it (default on loopback)")
     run.add_argument("--json", action="store_true", help="print text, words and timings as JSON")
+    _output_options(run)
     run.add_argument("--no-plugins", action="store_true", help="do not load installed plugins")
     run.set_defaults(handler=_transcribe)
+
+    listen = commands.add_parser("listen", help="live captions from a microphone until Ctrl-C")
+    listen.add_argument("--device", help="input device: index or part of its name (see `devices`)")
+    listen.add_argument("--url", help="endpoint, as for transcribe")
+    listen.add_argument("--model", default="ink-whisper", help="model id (default: %(default)s)")
+    listen.add_argument("--language", default="en", help="ISO-639-1 language (default: %(default)s)")
+    listen.add_argument("--engine", default="pocketsphinx", help="engine of the embedded server (default: %(default)s)")
+    _output_options(listen)
+    listen.add_argument("--no-plugins", action="store_true", help="do not load installed plugins")
+    listen.set_defaults(handler=_listen)
+
+    devices = commands.add_parser("devices", help="list audio input devices")
+    devices.add_argument("--json", action="store_true", help="print them as JSON")
+    devices.set_defaults(handler=_devices)
+
+    replay = commands.add_parser("replay", help="rebuild the transcript and subtitles from an event log")
+    replay.add_argument("log", metavar="LOG", help="a JSON Lines file written with --log")
+    replay.add_argument("--session", help="which session of the log (id or number), when it holds several")
+    replay.add_argument("--srt", metavar="PATH", help="write SRT subtitles")
+    replay.add_argument("--vtt", metavar="PATH", help="write WebVTT subtitles")
+    replay.set_defaults(handler=_replay)
 
     serve = commands.add_parser("serve", help="run the local Cartesia-compatible server until Ctrl-C")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
@@ -65,6 +88,26 @@ def build_parser() -> argparse.ArgumentParser:
     listing = commands.add_parser("plugins", help="list installed plugins, their versions and hooks, as JSON")
     listing.set_defaults(handler=_plugins)
     return parser
+
+
+def _output_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--srt", metavar="PATH", help="write SRT subtitles, cue by cue")
+    parser.add_argument("--vtt", metavar="PATH", help="write WebVTT subtitles, cue by cue")
+    parser.add_argument("--log", metavar="PATH", help="append every event as JSON Lines")
+
+
+def _output_plugins(args: argparse.Namespace) -> List[Any]:
+    """The bundled plugins the output options ask for, each writing its own file."""
+    plugins: List[Any] = []
+    if args.srt or args.vtt:
+        from cartesia_sync_plugins.subtitles import SubtitleWriter
+
+        plugins.append(SubtitleWriter(srt=args.srt, vtt=args.vtt))
+    if args.log:
+        from cartesia_sync_plugins.event_log import EventLog
+
+        plugins.append(EventLog(args.log))
+    return plugins
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -111,12 +154,15 @@ def _endpoint(args: argparse.Namespace) -> Iterator[Optional[str]]:
 
 
 def _transcribe(args: argparse.Namespace) -> int:
+    if (args.srt or args.vtt) and len(args.files) > 1:
+        print("cartesia-sync: error: --srt and --vtt take one FILE at a time", file=sys.stderr)
+        return EXIT_USAGE
     results: List[dict] = []
     with _endpoint(args) as url:
         for path in args.files:
             progress = ProgressLine(sys.stderr, label=os.path.basename(path))
-            client = Client(url=url, model=args.model, language=args.language, plugins=[progress],
-                            load_entrypoints=not args.no_plugins)
+            client = Client(url=url, model=args.model, language=args.language,
+                            plugins=[progress, *_output_plugins(args)], load_entrypoints=not args.no_plugins)
             with client.connect(realtime=args.realtime) as session:
                 progress.total = session.send_file(path).duration
             progress.finish()
@@ -139,6 +185,71 @@ def _result_json(path: str, session: Any) -> dict:
         "wall_seconds": round(stats.wall_seconds + stats.connect_seconds, 3),
         "request_id": session.request_id,
     }
+
+
+def _listen(args: argparse.Namespace) -> int:
+    from cartesia_sync_plugins.live_captions import LiveCaptions
+    from cartesia_sync_plugins.microphone import Microphone
+
+    device: Any = int(args.device) if args.device is not None and args.device.isdigit() else args.device
+    microphone = Microphone(device=device)
+    with _endpoint(args) as url:
+        client = Client(url=url, model=args.model, language=args.language,
+                        plugins=[LiveCaptions(sys.stderr), *_output_plugins(args)],
+                        load_entrypoints=not args.no_plugins)
+        session = client.connect(realtime=True)
+        try:
+            microphone.start(session)
+            print(f"cartesia-sync: listening on {microphone.device.name}; Ctrl-C stops", file=sys.stderr, flush=True)
+            while microphone.running:
+                time.sleep(0.2)
+            if microphone.error is not None:
+                raise microphone.error
+        except KeyboardInterrupt:
+            pass  # the normal way to stop: flush what was said, then close cleanly
+        except BaseException:
+            microphone.stop()
+            session.abort()
+            raise
+        microphone.stop()
+        session.close()
+    print(session.text.strip(), flush=True)
+    if microphone.dropped_seconds:
+        print(f"cartesia-sync: {microphone.dropped_seconds:.1f} s of audio were dropped (the network was too slow)",
+              file=sys.stderr)
+    return EXIT_OK
+
+
+def _devices(args: argparse.Namespace) -> int:
+    from cartesia_sync_plugins.microphone import list_input_devices
+
+    devices = list_input_devices()
+    if args.json:
+        print(json.dumps([{"index": d.index, "name": d.name, "channels": d.max_input_channels, "default_rate": d.default_sample_rate}
+                          for d in devices], indent=2))
+    else:
+        for d in devices:
+            print(f"{d.index:3d}  {d.name}  ({d.max_input_channels} ch, {d.default_sample_rate:g} Hz)")
+    return EXIT_OK
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from cartesia_sync_plugins.event_log import read_events, transcript_from_events
+    from cartesia_sync_plugins.subtitles import write_subtitles
+
+    log = read_events(args.log)
+    if log.torn_tail:
+        print("cartesia-sync: the log's last line is incomplete (the writer stopped mid-line); it was skipped",
+              file=sys.stderr)
+    try:
+        text, words = transcript_from_events(log.events, session=args.session)
+    except ValueError as exc:
+        print(f"cartesia-sync: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.srt or args.vtt:
+        write_subtitles(words, srt=args.srt, vtt=args.vtt)
+    print(text.strip(), flush=True)
+    return EXIT_OK
 
 
 def _serve(args: argparse.Namespace) -> int:

@@ -207,3 +207,42 @@ def test_progress_bar_is_drawn_when_stderr_is_a_terminal(server, wav):
 def test_no_progress_bar_when_stderr_is_not_a_terminal(server, wav):
     result = run_cli("transcribe", wav, "--url", server.url)
     assert "[" not in result.stderr and result.stderr == ""
+
+
+@pytest.mark.parametrize("engine_options", [{"segments": ["Hello there.", " How are you?"], "word_per_segment": False,
+                                             "segment_bytes": 32000}])
+def test_transcribe_writes_subtitles_and_an_event_log_then_replay_rebuilds_them(server, tmp_path):
+    import soundfile
+
+    wav_path = tmp_path / "two.wav"
+    soundfile.write(wav_path, np.zeros(32000, dtype=np.int16), 16000)
+    srt, vtt, log = tmp_path / "out.srt", tmp_path / "out.vtt", tmp_path / "events.jsonl"
+    result = run_cli("transcribe", str(wav_path), "--url", server.url, "--srt", str(srt), "--vtt", str(vtt),
+                     "--log", str(log))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "Hello there. How are you?\n"
+    srt_text = srt.read_text()
+    assert srt_text.startswith("1\n00:00:00,000 --> ") and "Hello there." in srt_text and "How are you?" in srt_text
+    assert vtt.read_text().startswith("WEBVTT\n\n")
+    events = [json.loads(line) for line in log.read_text().splitlines()]
+    assert events[0]["event"] == "session_start" and events[-1]["event"] == "session_end"
+
+    again_srt, again_vtt = tmp_path / "again.srt", tmp_path / "again.vtt"
+    replayed = run_cli("replay", str(log), "--srt", str(again_srt), "--vtt", str(again_vtt))
+    assert replayed.returncode == 0, replayed.stderr
+    assert replayed.stdout == result.stdout
+    assert again_srt.read_text() == srt_text and again_vtt.read_text() == vtt.read_text()
+
+
+def test_replay_of_a_torn_log_says_so(server, wav, tmp_path):
+    log = tmp_path / "events.jsonl"
+    assert run_cli("transcribe", wav, "--url", server.url, "--log", str(log)).returncode == 0
+    log.write_bytes(log.read_bytes()[:-20])  # the writer died mid-line
+    result = run_cli("replay", str(log))
+    assert result.returncode == 0
+    assert "incomplete" in result.stderr and result.stdout.startswith("seg1:32000b")
+
+
+def test_subtitles_take_one_file_at_a_time(server, wav, tmp_path):
+    result = run_cli("transcribe", wav, wav, "--url", server.url, "--srt", str(tmp_path / "x.srt"))
+    assert result.returncode == 2 and "one FILE" in result.stderr
