@@ -257,7 +257,8 @@ class CueBuilder:
         self._open_end = 0
         self._floor = 0  # the next cue starts no earlier
         self._last_start = 0  # word starts never go backwards
-        self._watermark = 0  # latest end of any committed word
+        self._watermark = 0  # latest end of any committed word, in the server's own times
+        self._server_last_start = 0  # latest start the server gave, before any adjustment
         self._recent: Deque[Tuple[str, float, float]] = deque(maxlen=_REPEAT_MEMORY)
         self._recent_set: dict = {}
         self._finished = False
@@ -325,10 +326,13 @@ class CueBuilder:
             self.dropped_words += 1  # a repeated word list (§A1): already committed
             return None
         self._remember(key)
+        # Repeats are judged on the server's times: the adjustments below (no overlap, no
+        # zero-length cue) move cue times, not what the server said.
+        self._server_last_start = max(self._server_last_start, start)
+        self._watermark = max(self._watermark, end, self._server_last_start)
         start = max(start, self._last_start)
         end = max(end, start)
         self._last_start = start
-        self._watermark = max(self._watermark, end)
 
         closed: Optional[Cue] = None
         if self._open and self._breaks_before(text, start, end):
