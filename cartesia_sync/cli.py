@@ -194,9 +194,11 @@ def _listen(args: argparse.Namespace) -> int:
     device: Any = int(args.device) if args.device is not None and args.device.isdigit() else args.device
     microphone = Microphone(device=device)
     with _endpoint(args) as url:
+        # A live source needs no deep send buffer: the microphone's own drop-oldest buffer takes up a
+        # stall, and a shallow one keeps captions close to the speech and Ctrl-C quick.
         client = Client(url=url, model=args.model, language=args.language,
                         plugins=[LiveCaptions(sys.stderr), *_output_plugins(args)],
-                        load_entrypoints=not args.no_plugins)
+                        load_entrypoints=not args.no_plugins, max_buffer_seconds=0.5)
         session = client.connect(realtime=True)
         try:
             microphone.start(session)
@@ -211,8 +213,12 @@ def _listen(args: argparse.Namespace) -> int:
             microphone.stop()
             session.abort()
             raise
-        microphone.stop()
-        session.close()
+        try:
+            microphone.stop()
+            session.close()
+        except KeyboardInterrupt:  # a second Ctrl-C: stop at once
+            session.abort()
+            raise
     print(session.text.strip(), flush=True)
     if microphone.dropped_seconds:
         print(f"cartesia-sync: {microphone.dropped_seconds:.1f} s of audio were dropped (the network was too slow)",

@@ -1,0 +1,546 @@
+"""Stream a microphone into a session, through PortAudio (PyAudio) in callback mode.
+
+::
+
+    import cartesia_sync
+    from cartesia_sync_plugins.microphone import Microphone, list_input_devices
+
+    print(list_input_devices())                       # what can be opened
+    client = cartesia_sync.Client()
+    with client.connect() as session, Microphone(device="usb") as mic:
+        mic.start(session)
+        ...                                           # mic.pause() / mic.resume() while the bot speaks
+        mic.stop()
+        print(session.text, mic.dropped_seconds)
+
+How the audio flows: PortAudio calls :meth:`Microphone._callback` on its own
+thread with each block. The callback never blocks: it appends the block to a
+bounded buffer (``buffer_seconds`` of audio) that drops the OLDEST audio when it
+is full, and counts what it dropped. A separate thread, ``cartesia-sync-mic-<n>``,
+moves blocks from that buffer into :meth:`cartesia_sync.Session.send`, which
+downmixes to mono and resamples to the session's rate (soxr, streaming) and may
+block when the network stalls: that is why the buffer sits in between.
+
+Needs the ``mic`` extra: ``pip install 'cartesia-sync[mic]'`` (PyAudio, built
+against the PortAudio headers: ``apt-get install portaudio19-dev``).
+"""
+
+from __future__ import annotations
+
+import collections
+import itertools
+import logging
+import threading
+from dataclasses import dataclass
+from typing import Any, Deque, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from cartesia_sync import CartesiaSyncError, Session, SessionClosedError, StreamTimeout
+
+__all__ = ["Microphone", "MicrophoneError", "InputDevice", "list_input_devices"]
+
+logger = logging.getLogger(__name__)
+
+_numbers = itertools.count(1)
+
+#: The rate and channel count tried first when none is asked for (the session's format).
+DEFAULT_RATE = 16000
+DEFAULT_CHANNELS = 1
+
+_INSTALL_HINT = (
+    "pip install 'cartesia-sync[mic]' (needs the PortAudio headers: apt-get install portaudio19-dev)"
+)
+
+
+class MicrophoneError(CartesiaSyncError):
+    """The microphone could not be opened or used; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class InputDevice:
+    """A PortAudio device that can capture.
+
+    :ivar index: PortAudio's device index (pass it as ``Microphone(device=index)``).
+    :ivar name: the device's name (``Microphone(device="part of it")`` selects it).
+    :ivar max_input_channels: the most channels it captures.
+    :ivar default_sample_rate: its preferred rate, in Hz.
+    """
+
+    index: int
+    name: str
+    max_input_channels: int
+    default_sample_rate: float
+
+    def __str__(self) -> str:
+        return (f"[{self.index}] {self.name} ({self.max_input_channels} ch, "
+                f"{self.default_sample_rate:g} Hz)")
+
+
+# -- PortAudio access ----------------------------------------------------------
+
+
+def _import_pyaudio() -> Any:
+    try:
+        import pyaudio
+    except ImportError as exc:
+        raise MicrophoneError(f"PyAudio is not installed, so the microphone cannot be used: {_INSTALL_HINT}") from exc
+    return pyaudio
+
+
+def _open_portaudio() -> Tuple[Any, Any]:
+    """Import PyAudio and initialise PortAudio: ``(pyaudio module, PyAudio instance)``."""
+    pyaudio = _import_pyaudio()
+    try:
+        return pyaudio, pyaudio.PyAudio()
+    except Exception as exc:  # PortAudio reports init failures as OSError, or worse
+        raise MicrophoneError(
+            f"PortAudio failed to initialise ({exc}); check that the audio system (ALSA, PulseAudio, "
+            "PipeWire) works, e.g. with 'arecord -l', and that this user may use it (the 'audio' group)"
+        ) from exc
+
+
+def _input_devices(pa: Any) -> List[InputDevice]:
+    devices = []
+    for index in range(pa.get_device_count()):
+        try:
+            info = pa.get_device_info_by_index(index)
+        except Exception:  # pragma: no cover - a device vanishing while listed
+            continue
+        if int(info.get("maxInputChannels", 0)) > 0:
+            devices.append(InputDevice(
+                index=int(info["index"]), name=str(info["name"]),
+                max_input_channels=int(info["maxInputChannels"]),
+                default_sample_rate=float(info["defaultSampleRate"]),
+            ))
+    return devices
+
+
+def list_input_devices() -> List[InputDevice]:
+    """Every device that can capture (at least one input channel), in PortAudio's order.
+
+    :raises MicrophoneError: PyAudio is not installed, or PortAudio failed to initialise.
+    """
+    _, pa = _open_portaudio()
+    try:
+        return _input_devices(pa)
+    finally:
+        pa.terminate()
+
+
+def _device_list(devices: Sequence[InputDevice]) -> str:
+    return "; ".join(str(d) for d in devices) if devices else "none"
+
+
+def _select_device(pa: Any, device: Union[None, int, str]) -> InputDevice:
+    """Resolve ``device`` (None, an index, or part of a name) to one input device."""
+    devices = _input_devices(pa)
+    if not devices:
+        raise MicrophoneError(
+            "no audio input device was found: plug in a microphone, or check the sound system "
+            "('arecord -l' lists capture devices on Linux)"
+        )
+    if device is None:
+        try:
+            index = int(pa.get_default_input_device_info()["index"])
+        except Exception as exc:  # OSError: No Default Input Device Available
+            raise MicrophoneError(
+                f"there is no default input device ({exc}); choose one with Microphone(device=index or name) "
+                f"among: {_device_list(devices)}"
+            ) from exc
+        for candidate in devices:
+            if candidate.index == index:
+                return candidate
+        raise MicrophoneError(
+            f"the default device (index {index}) cannot capture; choose one with Microphone(device=...) "
+            f"among: {_device_list(devices)}"
+        )
+    if isinstance(device, str) and device.strip().isdigit():
+        device = int(device.strip())
+    if isinstance(device, bool) or not isinstance(device, (int, str)):
+        raise MicrophoneError(f"device must be None, an index or part of a name, got {device!r}")
+    if isinstance(device, int):
+        for candidate in devices:
+            if candidate.index == device:
+                return candidate
+        raise MicrophoneError(
+            f"there is no input device with index {device}; the input devices are: {_device_list(devices)}"
+        )
+    wanted = device.strip().casefold()
+    exact = [d for d in devices if d.name.casefold() == wanted]
+    matches = exact or [d for d in devices if wanted in d.name.casefold()]
+    if len(matches) == 1:
+        return matches[0]
+    if not matches:
+        raise MicrophoneError(
+            f"no input device name contains {device!r}; the input devices are: {_device_list(devices)}"
+        )
+    raise MicrophoneError(
+        f"{len(matches)} input devices match {device!r}: {_device_list(matches)}; "
+        "give more of the name, or the index"
+    )
+
+
+def _candidates(dev: InputDevice, rate: Optional[int], channels: Optional[int]) -> List[Tuple[int, int]]:
+    """Formats to try, best first: the requested (or 16 kHz mono), then the device's own rate and channels."""
+    rates = [rate or DEFAULT_RATE, int(round(dev.default_sample_rate))]
+    counts = [channels or DEFAULT_CHANNELS, min(2, dev.max_input_channels), dev.max_input_channels]
+    result: List[Tuple[int, int]] = []
+    for r in rates:
+        for c in counts:
+            if r > 0 and 0 < c <= max(dev.max_input_channels, channels or 0) and (r, c) not in result:
+                result.append((r, c))
+    return result
+
+
+# -- the microphone ------------------------------------------------------------
+
+
+class Microphone:
+    """Capture from an input device and send the audio to a session.
+
+    :param device: ``None`` for the default input device, a PortAudio index, or part of a
+        device name (case-insensitive); see :func:`list_input_devices`.
+    :param rate: capture rate to try first (default 16000, the session's rate); if the device
+        refuses it, its own default rate is used and the session resamples.
+    :param channels: channel count to try first (default 1); more channels are downmixed.
+    :param block_seconds: audio per PortAudio callback.
+    :param buffer_seconds: audio held between the callback and the session; when the session
+        cannot take audio fast enough, the OLDEST audio is dropped (see :attr:`dropped_seconds`).
+    """
+
+    name = "microphone"
+
+    def __init__(
+        self,
+        device: Union[None, int, str] = None,
+        rate: Optional[int] = None,
+        channels: Optional[int] = None,
+        block_seconds: float = 0.1,
+        buffer_seconds: float = 2.0,
+    ) -> None:
+        if rate is not None and (isinstance(rate, bool) or not isinstance(rate, int) or rate <= 0):
+            raise MicrophoneError(f"rate must be a positive number of Hz, got {rate!r}")
+        if channels is not None and (isinstance(channels, bool) or not isinstance(channels, int) or channels <= 0):
+            raise MicrophoneError(f"channels must be a positive integer, got {channels!r}")
+        if not (isinstance(block_seconds, (int, float)) and 0.005 <= block_seconds <= 1.0):
+            raise MicrophoneError(f"block_seconds must be between 0.005 and 1.0, got {block_seconds!r}")
+        if not (isinstance(buffer_seconds, (int, float)) and buffer_seconds >= block_seconds):
+            raise MicrophoneError(
+                f"buffer_seconds must hold at least one block ({block_seconds:g} s), got {buffer_seconds!r}"
+            )
+        self._wanted_device = device
+        self._wanted_rate = rate
+        self._wanted_channels = channels
+        self.block_seconds = float(block_seconds)
+        self.buffer_seconds = float(buffer_seconds)
+        self.number = next(_numbers)
+
+        self._pa: Any = None
+        self._stream: Any = None
+        self._session: Optional[Session] = None
+        self._thread: Optional[threading.Thread] = None
+        self._device: Optional[InputDevice] = None
+        self._rate = 0
+        self._channels = 0
+        self._frame_bytes = 0
+        self._max_frames = 0
+        self._continue = 0
+        self._error: Optional[BaseException] = None
+
+        self._lock = threading.Lock()  # held only for a few list operations, never while sending
+        self._buffer: Deque[bytes] = collections.deque()
+        self._buffered_frames = 0
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._paused = False
+        self._forwarding = False
+        self._captured_frames = 0
+        self._dropped_frames = 0
+        self._discarded_frames = 0
+        self._forwarded_frames = 0
+        self._unsent_frames = 0
+        self._overflows = 0
+
+    # -- public API --------------------------------------------------------------
+
+    @property
+    def device(self) -> Optional[InputDevice]:
+        """The device being captured from (``None`` before :meth:`start`)."""
+        return self._device
+
+    @property
+    def sample_rate(self) -> int:
+        """The capture rate in Hz (0 before :meth:`start`)."""
+        return self._rate
+
+    @property
+    def channels(self) -> int:
+        """The captured channel count (0 before :meth:`start`)."""
+        return self._channels
+
+    @property
+    def running(self) -> bool:
+        """True between :meth:`start` and :meth:`stop`."""
+        return self._stream is not None
+
+    @property
+    def paused(self) -> bool:
+        return self._paused
+
+    @property
+    def error(self) -> Optional[BaseException]:
+        """The error that stopped forwarding (e.g. the session closed), if one did."""
+        return self._error
+
+    @property
+    def captured_seconds(self) -> float:
+        """Seconds of audio the device delivered, paused time included."""
+        return self._seconds(self._captured_frames)
+
+    @property
+    def dropped_seconds(self) -> float:
+        """Seconds of audio dropped (oldest first) because the buffer was full."""
+        return self._seconds(self._dropped_frames)
+
+    @property
+    def dropped_frames(self) -> int:
+        """Frames dropped because the buffer was full."""
+        return self._dropped_frames
+
+    @property
+    def discarded_seconds(self) -> float:
+        """Seconds of audio captured while paused, thrown away on purpose (not counted as dropped)."""
+        return self._seconds(self._discarded_frames)
+
+    @property
+    def forwarded_seconds(self) -> float:
+        """Seconds of audio handed to ``session.send()``."""
+        return self._seconds(self._forwarded_frames)
+
+    @property
+    def unsent_seconds(self) -> float:
+        """Seconds still buffered when forwarding ended (stop timed out, or the session closed)."""
+        return self._seconds(self._unsent_frames)
+
+    @property
+    def buffered_seconds(self) -> float:
+        """Seconds waiting in the buffer right now."""
+        return self._seconds(self._buffered_frames)
+
+    def start(self, session: Session) -> "Microphone":
+        """Open the device and start sending its audio to ``session``. Returns ``self``.
+
+        :raises MicrophoneError: PyAudio missing, PortAudio failing, no such device, or no
+            format the device accepts; nothing is left open.
+        """
+        if self._stream is not None:
+            raise MicrophoneError("this microphone is already started; stop() it first")
+        if self._thread is not None and self._thread.is_alive():
+            raise MicrophoneError("this microphone's last forwarding thread is still blocked in session.send(); "
+                                  "close that session first")
+        self._reset()
+        pyaudio, pa = _open_portaudio()
+        try:
+            dev = _select_device(pa, self._wanted_device)
+            stream, rate, channels = self._open_stream(pyaudio, pa, dev)
+        except BaseException:
+            pa.terminate()
+            raise
+        self._pa, self._device, self._rate, self._channels = pa, dev, rate, channels
+        self._frame_bytes = 2 * channels
+        self._max_frames = max(1, int(round(self.buffer_seconds * rate)))
+        self._continue = pyaudio.paContinue
+        self._session = session
+        self._forwarding = True
+        self._thread = threading.Thread(target=self._forward, name=f"cartesia-sync-mic-{self.number}", daemon=True)
+        self._thread.start()
+        self._stream = stream
+        try:
+            stream.start_stream()
+        except Exception as exc:
+            self._release(timeout=1.0)
+            raise MicrophoneError(f"could not start capturing from {dev.name!r}: {exc}") from exc
+        logger.info("microphone %s: capturing %d Hz, %d channel(s)", dev, rate, channels)
+        return self
+
+    def pause(self) -> None:
+        """Stop forwarding audio; the session stays open (its keepalive covers the gap).
+
+        Audio captured while paused is discarded (see :attr:`discarded_seconds`), not dropped.
+        """
+        self._paused = True
+
+    def resume(self) -> None:
+        """Forward audio again after :meth:`pause`."""
+        self._paused = False
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop capturing, release the device, send what is still buffered, and join the thread.
+
+        Idempotent. The device is released first (``stream.close()``, ``PyAudio.terminate()``),
+        then the buffered audio is sent within ``timeout`` seconds; what could not be sent is
+        counted in :attr:`unsent_seconds`. The session is left open: close it yourself.
+        """
+        self._release(timeout)
+
+    def __enter__(self) -> "Microphone":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        state = "running" if self.running else "stopped"
+        return (f"<Microphone #{self.number} {state} device={self._device!s} rate={self._rate} "
+                f"channels={self._channels} captured={self.captured_seconds:.1f}s dropped={self.dropped_seconds:.1f}s>")
+
+    # -- PortAudio callback: runs on PortAudio's thread, never blocks ---------------
+
+    def _callback(self, in_data: Optional[bytes], frame_count: int, time_info: Any, status: int) -> Tuple[None, int]:
+        """Queue one captured block (drop the oldest when full). Override only for tests."""
+        if status:
+            self._overflows += 1
+        if in_data:
+            frames = len(in_data) // self._frame_bytes
+            self._captured_frames += frames
+            if self._paused or not self._forwarding:
+                self._discarded_frames += frames
+            else:
+                with self._lock:
+                    self._buffer.append(in_data)  # bytes are immutable: PyAudio hands us a fresh copy
+                    self._buffered_frames += frames
+                    while self._buffered_frames > self._max_frames and len(self._buffer) > 1:
+                        old = self._buffer.popleft()
+                        lost = len(old) // self._frame_bytes
+                        self._buffered_frames -= lost
+                        self._dropped_frames += lost
+                self._wake.set()
+        return None, self._continue
+
+    # -- forwarding thread --------------------------------------------------------
+
+    def _forward(self) -> None:
+        session = self._session
+        assert session is not None
+        try:
+            while True:
+                self._wake.wait(0.05)
+                self._wake.clear()
+                blocks = self._take()
+                if not blocks:
+                    if self._stopping.is_set():
+                        return
+                    continue
+                data = b"".join(blocks)
+                frames = len(data) // self._frame_bytes
+                samples = np.frombuffer(data, dtype="<i2")
+                if self._channels > 1:
+                    samples = samples.reshape(-1, self._channels)
+                try:
+                    session.send(samples, sample_rate=self._rate)
+                except StreamTimeout as exc:  # the session dropped and counted this part: go on
+                    logger.warning("microphone: %s", exc)
+                except BaseException:
+                    self._unsent_frames += frames  # taken from the buffer, never queued
+                    raise
+                self._forwarded_frames += frames
+        except (SessionClosedError, CartesiaSyncError) as exc:
+            self._error = exc
+            if not self._stopping.is_set():
+                logger.warning("microphone: stopped forwarding, the session cannot take audio: %s", exc)
+        except Exception as exc:  # pragma: no cover - a bug: keep it visible
+            self._error = exc
+            logger.exception("microphone: forwarding failed")
+        finally:
+            self._forwarding = False
+            with self._lock:
+                left = self._buffered_frames
+                self._buffer.clear()
+                self._buffered_frames = 0
+            self._unsent_frames += left
+
+    def _take(self) -> List[bytes]:
+        """The oldest buffered block (one at a time: the backlog stays where drop-oldest applies)."""
+        with self._lock:
+            if not self._buffer:
+                return []
+            block = self._buffer.popleft()
+            self._buffered_frames -= len(block) // self._frame_bytes
+        if self._buffer:
+            self._wake.set()
+        return [block]
+
+    # -- internals -----------------------------------------------------------------
+
+    def _seconds(self, frames: int) -> float:
+        return frames / self._rate if self._rate else 0.0
+
+    def _reset(self) -> None:
+        self._stopping.clear()
+        self._wake.clear()
+        self._buffer.clear()
+        self._buffered_frames = 0
+        self._error = None
+        self._captured_frames = self._dropped_frames = self._discarded_frames = 0
+        self._forwarded_frames = self._unsent_frames = self._overflows = 0
+
+    def _open_stream(self, pyaudio: Any, pa: Any, dev: InputDevice) -> Tuple[Any, int, int]:
+        """Open ``dev`` in callback mode at the first format it accepts."""
+        tried = _candidates(dev, self._wanted_rate, self._wanted_channels)
+        supported = []
+        refusals = []
+        for rate, channels in tried:
+            try:
+                if pa.is_format_supported(rate, input_device=dev.index, input_channels=channels,
+                                          input_format=pyaudio.paInt16):
+                    supported.append((rate, channels))
+                    break
+            except (ValueError, OSError) as exc:
+                refusals.append(f"{rate} Hz x{channels}: {exc}")
+        # Nothing reported as supported: still try to open, for PortAudio's own error.
+        attempts = supported or tried[:1]
+        last: Optional[BaseException] = None
+        for rate, channels in attempts:
+            try:
+                stream = pa.open(
+                    format=pyaudio.paInt16, channels=channels, rate=rate, input=True,
+                    input_device_index=dev.index, frames_per_buffer=max(1, int(round(self.block_seconds * rate))),
+                    stream_callback=self._callback, start=False,
+                )
+                return stream, rate, channels
+            except (OSError, ValueError) as exc:
+                last = exc
+        formats = ", ".join(f"{r} Hz x{c}" for r, c in tried)
+        detail = f" (refused: {'; '.join(refusals)})" if refusals else ""
+        raise MicrophoneError(
+            f"the input device {dev.name!r} (index {dev.index}) could not be opened for 16-bit capture: {last}; "
+            f"tried {formats}{detail}. Pick another device (list_input_devices()), or pass a rate and channel "
+            "count it supports, e.g. Microphone(rate=48000, channels=2)"
+        ) from last
+
+    def _release(self, timeout: float) -> None:
+        stream, pa, thread = self._stream, self._pa, self._thread
+        self._stream = self._pa = None
+        if stream is not None:
+            try:
+                if stream.is_active():
+                    stream.stop_stream()
+            except Exception as exc:  # the device vanished: closing is all that is left
+                logger.debug("microphone: stop_stream failed: %s", exc)
+            try:
+                stream.close()
+            except Exception as exc:
+                logger.debug("microphone: close failed: %s", exc)
+        if pa is not None:
+            pa.terminate()
+        self._stopping.set()
+        self._wake.set()
+        if thread is not None:
+            thread.join(timeout)
+            if thread.is_alive():
+                logger.warning("microphone: the forwarding thread is still blocked in session.send() after "
+                               "%.1f s; it ends when the session does", timeout)
+            else:
+                self._thread = None
+        self._session = None if self._thread is None else self._session
