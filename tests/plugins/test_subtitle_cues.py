@@ -228,25 +228,27 @@ def check_all(words: Sequence[Word], cues: Sequence[Cue], rules: CueRules) -> No
 # properties
 
 
-@PROPERTY
-@given(words=chaotic_words(), rules=rules_strategy, cuts=st.lists(st.integers(0, 40), max_size=6))
-def test_any_word_stream_gives_valid_subtitles(words, rules, cuts):
+def build_in_chunks(words, rules, cuts):
+    """Feed ``words`` to a CueBuilder in the chunks ``cuts`` make, then finish; all the cues."""
     builder = CueBuilder(rules)
     cues = []
     for chunk in chunked(words, cuts):
         cues.extend(builder.add_words(chunk))
     cues.extend(builder.finish())
+    return cues
+
+
+@PROPERTY
+@given(words=chaotic_words(), rules=rules_strategy, cuts=st.lists(st.integers(0, 40), max_size=6))
+def test_any_word_stream_gives_valid_subtitles(words, rules, cuts):
+    cues = build_in_chunks(words, rules, cuts)
     check_all(words, cues, rules)
 
 
 @PROPERTY
 @given(words=ordered_words(), rules=rules_strategy, cuts=st.lists(st.integers(0, 60), max_size=6))
 def test_well_timed_words_follow_every_segmentation_rule(words, rules, cuts):
-    builder = CueBuilder(rules)
-    cues = []
-    for chunk in chunked(words, cuts):
-        cues.extend(builder.add_words(chunk))
-    cues.extend(builder.finish())
+    cues = build_in_chunks(words, rules, cuts)
     check_all(words, cues, rules)
     check_ordered(words, cues, rules)
     assert cues == segment_words(words, rules), "chunking does not change the cues"
