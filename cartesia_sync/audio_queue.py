@@ -56,7 +56,15 @@ class AudioQueue:
         self._audio_bytes = 0
         self._dropped_bytes = 0
         self._closed: Optional[str] = None
-        self._cond = threading.Condition()
+        lock = threading.Lock()
+        # Two conditions on one lock, and wake-ups only when someone waits: a full buffer wakes
+        # its producers once it has drained to the low-water mark, not once per frame, which
+        # saves a thread switch per frame when a file streams faster than the socket.
+        self._not_empty = threading.Condition(lock)
+        self._not_full = threading.Condition(lock)
+        self._low_water = self._capacity // 2
+        self._consumer_waiting = False
+        self._producers_waiting = 0
 
     @property
     def audio_bytes(self) -> int:
@@ -82,7 +90,7 @@ class AudioQueue:
         size = len(data)
         dropped = 0
         deadline = time.monotonic() + timeout
-        with self._cond:
+        with self._not_full:
             self._check_open()
             while self._audio_bytes and self._audio_bytes + size > self._capacity:
                 if self._policy == "drop_oldest":
@@ -95,11 +103,16 @@ class AudioQueue:
                         "the connection is not taking audio as fast as it is produced; raise send_timeout or "
                         "max_buffer_seconds, or use buffer_policy='drop_oldest' for live sources"
                     )
-                self._cond.wait(remaining)
+                self._producers_waiting += 1
+                try:
+                    self._not_full.wait(remaining)
+                finally:
+                    self._producers_waiting -= 1
                 self._check_open()
             self._items.append(AudioFrame(data))
             self._audio_bytes += size
-            self._cond.notify_all()
+            if self._consumer_waiting:
+                self._not_empty.notify()
         return dropped
 
     def put_command(self, command: Command) -> None:
@@ -107,22 +120,27 @@ class AudioQueue:
 
         :raises SessionClosedError: the queue was closed.
         """
-        with self._cond:
+        with self._not_empty:
             self._check_open()
             self._items.append(command)
-            self._cond.notify_all()
+            self._not_empty.notify()
 
     def get(self, timeout: float) -> Optional[Item]:
         """Take the next item, waiting up to ``timeout`` seconds; ``None`` if none came or it closed."""
-        with self._cond:
+        with self._not_empty:
             if not self._items and self._closed is None:
-                self._cond.wait(timeout)
+                self._consumer_waiting = True
+                try:
+                    self._not_empty.wait(timeout)
+                finally:
+                    self._consumer_waiting = False
             if not self._items or self._closed is not None:
                 return None
             item = self._items.popleft()
             if isinstance(item, AudioFrame):
                 self._audio_bytes -= len(item.data)
-                self._cond.notify_all()
+                if self._producers_waiting and (self._audio_bytes <= self._low_water or not self._items):
+                    self._not_full.notify_all()
             return item
 
     def close(self, reason: str) -> int:
@@ -130,13 +148,14 @@ class AudioQueue:
 
         :returns: bytes of audio that were still queued (never sent).
         """
-        with self._cond:
+        with self._not_empty:
             if self._closed is None:
                 self._closed = reason
             unsent = self._audio_bytes
             self._items.clear()
             self._audio_bytes = 0
-            self._cond.notify_all()
+            self._not_empty.notify_all()
+            self._not_full.notify_all()
             return unsent
 
     def _check_open(self) -> None:

@@ -21,6 +21,7 @@ import websocket
 from .audio_queue import AudioFrame, AudioQueue, Command
 from .errors import ConnectionLostError
 from .stats import StatsCounter
+from .transport import send_binary
 
 __all__ = ["Sender"]
 
@@ -107,7 +108,7 @@ class Sender(threading.Thread):
                 self._pace(starved)
                 if self._stop_requested.is_set():
                     return
-                self._ws.send(item.data, websocket.ABNF.OPCODE_BINARY)
+                send_binary(self._ws, item.data)
                 self._holding = 0
                 self._after_write(len(item.data))
                 self._stats.add("audio_sent", len(item.data))
@@ -133,7 +134,7 @@ class Sender(threading.Thread):
     def _write_keepalive(self) -> None:
         logger.debug("no audio for %.1f s; sending %d bytes of silence as keepalive",
                      self._keepalive_interval, len(self._keepalive_frame))
-        self._ws.send(self._keepalive_frame, websocket.ABNF.OPCODE_BINARY)
+        send_binary(self._ws, self._keepalive_frame)
         self._after_write(len(self._keepalive_frame))
         self._stats.add("keepalive_sent", len(self._keepalive_frame))
 

@@ -10,9 +10,10 @@ from __future__ import annotations
 import logging
 import socket
 import ssl
-from typing import Optional, Type
+from typing import Optional, Type, Union
 from urllib.parse import urlsplit
 
+import numpy as np
 import websocket
 
 from .config import ConnectionSettings
@@ -24,7 +25,7 @@ from .errors import (
 )
 from .secrets import redact
 
-__all__ = ["open_websocket", "shutdown_socket", "send_close_frame", "close_frame_status"]
+__all__ = ["open_websocket", "send_binary", "xor_mask", "shutdown_socket", "send_close_frame", "close_frame_status"]
 
 logger = logging.getLogger(__name__)
 
@@ -133,6 +134,27 @@ def _status_error(status: int, status_message: Optional[str], resp_body: Optiona
     detail = f": {body}" if body else ""
     message = f"handshake refused with HTTP {status}{reason} by {settings.display_url}{detail}; {advice}"
     return cls(message, status_code=status, body=body or None)
+
+
+class _BinaryFrame(websocket.ABNF):
+    """A binary frame masked with numpy: several times faster than websocket-client's pure-Python XOR."""
+
+    def _get_masked(self, mask_key: Union[str, bytes]) -> bytes:
+        key = mask_key.encode("latin-1") if isinstance(mask_key, str) else bytes(mask_key)
+        return key + xor_mask(key, self.data)
+
+
+def xor_mask(key: bytes, data: bytes) -> bytes:
+    """Mask (or unmask) ``data`` with the 4-byte ``key``, as RFC 6455 section 5.3 says."""
+    whole = len(data) - len(data) % 4
+    masked = (np.frombuffer(data, dtype=np.uint32, count=whole // 4) ^ np.frombuffer(key, dtype=np.uint32)[0]).tobytes()
+    tail = bytes(b ^ key[i] for i, b in enumerate(data[whole:]))
+    return masked + tail
+
+
+def send_binary(ws: websocket.WebSocket, data: bytes) -> None:
+    """Send one binary frame through websocket-client's own locked path, with fast masking."""
+    ws.send_frame(_BinaryFrame(fin=1, opcode=websocket.ABNF.OPCODE_BINARY, mask_value=1, data=data))
 
 
 def shutdown_socket(ws: websocket.WebSocket) -> None:

@@ -134,3 +134,14 @@ def test_parser_never_raises_anything_but_protocol_error(frame):
     except ProtocolError:
         return
     assert event.type in {"transcript", "flush_done", "done", "error", "unknown"}
+
+
+@settings(max_examples=200, deadline=None)
+@given(key=st.binary(min_size=4, max_size=4), data=st.binary(max_size=70))
+def test_fast_masking_matches_the_reference(key, data):
+    import websocket
+
+    from cartesia_sync.transport import xor_mask
+
+    assert xor_mask(key, data) == websocket.ABNF.mask(key, data)
+    assert xor_mask(key, xor_mask(key, data)) == data

@@ -121,6 +121,7 @@ class LocalServer:
         self._server: Any = None
         self._thread: Optional[threading.Thread] = None
         self._lock = threading.Lock()
+        self._open_connections: set = set()
 
     # -- lifecycle ----------------------------------------------------------------
 
@@ -159,6 +160,13 @@ class LocalServer:
             thread, self._thread = self._thread, None
         if server is not None:
             server.shutdown()
+        with self._lock:
+            still_open = list(self._open_connections)
+        for conn in still_open:  # not every websockets version closes them in shutdown()
+            try:
+                conn.close(1001, "server shutting down")
+            except Exception:
+                logger.debug("closing a connection at shutdown failed", exc_info=True)
         if thread is not None:
             thread.join(timeout)
             if thread.is_alive():
@@ -254,11 +262,15 @@ class LocalServer:
 
     def _handle(self, conn: Any) -> None:
         record: Optional[ConnectionRecord] = getattr(conn, "cartesia_record", None)
+        with self._lock:
+            self._open_connections.add(conn)
         try:
             Conversation(conn, self._config, record).run()
         except Exception:
             logger.exception("a local server connection failed")
         finally:
+            with self._lock:
+                self._open_connections.discard(conn)
             if record is not None:
                 record.close_code = conn.close_code
                 record.finished.set()
