@@ -199,3 +199,14 @@ def test_request_id_is_recorded(make_client, recorder):
     # the fake server gives each connection a fresh UUID and puts it on every message
     assert str(uuid.UUID(session.request_id)) == session.request_id
     assert {event.request_id for event in recorder.payloads("on_event")} == {session.request_id}
+
+
+@pytest.mark.parametrize("frame_duration,sample_rate", [(0.005, 8000), (0.1, 16000), (1.0, 48000)],
+                         ids=["7-bit-length", "16-bit-length", "64-bit-length"])
+def test_every_frame_length_encoding_arrives_intact(make_client, server, frame_duration, sample_rate):
+    audio = np.random.default_rng(3).integers(-32768, 32767, sample_rate * 2, dtype=np.int16).tobytes()
+    with make_client(frame_duration=frame_duration, sample_rate=sample_rate).connect() as session:
+        session.send(audio)
+    record = server.wait_finished()
+    assert bytes(record.audio) == audio
+    assert len(record.audio_frames[0].data) == round(frame_duration * sample_rate) * 2
