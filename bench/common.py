@@ -297,3 +297,14 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def read_until_done(ws: Any) -> None:
+    """Read a raw websocket-client connection until the server's ``done`` or close, then close it."""
+    import websocket
+
+    while True:
+        op, data = ws.recv_data()
+        if op == websocket.ABNF.OPCODE_CLOSE or (op == websocket.ABNF.OPCODE_TEXT and b'"done"' in data):
+            break
+    ws.close()

@@ -26,7 +26,7 @@ from typing import Callable, Dict, List
 
 import websocket
 
-from bench.common import (FRAME_BYTES, FRAME_SECONDS, SinkProcess, default_json, machine_facts, print_facts,
+from bench.common import (read_until_done, FRAME_BYTES, FRAME_SECONDS, SinkProcess, default_json, machine_facts, print_facts,
                           print_table, silence_frame, write_json)
 
 
@@ -41,11 +41,7 @@ def run_floor(sink: SinkProcess, frames: int) -> None:
     for _ in range(frames):
         ws.send_binary(frame)
     ws.send("close")
-    while True:
-        op, data = ws.recv_data()
-        if op == websocket.ABNF.OPCODE_CLOSE or (op == websocket.ABNF.OPCODE_TEXT and b'"done"' in data):
-            break
-    ws.close()
+    read_until_done(ws)
 
 
 def run_library(sink: SinkProcess, frames: int) -> None:

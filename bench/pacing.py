@@ -26,7 +26,7 @@ from typing import Any, Dict, List
 import websocket
 
 import cartesia_sync
-from bench.common import (SinkProcess, default_json, machine_facts, print_facts, print_table,
+from bench.common import (read_until_done, SinkProcess, default_json, machine_facts, print_facts, print_table,
                           read_records, schedule_errors, silence_frame, summary, write_json)
 
 
@@ -50,11 +50,7 @@ def run_naive(url: str, frames: int, out: Dict[str, Any]) -> None:
         ws.send_binary(frame)
         time.sleep(0.1)
     ws.send("done")
-    while True:
-        op, data = ws.recv_data()
-        if op == websocket.ABNF.OPCODE_CLOSE or (op == websocket.ABNF.OPCODE_TEXT and b'"done"' in data):
-            break
-    ws.close()
+    read_until_done(ws)
     out["end"] = time.monotonic()
     out["errors"] = []
 
