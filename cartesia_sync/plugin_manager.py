@@ -13,7 +13,6 @@ import logging
 import os
 import threading
 import traceback
-from importlib import metadata
 from typing import Any, Callable, Dict, Iterable, List, Optional
 
 import pluggy
@@ -105,14 +104,6 @@ def list_plugins(pm: pluggy.PluginManager) -> List[Dict[str, Any]]:
         hooks = sorted(caller.name for caller in (pm.get_hookcallers(plugin) or ()))
         out.append({"name": name, "version": versions.get(id(plugin)), "hooks": hooks})
     return out
-
-
-def installed_distribution_version(name: str = "cartesia-sync") -> Optional[str]:
-    """The installed version of a distribution, or ``None``."""
-    try:
-        return metadata.version(name)
-    except metadata.PackageNotFoundError:
-        return None
 
 
 class HookDispatcher:

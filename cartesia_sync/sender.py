@@ -73,7 +73,6 @@ class Sender(threading.Thread):
         self._audio_bytes_paced = 0
         self._last_write = time.monotonic()
         self._holding = 0  # bytes of the audio frame taken off the queue and not yet written
-        self.finished_cleanly = False
 
     def stop(self) -> None:
         """Ask the thread to end soon; it does not send anything more."""
@@ -116,7 +115,6 @@ class Sender(threading.Thread):
             else:
                 self._write_command(item)
                 if item.text != "finalize":
-                    self.finished_cleanly = True
                     return
 
     def _wait_time(self) -> float:
