@@ -135,7 +135,7 @@ class ServerError(CartesiaSyncError):
 class ProtocolError(CartesiaSyncError):
     """A server message could not be understood (bad JSON, binary frame, missing fields).
 
-    :param raw: the offending frame, shortened to at most 200 characters.
+    :param raw: the offending frame, shortened to its first 200 characters and "...".
     """
 
     def __init__(self, message: str, *, raw: Any = None) -> None:

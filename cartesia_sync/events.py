@@ -197,9 +197,14 @@ def _opt_str(data: Mapping[str, Any], key: str) -> Optional[str]:
 
 
 def _number(value: Any, what: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise _FieldError(f"has a bad {what}: {value!r}")
-    return float(value)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        try:
+            number = float(value)  # an int beyond the float range overflows here
+        except OverflowError:
+            number = math.inf
+        if math.isfinite(number):
+            return number
+    raise _FieldError(f"has a bad {what}: {_preview(repr(value))}")
 
 
 def _parse_words(value: Any) -> Tuple[Word, ...]:
@@ -210,7 +215,7 @@ def _parse_words(value: Any) -> Tuple[Word, ...]:
     words = []
     for item in value:
         if not isinstance(item, dict) or not isinstance(item.get("word"), str):
-            raise _FieldError(f"has a malformed word entry {item!r}")
+            raise _FieldError(f"has a malformed word entry {_preview(repr(item))}")
         words.append(Word(item["word"], _number(item.get("start"), "word start"), _number(item.get("end"), "word end")))
     return tuple(words)
 
@@ -251,7 +256,7 @@ def _status(data: Mapping[str, Any]) -> Optional[int]:
             continue
         if isinstance(value, int):
             return value
-        if isinstance(value, str) and value.isdigit():
+        if isinstance(value, str) and 0 < len(value) <= 6 and value.isascii() and value.isdigit():
             return int(value)
     return None
 
