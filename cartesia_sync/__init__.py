@@ -30,6 +30,7 @@ from .errors import (
 )
 from .events import Done, Event, FlushDone, ServerErrorEvent, Transcript, UnknownMessage, Word, parse_message
 from .hookspecs import hookimpl
+from .reconnect import Reconnected
 from .session import Session, SessionState
 from .stats import SessionStats
 from .transcribe import TranscriptionResult, transcribe
@@ -55,6 +56,7 @@ __all__ = [
     "ServerErrorEvent",
     "UnknownMessage",
     "Event",
+    "Reconnected",
     "parse_message",
     "CartesiaSyncError",
     "ConfigurationError",

@@ -24,17 +24,23 @@ BUFFER_POLICIES = ("block", "drop_oldest")
 
 @dataclass
 class AudioFrame:
-    """One binary frame of wire-format audio."""
+    """One binary frame of wire-format audio; ``keepalive`` marks silence the session made up."""
 
     data: bytes
+    keepalive: bool = False
 
 
 @dataclass
 class Command:
-    """A text command (``finalize``, ``done`` or ``close``); ``sent`` is set once it is on the wire."""
+    """A text command (``finalize``, ``done`` or ``close``).
+
+    ``sent`` is set once it is on the wire; ``answered`` once the server
+    answered it (``flush_done`` or ``done``), so a reconnect never resends it.
+    """
 
     text: str
     sent: threading.Event = field(default_factory=threading.Event)
+    answered: bool = False
 
 
 Item = Union[AudioFrame, Command]

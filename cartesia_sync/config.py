@@ -231,6 +231,21 @@ class SessionOptions:
     :param close_grace: how long to wait for the server's close frame after ``done``.
     :param join_timeout: how long to wait for each thread to stop.
     :param raise_errors: re-raise background errors to the caller (see ``Session``).
+    :param reconnect: after a transient failure (a dropped or reset connection,
+        a dead peer, close codes 1001/1006/1011/1012/1013/1014, a 5xx error)
+        open a new connection and resend the audio the server had not
+        acknowledged; ``False`` ends the session with the error instead.
+    :param reconnect_attempts: handshakes tried per outage before giving up.
+    :param reconnect_delay: the first back-off delay; each further attempt
+        doubles it, up to ``reconnect_max_delay``, with full jitter.
+    :param reconnect_max_delay: the longest back-off delay.
+    :param replay_seconds: the most unacknowledged audio kept for resending;
+        older audio is forgotten and reported as a gap if a reconnect needs it.
+    :param ping_interval: after this long without hearing from the server,
+        send a WebSocket ping; ``None`` to never ping.
+    :param ping_timeout: the server is declared dead (half-open connection)
+        when nothing at all arrived for ``ping_interval + ping_timeout``
+        seconds; ``None`` to never give up on a silent server.
     """
 
     frame_duration: float = 0.1
@@ -243,6 +258,13 @@ class SessionOptions:
     close_grace: float = 2.0
     join_timeout: float = 5.0
     raise_errors: bool = True
+    reconnect: bool = True
+    reconnect_attempts: int = 5
+    reconnect_delay: float = 0.5
+    reconnect_max_delay: float = 10.0
+    replay_seconds: float = 30.0
+    ping_interval: Optional[float] = 10.0
+    ping_timeout: Optional[float] = 10.0
 
     def __post_init__(self) -> None:
         if not (isinstance(self.frame_duration, (int, float)) and 0.005 <= self.frame_duration <= 1.0):
@@ -251,18 +273,22 @@ class SessionOptions:
             )
         if self.buffer_policy not in ("block", "drop_oldest"):
             raise ConfigurationError(f"buffer_policy must be 'block' or 'drop_oldest', got {self.buffer_policy!r}")
-        for name in ("max_buffer_seconds", "send_timeout", "finalize_timeout", "close_timeout", "close_grace", "join_timeout"):
+        for name in ("max_buffer_seconds", "send_timeout", "finalize_timeout", "close_timeout", "close_grace",
+                     "join_timeout", "reconnect_delay", "reconnect_max_delay", "replay_seconds"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0):
                 raise ConfigurationError(f"{name} must be a positive number of seconds, got {value!r}")
         if self.max_buffer_seconds < self.frame_duration:
             raise ConfigurationError("max_buffer_seconds must hold at least one frame")
-        if self.keepalive_interval is not None and not (
-            isinstance(self.keepalive_interval, (int, float)) and self.keepalive_interval > 0
-        ):
-            raise ConfigurationError(
-                f"keepalive_interval must be a positive number of seconds or None, got {self.keepalive_interval!r}"
-            )
+        for name in ("keepalive_interval", "ping_interval", "ping_timeout"):
+            value = getattr(self, name)
+            if value is not None and not (isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0):
+                raise ConfigurationError(f"{name} must be a positive number of seconds or None, got {value!r}")
+        if not isinstance(self.reconnect, bool):
+            raise ConfigurationError(f"reconnect must be True or False, got {self.reconnect!r}")
+        if not (isinstance(self.reconnect_attempts, int) and not isinstance(self.reconnect_attempts, bool)
+                and self.reconnect_attempts >= 1):
+            raise ConfigurationError(f"reconnect_attempts must be a whole number of at least 1, got {self.reconnect_attempts!r}")
 
 
 def resolve_speed(realtime: object, loopback: bool) -> Optional[float]:

@@ -21,6 +21,7 @@ import pluggy
 if TYPE_CHECKING:  # pragma: no cover
     from .errors import CartesiaSyncError
     from .events import Done, Event, FlushDone, Transcript
+    from .reconnect import Reconnected
     from .session import Session
 
 __all__ = ["PROJECT_NAME", "hookspec", "hookimpl"]
@@ -135,6 +136,26 @@ def on_error(session: Session, error: CartesiaSyncError) -> None:
     is only logged, never reported again.
 
     .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def on_reconnect(session: Session, event: Reconnected) -> None:
+    """A failed connection was replaced by a new one; the session goes on.
+
+    :param session: the session concerned.
+    :param event: a :class:`~cartesia_sync.Reconnected`: the error that ended
+        the old connection, the handshakes it took, the downtime, the seconds
+        of audio resent, the seconds that could not be resent (``gap``, 0.0
+        when nothing was lost) and ``resumed_at``, where the new connection's
+        audio starts on the session's clock.
+
+    Called on the receiver thread, before any message of the new connection.
+    The interim transcript of the old connection is dropped; word times of
+    the new connection arrive already shifted, so they continue the old ones.
+    The error is kept in ``session.errors`` but not raised to the caller.
+
+    .. versionadded:: 0.2
     """
 
 

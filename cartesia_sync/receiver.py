@@ -2,6 +2,8 @@
 
 It reads frames, parses each text frame once, and hands the result to the
 session, which updates the transcript and dispatches hooks, in arrival order.
+When a connection ends, the session may hand it the next one (a reconnect);
+when the server stays silent too long, it declares the connection dead.
 Junk (a frame that is not valid JSON, a binary frame, a message with missing
 fields) is reported and skipped; the stream goes on.
 """
@@ -10,14 +12,17 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Optional, Protocol
+import time
+from typing import Optional, Protocol, Tuple
 
 import websocket
 
 from .errors import ProtocolError
 from .events import Event, parse_message
+from .frames import close_frame_status
+from .liveness import Liveness
 from .stats import StatsCounter
-from .transport import close_frame_status, shutdown_socket
+from .transport import shutdown_socket
 
 __all__ = ["Receiver", "MessageSink"]
 
@@ -33,49 +38,70 @@ class MessageSink(Protocol):
     def handle_junk(self, error: ProtocolError) -> None:
         """A frame that could not be understood."""
 
-    def handle_close(self, code: Optional[int], reason: str) -> None:
-        """The server sent a close frame."""
+    def handle_close(self, code: Optional[int], reason: str) -> Optional[websocket.WebSocket]:
+        """The server sent a close frame; returns the next connection to read, if the session reconnected."""
 
-    def handle_lost(self, detail: str) -> None:
-        """The connection ended without a close frame."""
+    def handle_lost(self, detail: str, *, retry: bool = True) -> Optional[websocket.WebSocket]:
+        """The connection ended without a close frame; returns the next connection to read, if any.
+
+        ``retry`` is false when the end was this thread's own failure, not the network's.
+        """
 
 
 class Receiver(threading.Thread):
-    """Reads one connection until it closes.
+    """Reads a session's connections, one after the other, until the last one closes.
 
-    :param ws: the open WebSocket; no other thread reads it.
-    :param sink: receives every message, junk report and the end of the stream.
+    :param ws: the first open WebSocket; no other thread reads it.
+    :param sink: receives every message, junk report and the end of each connection.
     :param stats: counters to update.
+    :param liveness: told whenever the server is heard; judged whenever a read times out.
     """
 
-    def __init__(self, ws: websocket.WebSocket, sink: MessageSink, stats: StatsCounter,
+    def __init__(self, ws: websocket.WebSocket, sink: MessageSink, stats: StatsCounter, liveness: Liveness,
                  name: str = "cartesia-sync-receiver") -> None:
         super().__init__(name=name, daemon=True)
-        self._ws = ws
+        self._ws: Optional[websocket.WebSocket] = ws
         self._sink = sink
         self._stats = stats
+        self._liveness = liveness
 
     def run(self) -> None:
         try:
-            self._loop()
+            while self._ws is not None:
+                ws = self._ws
+                code, reason, lost = self._read(ws)
+                # Nothing more can arrive after a close frame or the end of the stream: release the
+                # TCP connection now, as the peer expects once the close handshake is complete.
+                shutdown_socket(ws)
+                self._ws = self._sink.handle_lost(lost) if lost is not None else self._sink.handle_close(code, reason)
         except BaseException as exc:  # a bug, or SystemExit in a hook, must not leave the session hanging
             logger.exception("the receiver thread failed")
-            self._sink.handle_lost(f"the receiver thread failed: {type(exc).__name__}: {exc}")
+            self._sink.handle_lost(f"the receiver thread failed: {type(exc).__name__}: {exc}", retry=False)
         finally:
-            # Nothing more can arrive after a close frame or the end of the stream: release the
-            # TCP connection now, as the peer expects once the close handshake is complete.
-            shutdown_socket(self._ws)
+            if self._ws is not None:
+                shutdown_socket(self._ws)
 
-    def _loop(self) -> None:
+    def _read(self, ws: websocket.WebSocket) -> Tuple[Optional[int], str, Optional[str]]:
+        """Read one connection to its end: ``(close code, close reason, None)`` or ``(None, "", what went wrong)``."""
+        liveness = self._liveness
+        liveness.restart()
         while True:
             try:
-                opcode, frame = self._ws.recv_data_frame(True)
+                opcode, frame = ws.recv_data_frame(True)
+            except websocket.WebSocketTimeoutException:
+                silence = liveness.silence(time.monotonic())
+                if silence is not None:
+                    return None, "", (
+                        f"nothing arrived from the server for {silence:.1f} s, not even a pong: "
+                        "the connection is half-open or the server hung"
+                    )
+                continue
             except (websocket.WebSocketException, OSError, ValueError) as exc:
-                self._sink.handle_lost(str(exc) or type(exc).__name__)
-                return
+                return None, "", str(exc) or type(exc).__name__
+            liveness.heard()
             if opcode == websocket.ABNF.OPCODE_CLOSE:
-                self._sink.handle_close(*close_frame_status(frame.data))
-                return
+                code, reason = close_frame_status(frame.data)
+                return code, reason, None
             if opcode not in (websocket.ABNF.OPCODE_TEXT, websocket.ABNF.OPCODE_BINARY):
                 continue  # ping and pong: websocket-client already answered pings
             self._stats.add("messages_received")
@@ -84,10 +110,11 @@ class Receiver(threading.Thread):
                     f"server sent a binary frame of {len(frame.data)} bytes; only JSON text frames are expected",
                     raw=repr(bytes(frame.data[:60])),
                 ))
-                continue
-            try:
-                event = parse_message(frame.data)
-            except ProtocolError as exc:
-                self._sink.handle_junk(exc)
-                continue
-            self._sink.handle_event(event)
+            else:
+                try:
+                    event = parse_message(frame.data)
+                except ProtocolError as exc:
+                    self._sink.handle_junk(exc)
+                else:
+                    self._sink.handle_event(event)
+            liveness.heard()  # the time spent in hooks is not silence

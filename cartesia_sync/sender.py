@@ -6,7 +6,14 @@ so no drift accumulates however long the session runs. When the queue runs
 dry (a live source that is slower than the clock, or a caller that paused), the
 schedule is re-anchored instead of bursting to catch up. When nothing has been
 sent for ``keepalive_interval`` seconds, one frame of silence goes out so that
-the server does not close the idle socket.
+the server does not close the idle socket, and after ``ping_interval`` seconds
+without hearing from the server, a ping goes out (see :mod:`.liveness`).
+
+Across a reconnect the thread stays: it parks while the session opens a new
+connection, then writes the replayed items first (unpaced: they are late
+already) and goes on with the queue. Every item is put in the connection's
+replay buffer just before it is written, so an item whose write failed goes
+out again on the next connection.
 """
 
 from __future__ import annotations
@@ -14,14 +21,17 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Callable, Optional
+from collections import deque
+from typing import Callable, Deque, Iterable, Optional, Tuple
 
 import websocket
 
-from .audio_queue import AudioFrame, AudioQueue, Command
+from .audio_queue import AudioFrame, AudioQueue, Command, Item
 from .errors import ConnectionLostError
+from .frames import OPCODE_BINARY, OPCODE_PING, OPCODE_TEXT, write_frame
+from .liveness import Liveness
+from .replay import ReplayBuffer
 from .stats import StatsCounter
-from .transport import send_binary
 
 __all__ = ["Sender"]
 
@@ -31,8 +41,12 @@ logger = logging.getLogger(__name__)
 _POLL = 0.25
 
 
+class _LetGo(Exception):
+    """The sender must stop writing to the connection at once (the session ends or reconnects)."""
+
+
 class Sender(threading.Thread):
-    """Owns the writing side of one connection.
+    """Owns the writing side of a session's connections.
 
     :param ws: the open WebSocket; only this thread writes data frames to it.
     :param queue: where frames and commands come from.
@@ -42,8 +56,10 @@ class Sender(threading.Thread):
     :param keepalive_interval: seconds without sending after which a frame of
         silence goes out; ``None`` to never send one.
     :param keepalive_frame: the silence to send.
-    :param on_failure: called once with a :class:`ConnectionLostError` when a
-        write fails while the session still needed the connection.
+    :param liveness: says when a ping is due.
+    :param replay: the connection's replay buffer; every item written goes in.
+    :param on_failure: called with a :class:`ConnectionLostError` when a write
+        fails while the session still needed the connection.
     """
 
     def __init__(
@@ -56,66 +72,144 @@ class Sender(threading.Thread):
         speed: Optional[float],
         keepalive_interval: Optional[float],
         keepalive_frame: bytes,
+        liveness: Liveness,
+        replay: ReplayBuffer,
         on_failure: Callable[[ConnectionLostError], None],
         name: str = "cartesia-sync-sender",
     ) -> None:
         super().__init__(name=name, daemon=True)
         self._ws = ws
+        self._replay = replay
         self._queue = queue
         self._stats = stats
         self._bytes_per_second = bytes_per_second
         self._speed = speed
         self._keepalive_interval = keepalive_interval
         self._keepalive_frame = keepalive_frame
+        self._liveness = liveness
         self._on_failure = on_failure
         self._stop_requested = threading.Event()
+        self._let_go = threading.Event()  # stop writing to this connection: the session reconnects
+        self._wake = threading.Event()  # set with either of the two above, to cut a pacing wait short
+        self._parked = threading.Event()  # not writing, waiting for a connection or the end
+        self._resumed = threading.Event()
+        self._pending: Deque[Tuple[Item, bool]] = deque()  # (item, replayed) to write before the queue
         self._anchor: Optional[float] = None  # monotonic time at which audio time 0 was due
         self._audio_bytes_paced = 0
         self._last_write = time.monotonic()
-        self._holding = 0  # bytes of the audio frame taken off the queue and not yet written
+        self._last_audio = float("-inf")  # when the caller's audio was last written
 
     def stop(self) -> None:
         """Ask the thread to end soon; it does not send anything more."""
         self._stop_requested.set()
+        self._wake.set()
+        self._resumed.set()
+
+    def let_go(self, timeout: float) -> bool:
+        """Stop writing to the current connection; True once the thread is parked (or gone)."""
+        self._let_go.set()
+        self._wake.set()
+        return self._parked.wait(timeout) or not self.is_alive()
+
+    def resume(self, ws: websocket.WebSocket, replay: ReplayBuffer, items: Iterable[Tuple[Item, bool]]) -> None:
+        """Continue on a new connection: ``items`` (each with its "replayed" flag) first, then the queue."""
+        self._ws = ws
+        self._replay = replay
+        self._pending.extendleft(reversed(tuple(items)))
+        self._let_go.clear()
+        self._wake.clear()
+        self._parked.clear()
+        self._resumed.set()
+
+    def idle_for(self) -> float:
+        """Seconds since the caller's audio was last written (infinite if it never was)."""
+        return time.monotonic() - self._last_audio
 
     def run(self) -> None:
         try:
-            self._loop()
-        except (websocket.WebSocketException, OSError) as exc:
-            if not self._stop_requested.is_set():
-                self._on_failure(ConnectionLostError(f"sending failed, the connection is gone: {exc}"))
+            while not self._stop_requested.is_set():
+                try:
+                    self._serve()
+                except _LetGo:
+                    pass
+                except (websocket.WebSocketException, OSError) as exc:
+                    if not (self._stop_requested.is_set() or self._let_go.is_set()):
+                        self._on_failure(ConnectionLostError(f"sending failed, the connection is gone: {exc}"))
+                if not self._park():
+                    return
         except BaseException as exc:  # a bug here must not vanish with the thread
             logger.exception("the sender thread failed")
             self._on_failure(ConnectionLostError(f"the sender thread failed: {type(exc).__name__}: {exc}"))
         finally:
-            if self._holding:  # taken off the queue but never written: it counts as unsent
-                self._stats.add("audio_unsent", self._holding)
+            self._parked.set()
+            unsent = sum(len(item.data) for item, replayed in self._pending
+                         if isinstance(item, AudioFrame) and not replayed)
+            if unsent:  # taken off the queue but never written: it counts as unsent
+                self._stats.add("audio_unsent", unsent)
 
-    def _loop(self) -> None:
+    def _park(self) -> bool:
+        """Wait for a new connection (True) or the end (False)."""
+        self._parked.set()
         while not self._stop_requested.is_set():
-            starved = self._queue.is_empty()
-            item = self._queue.get(self._wait_time())
-            if isinstance(item, AudioFrame):
-                self._holding = len(item.data)
-            if self._stop_requested.is_set():
-                return
-            if item is None:
-                if self._keepalive_due():
-                    self._write_keepalive()
-                continue
-            if isinstance(item, AudioFrame):
-                self._pace(starved)
-                if self._stop_requested.is_set():
-                    return
-                send_binary(self._ws, item.data)
-                self._holding = 0
-                self._after_write(len(item.data))
-                self._stats.add("audio_sent", len(item.data))
-                self._stats.add("frames_sent")
+            if self._resumed.wait(_POLL):
+                self._resumed.clear()
+                return not self._stop_requested.is_set()
+        return False
+
+    def _check(self) -> None:
+        if self._stop_requested.is_set() or self._let_go.is_set():
+            raise _LetGo()
+
+    def _serve(self) -> None:
+        """Write to the current connection until the end command is out (or it fails)."""
+        while True:
+            self._check()
+            if self._liveness.ping_due(time.monotonic()):
+                write_frame(self._ws, OPCODE_PING, b"", self._check)
+                self._stats.add("pings_sent")
+            if self._pending:
+                item, replayed = self._pending.popleft()
+                starved = False
             else:
-                self._write_command(item)
-                if item.text != "finalize":
-                    return
+                starved = self._queue.is_empty()
+                got = self._queue.get(self._wait_time())
+                if got is None:
+                    if self._keepalive_due():
+                        self._write_keepalive()
+                    continue
+                item, replayed = got, False
+            if isinstance(item, AudioFrame) and not replayed:
+                try:
+                    self._pace(starved)
+                except _LetGo:
+                    self._pending.appendleft((item, replayed))  # not written: it goes out on the next connection
+                    raise
+            self._write(item, replayed)
+            if isinstance(item, Command) and item.text != "finalize":
+                return
+
+    def _write(self, item: Item, replayed: bool) -> None:
+        """Write one item; if the write fails, the replay buffer has it for the next connection."""
+        self._replay.writing(item)
+        if isinstance(item, AudioFrame):
+            write_frame(self._ws, OPCODE_BINARY, item.data, self._check)
+            size = len(item.data)
+            if replayed:
+                self._stats.add("audio_replayed", size)
+            elif item.keepalive:
+                self._audio_bytes_paced += size
+                self._stats.add("keepalive_sent", size)
+            else:
+                self._audio_bytes_paced += size
+                self._last_audio = time.monotonic()
+                self._stats.add("audio_sent", size)
+                self._stats.add("frames_sent")
+        else:
+            write_frame(self._ws, OPCODE_TEXT, item.text.encode(), self._check)
+            self._stats.add("commands_sent")
+            item.sent.set()
+        self._last_write = time.monotonic()
+        self._replay.wrote()
 
     def _wait_time(self) -> float:
         if self._keepalive_interval is None:
@@ -132,19 +226,7 @@ class Sender(threading.Thread):
     def _write_keepalive(self) -> None:
         logger.debug("no audio for %.1f s; sending %d bytes of silence as keepalive",
                      self._keepalive_interval, len(self._keepalive_frame))
-        send_binary(self._ws, self._keepalive_frame)
-        self._after_write(len(self._keepalive_frame))
-        self._stats.add("keepalive_sent", len(self._keepalive_frame))
-
-    def _write_command(self, command: Command) -> None:
-        self._ws.send(command.text, websocket.ABNF.OPCODE_TEXT)
-        self._last_write = time.monotonic()
-        self._stats.add("commands_sent")
-        command.sent.set()
-
-    def _after_write(self, nbytes: int) -> None:
-        self._audio_bytes_paced += nbytes
-        self._last_write = time.monotonic()
+        self._write(AudioFrame(self._keepalive_frame, keepalive=True), replayed=False)
 
     def _pace(self, starved: bool) -> None:
         """Wait until this frame's deadline; re-anchor the schedule after a dry queue."""
@@ -162,4 +244,5 @@ class Sender(threading.Thread):
             return
         delay = deadline - now
         if delay > 0:
-            self._stop_requested.wait(delay)
+            self._wake.wait(delay)
+            self._check()

@@ -23,11 +23,9 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, Optional, Tuple, Union
 
-import websocket
-
 from .audio_files import AudioFileInfo
 from .audio_queue import AudioQueue, Command
-from .config import ConnectionSettings, SessionOptions
+from .config import ENCODINGS, ConnectionSettings, SessionOptions
 from .error_book import ErrorBook
 from .errors import (
     CartesiaSyncError,
@@ -36,16 +34,19 @@ from .errors import (
     SessionClosedError,
     StreamTimeout,
 )
-from .intake import AudioIntake
 from .events import Event, FlushDone, Transcript, Word
+from .frames import StreamSocket
+from .intake import AudioIntake
+from .link import Link
+from .liveness import Liveness
 from .plugin_manager import HookDispatcher
 from .receiver import Receiver
+from .reconnect import Reconnected, Reconnector, is_transient
 from .router import EventRouter, FlushTicket
 from .secrets import redact
 from .sender import Sender
 from .stats import SessionStats, StatsCounter
 from .transcript import TranscriptAccumulator
-from .transport import send_close_frame, shutdown_socket
 
 if TYPE_CHECKING:  # pragma: no cover
     import pluggy
@@ -77,7 +78,7 @@ class Session:
 
     def __init__(
         self,
-        ws: websocket.WebSocket,
+        ws: StreamSocket,
         settings: ConnectionSettings,
         options: SessionOptions,
         plugin_manager: "pluggy.PluginManager",
@@ -89,7 +90,6 @@ class Session:
         self.speed = speed
         self.number = next(_session_numbers)
         self.started_at = time.time()
-        self._ws = ws
         self._bytes_per_second = settings.bytes_per_second
         self._stats = StatsCounter(self._bytes_per_second)
         self._stats.set("connect_seconds", connect_seconds)
@@ -99,7 +99,11 @@ class Session:
         self._book = ErrorBook(self._stats, options.raise_errors)
         self._dispatcher = HookDispatcher(plugin_manager, self, self._book.keep, self._scrub)
         self._router = EventRouter(self._transcript, self._stats, self._dispatcher,
-                                   self._fail_and_report, self._book.keep)
+                                   self._server_failed, self._book.keep)
+        self._link = Link(ws, round(options.replay_seconds * self._bytes_per_second), ENCODINGS[settings.encoding],
+                          self._bytes_per_second, self._stats)
+        self._liveness = Liveness(options.ping_interval, options.ping_timeout)
+        ws.write_patience = self._liveness.dead_after or options.join_timeout
 
         self._state = SessionState.OPEN
         self._state_lock = threading.Lock()
@@ -113,15 +117,19 @@ class Session:
         self._done_event = self._router.done
         self._stream_ended = threading.Event()
         self._expect_close = False
+        self._ended_by_server: Optional[str] = None  # why the server ended an idle session
 
         keepalive = _SILENCE_BYTE.get(settings.encoding, b"\x00") * self._intake.frame_bytes
         self._sender = Sender(
             ws, self._queue, self._stats,
             bytes_per_second=self._bytes_per_second, speed=speed,
             keepalive_interval=options.keepalive_interval, keepalive_frame=keepalive,
+            liveness=self._liveness, replay=self._link.replay,
             on_failure=self._sender_failed, name=f"cartesia-sync-sender-{self.number}",
         )
-        self._receiver = Receiver(ws, self, self._stats, name=f"cartesia-sync-receiver-{self.number}")
+        self._receiver = Receiver(ws, self, self._stats, self._liveness, name=f"cartesia-sync-receiver-{self.number}")
+        self._reconnector = Reconnector(settings, options, self._link, self._sender, self._stats, self._transcript,
+                                        self._ending, self._announce_reconnect)
 
     # -- lifecycle ----------------------------------------------------------
 
@@ -182,6 +190,15 @@ class Session:
     def error(self) -> Optional[CartesiaSyncError]:
         """The error that ended the session, if one did."""
         return self._book.failure
+
+    @property
+    def ended_by_server(self) -> Optional[str]:
+        """Why the server closed the session while the caller was idle, or ``None``.
+
+        Such a session ends without an error: sending raises
+        :class:`SessionClosedError`, ``close()`` just releases it.
+        """
+        return self._ended_by_server
 
     @property
     def request_id(self) -> Optional[str]:
@@ -298,7 +315,7 @@ class Session:
             return
         own_error: Optional[StreamTimeout] = None
         try:
-            if self._book.failure is None and not self._ending.is_set():
+            if self._book.failure is None and not self._ending.is_set() and self._ended_by_server is None:
                 own_error = self._drain(timeout)
         except StreamTimeout as exc:
             own_error = exc
@@ -331,14 +348,17 @@ class Session:
         self._check_open()
 
     def _check_open(self) -> None:
-        if self._state is not SessionState.OPEN or self._book.failure is not None:
+        if self._state is not SessionState.OPEN or self._book.failure is not None or self._ended_by_server is not None:
             raise self._closed_error()
 
     def _closed_error(self) -> CartesiaSyncError:
+        if self._ended_by_server is not None and self._book.failure is None:
+            return SessionClosedError(self._ended_by_server)
         return self._book.closed_error(self._state.value)
 
     def _raise_if_ended(self) -> None:
-        if self._book.failure is not None or self._ending.is_set() or self._state is not SessionState.OPEN:
+        if self._book.failure is not None or self._ending.is_set() or self._state is not SessionState.OPEN \
+                or self._ended_by_server is not None:
             raise self._closed_error()
 
     # -- internals: ending ----------------------------------------------------
@@ -451,9 +471,9 @@ class Session:
             self._sender.join(min(0.2, self.options.join_timeout))
             if not self._sender.is_alive() and not self._stream_ended.is_set():
                 # A sender still alive is stuck in a write: a close frame would wait behind it.
-                send_close_frame(self._ws)
+                self._link.send_close_frame()
                 self._stream_ended.wait(min(0.5, self.options.close_grace))
-            shutdown_socket(self._ws)
+            self._link.close()
             for thread in (self._sender, self._receiver):
                 if thread.is_alive() and thread is not threading.current_thread():
                     thread.join(self.options.join_timeout)
@@ -464,7 +484,7 @@ class Session:
             self._dispatcher.emit_last("on_session_end")
         finally:
             self._dispatch_closed = True
-            shutdown_socket(self._ws)
+            self._link.close()
             self._stats.mark_ended()
             with self._state_lock:
                 self._state = SessionState.CLOSED
@@ -491,8 +511,23 @@ class Session:
             self._dispatcher.report(error)
 
     def _sender_failed(self, error: ConnectionLostError) -> None:
-        if not self._expect_close:
+        if self._expect_close:
+            return
+        if self.options.reconnect:
+            self._link.drop(error)  # the receiver sees the connection end and reconnects
+        else:
             self._fail_and_report(error)
+
+    def _server_failed(self, error: CartesiaSyncError) -> None:
+        """A fatal ``error`` message: a new connection may get past a 5xx one."""
+        if self.options.reconnect and is_transient(error):
+            self._link.drop(error)
+        else:
+            self._fail_and_report(error)
+
+    def _announce_reconnect(self, event: Reconnected) -> None:
+        self._book.record(event.error, raised=True)  # kept in errors; it was survived, so not raised
+        self._dispatcher.emit("on_reconnect", event=event)
 
     # -- MessageSink: called on the receiver thread ---------------------------
 
@@ -501,6 +536,7 @@ class Session:
         if self._dispatch_closed:
             logger.debug("dropped a %s message that arrived after the session ended", event.type)
             return
+        self._link.acknowledge(event)
         self._router.route(event)
 
     def handle_junk(self, error: ProtocolError) -> None:
@@ -511,28 +547,70 @@ class Session:
         self._book.keep(error)
         self._dispatcher.report(error)
 
-    def handle_close(self, code: Optional[int], reason: str) -> None:
-        """The server closed the connection: normal after ``done``, a failure before."""
+    def handle_close(self, code: Optional[int], reason: str) -> Optional[StreamSocket]:
+        """The server closed the connection: normal after ``done``, an idle close, or a failure."""
         ended_normally = self._done_event.is_set() or self._expect_close or (
             self._end_command is not None and self._end_command.sent.is_set() and code in (None, 1000)
         )
-        if not ended_normally:
-            detail = f"code {code}" + (f", reason {reason!r}" if reason else "") if code is not None else "no code"
-            self._fail_and_report(ConnectionLostError(
-                f"the server closed the connection ({detail}) before the session ended; "
-                "results for audio after the last final are lost: open a new session and resend it",
+        detail = f"code {code}" + (f", reason {reason!r}" if reason else "") if code is not None else "no code"
+        if not ended_normally and code in (None, 1000, 1001) and self._caller_idle():
+            self._end_idle(detail)
+        elif not ended_normally:
+            return self._connection_failed(self._link.error or ConnectionLostError(
+                f"the server closed the connection ({detail}) before the session ended",
                 close_code=code, close_reason=reason,
             ))
         self._stream_ended.set()
+        return None
 
-    def handle_lost(self, detail: str) -> None:
+    def handle_lost(self, detail: str, *, retry: bool = True) -> Optional[StreamSocket]:
         """The connection broke without a close frame."""
-        if not self._expect_close and not self._done_event.is_set():
-            self._fail_and_report(ConnectionLostError(
-                f"the connection to {self.settings.display_url} was lost ({self._scrub(detail)}); "
-                "results for audio after the last final are lost: open a new session and resend it"
-            ))
+        if self._expect_close or self._done_event.is_set():
+            self._stream_ended.set()
+            return None
+        return self._connection_failed(self._link.error or ConnectionLostError(
+            f"the connection to {self.settings.display_url} was lost ({self._scrub(detail)})"
+        ), retry)
+
+    def _connection_failed(self, error: CartesiaSyncError, retry: bool = True) -> Optional[StreamSocket]:
+        """Reconnect after a transient failure, or end the session with the error."""
+        if retry and self.options.reconnect and is_transient(error) and not self._ending.is_set():
+            try:
+                return self._reconnector.replace(error)
+            except CartesiaSyncError as final:
+                error = final
+        elif isinstance(error, ConnectionLostError):
+            error = ConnectionLostError(
+                f"{error}; results for audio after the last final are lost: open a new session and resend it",
+                close_code=error.close_code, close_reason=error.close_reason,
+            )
+        if not self._ending.is_set():
+            self._fail_and_report(error)
         self._stream_ended.set()
+        return None
+
+    def _caller_idle(self) -> bool:
+        """True when the caller has stopped sending: nothing queued or awaited, no audio for a while.
+
+        A live source writes a frame every ``frame_duration``; three missed frames (half a second
+        at least) tell an idle caller from one that is still streaming.
+        """
+        return (self._queue.is_empty() and not self._router.tickets and self._end_command is None
+                and self._sender.idle_for() >= max(0.5, 3 * self.options.frame_duration))
+
+    def _end_idle(self, detail: str) -> None:
+        """The server closed a connection the caller had stopped using: the session ends without an error."""
+        self._expect_close = True
+        unacknowledged = (self._link.replay.written - self._link.replay.acknowledged) / self._bytes_per_second
+        self._ended_by_server = (
+            f"the server closed the idle session ({detail}) after {self._sender.idle_for():.1f} s without audio; "
+            "open a new session to go on"
+        )
+        logger.info("%s", self._ended_by_server)
+        if unacknowledged > 0:
+            logger.warning("%.2f s of audio before the idle close was never transcribed: "
+                           "call finalize() before pausing a session", unacknowledged)
+        self._stop_everything(self._ended_by_server)
 
     def __repr__(self) -> str:
         return (

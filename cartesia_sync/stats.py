@@ -18,10 +18,20 @@ class SessionStats:
     (after conversion); ``audio_sent`` what went out on the socket, keepalive
     silence excluded; ``audio_dropped`` what the ``drop_oldest`` buffer policy
     discarded; ``audio_unsent`` what was still queued when the session ended.
+    ``audio_acknowledged`` is how far into the session's audio the server has
+    confirmed its results (by ``flush_done``, ``done`` or a final word's end;
+    this clock counts keepalive silence too, as the server hears it);
+    ``audio_replayed`` what was sent again after a reconnect, and
+    ``audio_gap`` what a reconnect could not resend because the replay buffer
+    had already let it go. ``reconnects`` counts new connections made after
+    failures and ``reconnect_attempts`` the handshakes tried for them.
     """
 
     audio_queued: float = 0.0
     audio_sent: float = 0.0
+    audio_acknowledged: float = 0.0
+    audio_replayed: float = 0.0
+    audio_gap: float = 0.0
     audio_dropped: float = 0.0
     audio_unsent: float = 0.0
     keepalive_sent: float = 0.0
@@ -34,6 +44,9 @@ class SessionStats:
     protocol_errors: int = 0
     plugin_errors: int = 0
     server_errors: int = 0
+    reconnects: int = 0
+    reconnect_attempts: int = 0
+    pings_sent: int = 0
     connect_seconds: float = 0.0
     wall_seconds: float = 0.0
 
@@ -49,7 +62,8 @@ class StatsCounter:
     :meth:`snapshot`, so nothing accumulates rounding error over long sessions.
     """
 
-    _BYTE_FIELDS = ("audio_queued", "audio_sent", "audio_dropped", "keepalive_sent")
+    _BYTE_FIELDS = ("audio_queued", "audio_sent", "audio_acknowledged", "audio_replayed", "audio_gap",
+                    "audio_dropped", "audio_unsent", "keepalive_sent")
 
     def __init__(self, bytes_per_second: int) -> None:
         self._lock = threading.Lock()
@@ -68,6 +82,12 @@ class StatsCounter:
         with self._lock:
             self._values[name] = value
 
+    def raise_to(self, name: str, value: float) -> None:
+        """Raise one counter to ``value`` if it is below it (for high-water marks)."""
+        with self._lock:
+            if value > self._values[name]:
+                self._values[name] = value
+
     def get(self, name: str) -> float:
         """Read one raw counter (bytes for the audio counters)."""
         with self._lock:
@@ -84,7 +104,7 @@ class StatsCounter:
         with self._lock:
             values = dict(self._values)
             end = self._ended or time.monotonic()
-        for name in self._BYTE_FIELDS + ("audio_unsent",):
+        for name in self._BYTE_FIELDS:
             values[name] = values[name] / self._bytes_per_second
         values["wall_seconds"] = end - self._started
         return SessionStats(**values)

@@ -43,6 +43,12 @@ class TranscriptAccumulator:
                 self._interim = transcript
         return transcript
 
+    def start_connection(self, offset: float) -> None:
+        """A new connection of the session begins ``offset`` seconds into its audio; its interim is gone."""
+        with self._lock:
+            self.offset = offset
+            self._interim = None
+
     @property
     def text(self) -> str:
         """Every final text so far, concatenated verbatim."""

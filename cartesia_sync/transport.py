@@ -8,14 +8,11 @@ carries the HTTP status and the server's body, with the key scrubbed.
 from __future__ import annotations
 
 import logging
-import os
-import struct
 import socket
 import ssl
 from typing import Optional, Type
 from urllib.parse import urlsplit
 
-import numpy as np
 import websocket
 
 from .config import ConnectionSettings
@@ -25,12 +22,10 @@ from .errors import (
     PaymentRequiredError,
     RateLimitError,
 )
+from .frames import SOCKET_POLL, StreamSocket
 from .secrets import redact
 
-_HEADER_16 = struct.Struct("!BBH")
-_HEADER_64 = struct.Struct("!BBQ")
-
-__all__ = ["open_websocket", "send_binary", "xor_mask", "shutdown_socket", "send_close_frame", "close_frame_status"]
+__all__ = ["new_socket", "open_websocket", "shutdown_socket", "send_close_frame"]
 
 logger = logging.getLogger(__name__)
 
@@ -44,13 +39,25 @@ _STATUS_ERRORS: dict = {
 }
 
 
-def open_websocket(settings: ConnectionSettings) -> websocket.WebSocket:
+def new_socket(settings: ConnectionSettings) -> StreamSocket:
+    """An unconnected socket object for :func:`open_websocket`, with TLS verification on."""
+    sslopt = {"cert_reqs": ssl.CERT_REQUIRED, "check_hostname": True}
+    if settings.ca_certs:
+        sslopt["ca_certs"] = settings.ca_certs
+    return StreamSocket(sslopt=sslopt, enable_multithread=True, skip_utf8_validation=True)
+
+
+def open_websocket(settings: ConnectionSettings, ws: Optional[StreamSocket] = None) -> StreamSocket:
     """Open a WebSocket to the endpoint and complete the handshake.
 
-    The socket is left in blocking mode: the session's threads stop it with
+    The socket gets the short timeout :data:`~cartesia_sync.frames.SOCKET_POLL`
+    (see :mod:`cartesia_sync.frames`); the session's threads stop it with
     :func:`shutdown_socket`, and every wait of the session has its own timeout.
     Redirects are not followed, so the key is only ever sent to the host named
     in the URL. TLS certificates and host names are always verified.
+
+    :param ws: the socket object to connect (made here if not given); another
+        thread may interrupt the handshake with :func:`shutdown_socket` on it.
 
     :raises AuthenticationError: HTTP 401 or 403.
     :raises PaymentRequiredError: HTTP 402.
@@ -58,10 +65,8 @@ def open_websocket(settings: ConnectionSettings) -> websocket.WebSocket:
     :raises ConnectError: any other refused handshake, DNS, TCP or TLS failure,
         or a timeout after ``settings.connect_timeout`` seconds.
     """
-    sslopt = {"cert_reqs": ssl.CERT_REQUIRED, "check_hostname": True}
-    if settings.ca_certs:
-        sslopt["ca_certs"] = settings.ca_certs
-    ws = websocket.WebSocket(sslopt=sslopt, enable_multithread=True, skip_utf8_validation=True)
+    if ws is None:
+        ws = new_socket(settings)
     options = {}
     error: Optional[ConnectError] = None
     try:
@@ -84,7 +89,7 @@ def open_websocket(settings: ConnectionSettings) -> websocket.WebSocket:
         error = _translate(exc, ws, settings)
     if error is not None:
         raise error
-    ws.settimeout(None)
+    ws.settimeout(SOCKET_POLL)
     sock = ws.sock
     if sock is not None:
         try:
@@ -141,41 +146,6 @@ def _status_error(status: int, status_message: Optional[str], resp_body: Optiona
     return cls(message, status_code=status, body=body or None)
 
 
-def xor_mask(key: bytes, data: bytes) -> bytes:
-    """Mask (or unmask) ``data`` with the 4-byte ``key``, as RFC 6455 section 5.3 says."""
-    whole = len(data) - len(data) % 4
-    masked = (np.frombuffer(data, dtype=np.uint32, count=whole // 4) ^ np.frombuffer(key, dtype=np.uint32)[0]).tobytes()
-    tail = bytes(b ^ key[i] for i, b in enumerate(data[whole:]))
-    return masked + tail
-
-
-def send_binary(ws: websocket.WebSocket, data: bytes) -> None:
-    """Send one masked binary frame (RFC 6455 section 5.2), under websocket-client's send lock.
-
-    The frame is built here, with numpy masking, instead of through websocket-client's
-    general ``ABNF`` path: for the many small audio frames of a session that path costs
-    more than the socket write itself. Control frames still go through websocket-client,
-    under the same lock, so frames never interleave.
-
-    :raises websocket.WebSocketConnectionClosedException: the socket is already closed.
-    :raises OSError: the write failed.
-    """
-    size = len(data)
-    if size < 126:
-        header = bytes((0x82, 0x80 | size))
-    elif size < 65536:
-        header = _HEADER_16.pack(0x82, 0xFE, size)
-    else:
-        header = _HEADER_64.pack(0x82, 0xFF, size)
-    key = os.urandom(4)
-    frame = header + key + xor_mask(key, data)
-    with ws.lock:
-        sock = ws.sock
-        if sock is None:
-            raise websocket.WebSocketConnectionClosedException("the socket is already closed")
-        sock.sendall(frame)
-
-
 def shutdown_socket(ws: websocket.WebSocket) -> None:
     """Wake every thread blocked on the socket, then close it. Never raises."""
     sock: Optional[socket.socket] = ws.sock
@@ -190,20 +160,10 @@ def shutdown_socket(ws: websocket.WebSocket) -> None:
         logger.debug("closing the socket failed", exc_info=True)
 
 
-def send_close_frame(ws: websocket.WebSocket, wait: float = 1.0) -> None:
-    """Send a normal close frame, waiting at most ``wait`` seconds for the socket. Never raises."""
-    sock = ws.sock
+def send_close_frame(ws: StreamSocket, wait: float = 1.0) -> None:
+    """Send a normal close frame, waiting at most ``wait`` seconds for room on the socket. Never raises."""
     try:
-        if sock is not None:
-            sock.settimeout(wait)
+        ws.write_patience = wait
         ws.send_close(1000, b"")
     except Exception:
         logger.debug("could not send the close frame", exc_info=True)
-
-
-def close_frame_status(payload: bytes) -> tuple:
-    """Split a close frame's payload into ``(code, reason)``; ``(None, "")`` when empty."""
-    if len(payload) < 2:
-        return None, ""
-    code = int.from_bytes(payload[:2], "big")
-    return code, payload[2:].decode("utf-8", errors="replace")

@@ -12,7 +12,13 @@ import pytest
 import websocket
 
 import cartesia_sync
-from cartesia_sync import AuthenticationError, ConfigurationError, ConnectionLostError, ServerError
+from cartesia_sync import (
+    AuthenticationError,
+    ConfigurationError,
+    ConnectionLostError,
+    ServerError,
+    SessionClosedError,
+)
 from cartesia_sync.local import LocalServer, ScriptedEngine, available_engines
 from cartesia_sync.testing import FakeCartesia, facts_text
 
@@ -197,16 +203,21 @@ def test_server_refuses_non_loopback_bind_unless_asked():
 
 # -- idle timeout, concurrency, shutdown ------------------------------------------------------
 
-def test_idle_connections_are_closed():
-    with FakeCartesia(idle_timeout=0.3) as server:
+def test_idle_connections_are_closed_and_the_idle_session_ends_cleanly():
+    with FakeCartesia(idle_timeout=0.8) as server:
         session = client_for(server, keepalive_interval=None).connect()
         session.send(pcm(0.1))
+        session.finalize()
+        assert server.wait_finished(timeout=5).close_code == 1000
         deadline = time.monotonic() + 5
-        while session.error is None and time.monotonic() < deadline:
+        while session.ended_by_server is None and time.monotonic() < deadline:
             time.sleep(0.02)
-        assert isinstance(session.error, ConnectionLostError)
-        assert "idle" in str(session.error)
-        session.abort()
+        assert "connection idle timeout" in session.ended_by_server
+        with pytest.raises(SessionClosedError, match="the server closed the idle session .*connection idle timeout"):
+            session.send(pcm(0.1))
+        session.close()  # nothing to drain, nothing to raise
+    assert session.error is None and session.errors == ()
+    assert session.text.startswith(" seg1:3200b") and session.stats.reconnects == 0
 
 
 def test_keepalive_keeps_the_session_past_the_idle_timeout():
@@ -237,7 +248,7 @@ def test_concurrent_sessions_get_their_own_results():
 
 def test_stop_closes_open_connections_and_is_idempotent():
     server = FakeCartesia().start()
-    session = client_for(server).connect()
+    session = client_for(server, reconnect=False).connect()
     session.send(pcm(0.1))
     server.stop()
     server.stop()
@@ -260,7 +271,7 @@ def test_engine_failure_becomes_a_500_error():
             return stream
 
     with LocalServer(Broken(), load_entrypoints=False) as server:
-        session = client_for(server).connect()
+        session = client_for(server, reconnect=False).connect()
         session.send(pcm(0.1))
         with pytest.raises(ServerError) as caught:
             session.finalize(timeout=5)

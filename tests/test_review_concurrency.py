@@ -337,7 +337,7 @@ def test_interrupt_during_teardown_still_ends_the_session(server):
 @pytest.mark.parametrize("scenario", [
     Scenario(on_open=("{broken", {"type": "error", "message": "fatal", "status_code": 500}))])
 def test_every_background_error_is_raised_once(server):
-    session = client_for(server.url).connect()
+    session = client_for(server.url, reconnect=False).connect()
     assert wait_until(lambda: session.error is not None)
     raised = []
     for call in (lambda: session.send(pcm(0.1)), session.close, session.close):
@@ -547,7 +547,7 @@ def _close_after_flush_done(conn, record, text) -> bool:
 
 def test_server_closing_right_after_flush_done_is_reported_once():
     with HandlerServer(record_then(_close_after_flush_done)) as srv:
-        session = client_for(srv.url).connect()
+        session = client_for(srv.url, reconnect=False).connect()
         session.send(pcm(0.1))
         raised = []
         try:
@@ -576,7 +576,7 @@ def _close_on_finalize(conn, record, text) -> bool:
 
 def test_server_closing_right_after_finalize_fails_the_finalize_fast():
     with HandlerServer(record_then(_close_on_finalize)) as srv:
-        session = client_for(srv.url).connect()
+        session = client_for(srv.url, reconnect=False).connect()
         session.send(pcm(0.1))
         begun = time.monotonic()
         with pytest.raises(ConnectionLostError):
@@ -597,7 +597,7 @@ def test_server_dropping_the_connection_during_the_handshake_is_a_connect_error(
 
 def test_server_closing_at_once_after_the_handshake_is_raised_once():
     with RawWsServer("close_at_once") as raw:
-        session = client_for(raw.url).connect()
+        session = client_for(raw.url, reconnect=False).connect()
         assert wait_until(lambda: session.error is not None)
         raised = []
         for call in (lambda: session.send(pcm(0.1)), session.close, session.close):
@@ -611,7 +611,7 @@ def test_server_closing_at_once_after_the_handshake_is_raised_once():
 
 @pytest.mark.parametrize("scenario", [Scenario(error_after_bytes=3200)])
 def test_a_fatal_error_is_raised_to_exactly_one_of_many_senders(server):
-    session = client_for(server.url).connect()
+    session = client_for(server.url, reconnect=False).connect()
     session.send(pcm(0.1))
     assert wait_until(lambda: session.error is not None)
     barrier = threading.Barrier(6)

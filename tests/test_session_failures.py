@@ -118,7 +118,7 @@ def test_junk_is_raised_once_at_the_next_finalize_by_default(make_client):
 
 @pytest.mark.parametrize("scenario", [Scenario(drop_after_bytes=6400)])
 def test_abrupt_drop_mid_stream_raises_connection_lost(make_client, recorder):
-    session = make_client().connect()
+    session = make_client(reconnect=False).connect()
     with pytest.raises((ConnectionLostError, SessionClosedError)):
         for _ in range(200):
             session.send(pcm(0.1))
@@ -133,7 +133,7 @@ def test_abrupt_drop_mid_stream_raises_connection_lost(make_client, recorder):
 
 @pytest.mark.parametrize("scenario", [Scenario(close_after_bytes=3200, close_code=1011, close_reason="engine restart")])
 def test_server_close_mid_stream_carries_code_and_reason(make_client):
-    session = make_client().connect()
+    session = make_client(reconnect=False).connect()
     session.send(pcm(0.2))
     with pytest.raises(ConnectionLostError) as caught:
         session.finalize(timeout=5)
@@ -308,7 +308,7 @@ def test_plugin_failing_in_session_start_does_not_stop_the_session(make_client, 
 @pytest.mark.parametrize("scenario", [Scenario(error_after_bytes=0,
                                                  error_message={"type": "error", "message": "x", "status_code": 500})])
 def test_errors_are_json_safe_in_raw(make_client, server):
-    session = make_client().connect()
+    session = make_client(reconnect=False).connect()
     session.send(pcm(0.1))
     with pytest.raises(ServerError) as caught:
         session.close()

@@ -40,7 +40,7 @@ def wait_for_error(session, timeout=5.0):
 
 def test_error_message_mid_stream():
     with FakeCartesia(scenario=Scenario(error_after_bytes=6400)) as fake:
-        session = connect(fake)
+        session = connect(fake, reconnect=False)
         session.send(pcm(0.3))
         error = wait_for_error(session)
         session.abort()
@@ -50,7 +50,7 @@ def test_error_message_mid_stream():
 
 def test_abrupt_drop_after_n_bytes():
     with FakeCartesia(scenario=Scenario(drop_after_bytes=3200)) as fake:
-        session = connect(fake)
+        session = connect(fake, reconnect=False)
         session.send(pcm(0.2))
         error = wait_for_error(session)
         with pytest.raises(ConnectionLostError):
@@ -63,7 +63,7 @@ def test_abrupt_drop_after_n_bytes():
 
 def test_clean_close_with_a_chosen_code():
     with FakeCartesia(scenario=Scenario(close_after_bytes=3200, close_code=1013, close_reason="try again later")) as fake:
-        session = connect(fake)
+        session = connect(fake, reconnect=False)
         session.send(pcm(0.1))
         error = wait_for_error(session)
         session.abort()

@@ -45,6 +45,9 @@ class Scenario:
     :ivar close_after_bytes: close cleanly with ``close_code``/``close_reason`` after this much audio.
     :ivar close_code: see ``close_after_bytes``.
     :ivar close_reason: see ``close_after_bytes``.
+    :ivar faulty_connections: the faults apply to this many connections, the
+        first ones the server accepts; later ones are well behaved (to test
+        that a client's reconnect gets past a fault). ``None``: all of them.
     """
 
     reject_status: Optional[int] = None
@@ -62,3 +65,8 @@ class Scenario:
     close_after_bytes: Optional[int] = None
     close_code: int = 1011
     close_reason: str = ""
+    faulty_connections: Optional[int] = None
+
+    def applies_to(self, index: int) -> bool:
+        """Whether the faults apply to the connection accepted ``index``-th (from 0)."""
+        return self.faulty_connections is None or index < self.faulty_connections

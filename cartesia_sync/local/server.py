@@ -14,9 +14,11 @@ server) with its own engine stream.
 
 from __future__ import annotations
 
+import dataclasses
 import hmac
 import json
 import logging
+import re
 import threading
 from http import HTTPStatus
 from typing import Any, FrozenSet, Iterable, List, Optional, Union
@@ -35,6 +37,25 @@ from .scenario import Scenario
 __all__ = ["LocalServer", "DEFAULT_MODELS", "available_engines"]
 
 logger = logging.getLogger(__name__)
+
+#: Credentials as they show in the handshake lines websockets logs at DEBUG.
+_CREDENTIALS = re.compile(r"(?i)((?:x-api-key|authorization):\s*)\S.*|(api_key=)[^&\s]+")
+
+
+class _CredentialScrubber(logging.Filter):
+    """Masks keys in what the websockets library logs about our connections (it logs every header)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        clean = _CREDENTIALS.sub(lambda m: (m.group(1) or m.group(2)) + "***", message)
+        if clean != message:
+            record.msg, record.args = clean, ()
+        return True
+
+
+#: The logger handed to websockets for the server's connections.
+wire_logger = logging.getLogger(f"{__name__}.wire")
+wire_logger.addFilter(_CredentialScrubber())
 
 #: Model ids the server accepts, as the hosted API names them.
 DEFAULT_MODELS: FrozenSet[str] = frozenset({"ink-whisper", "ink-whisper-2025-06-04", "ink-2"})
@@ -121,6 +142,7 @@ class LocalServer:
         self._server: Any = None
         self._thread: Optional[threading.Thread] = None
         self._lock = threading.Lock()
+        self._handshakes = 0
         self._open_connections: set = set()
 
     # -- lifecycle ----------------------------------------------------------------
@@ -134,7 +156,7 @@ class LocalServer:
                 return self
             self._server = serve(
                 self._handle, self._host, self._port, process_request=self._process_request,
-                compression=None, max_size=2**22, server_header="cartesia-sync-local",
+                compression=None, max_size=2**22, server_header="cartesia-sync-local", logger=wire_logger,
             )
             self._thread = threading.Thread(
                 target=self._server.serve_forever, name="local-stt-server", daemon=True
@@ -223,6 +245,9 @@ class LocalServer:
 
     def _process_request(self, connection: Any, request: Any) -> Any:
         parts = urlsplit(request.path)
+        with self._lock:
+            connection.cartesia_faulty = self.scenario.applies_to(self._handshakes)
+            self._handshakes += 1
         record = None
         if self._config.record:
             keep = self._record_secrets
@@ -230,14 +255,14 @@ class LocalServer:
                                       headers=_masked_headers(request, keep))
             self.connections.append(record)
         connection.cartesia_record = record
-        refusal = self._refusal(parts, request)
+        refusal = self._refusal(parts, request, connection.cartesia_faulty)
         if refusal is not None and record is not None:
             record.finished.set()
         return refusal
 
-    def _refusal(self, parts: Any, request: Any) -> Any:
+    def _refusal(self, parts: Any, request: Any, faulty: bool) -> Any:
         scenario = self.scenario
-        if scenario.reject_status is not None:
+        if faulty and scenario.reject_status is not None:
             return _response(scenario.reject_status, scenario.reject_body)
         if parts.path != STT_PATH:
             return _response(404, json.dumps({"title": "Not found", "message": f"use {STT_PATH}"}))
@@ -265,7 +290,8 @@ class LocalServer:
         with self._lock:
             self._open_connections.add(conn)
         try:
-            Conversation(conn, self._config, record).run()
+            config = self._config if conn.cartesia_faulty else dataclasses.replace(self._config, scenario=Scenario())
+            Conversation(conn, config, record).run()
         except Exception:
             logger.exception("a local server connection failed")
         finally:

@@ -140,7 +140,7 @@ def test_interim_transcripts_are_logged(log_path):
 def test_server_error_session(log_path):
     scenario = Scenario(error_after_bytes=3200)
     with FakeCartesia(segments=SEGMENTS, scenario=scenario) as fake:
-        client = cartesia_sync.Client(url=fake.url, plugins=[EventLog(log_path)], load_entrypoints=False)
+        client = cartesia_sync.Client(url=fake.url, plugins=[EventLog(log_path)], load_entrypoints=False, reconnect=False)
         session = client.connect()
         session.send(pcm(0.5))
         with pytest.raises(ServerError):
@@ -206,7 +206,7 @@ def test_a_raising_plugin_is_logged_with_hook_and_plugin(log_path):
 
 def test_dropped_connection(log_path):
     with FakeCartesia(segments=SEGMENTS, scenario=Scenario(drop_after_bytes=8000)) as fake:
-        client = cartesia_sync.Client(url=fake.url, plugins=[EventLog(log_path)], load_entrypoints=False)
+        client = cartesia_sync.Client(url=fake.url, plugins=[EventLog(log_path)], load_entrypoints=False, reconnect=False)
         session = client.connect()
         session.send(pcm(1.0))
         with pytest.raises(ConnectionLostError):

@@ -1,0 +1,103 @@
+"""The link: a session's current connection, its replay buffer, and where its audio starts on the session's clock.
+
+A session outlives its connections when it reconnects. The link is the one
+place that says which connection is current, so that every thread that must
+shut a socket (the teardown, a failing sender, the receiver's watchdog) shuts
+the right one, and no new connection is installed once the session ends.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Optional
+
+from .errors import CartesiaSyncError
+from .events import Done, Event, FlushDone, Transcript
+from .frames import StreamSocket
+from .replay import Replay, ReplayBuffer
+from .stats import StatsCounter
+from .transport import send_close_frame, shutdown_socket
+
+__all__ = ["Link"]
+
+
+class Link:
+    """The current connection of one session. Thread-safe.
+
+    :param ws: the first connection.
+    :param replay_bytes: the most unacknowledged audio each replay buffer keeps.
+    :param sample_bytes: bytes per sample of the wire encoding.
+    :param bytes_per_second: of the wire audio.
+    :param stats: where the acknowledged audio is counted.
+    """
+
+    def __init__(self, ws: StreamSocket, replay_bytes: int, sample_bytes: int, bytes_per_second: int,
+                 stats: StatsCounter) -> None:
+        self._lock = threading.Lock()
+        self._replay_args = (replay_bytes, sample_bytes, bytes_per_second)
+        self._stats = stats
+        self.ws = ws
+        self.replay = ReplayBuffer(*self._replay_args)
+        self.base = 0  # bytes of session audio before this connection's first byte
+        self.connecting: Optional[StreamSocket] = None  # a handshake in progress, to interrupt at teardown
+        self.error: Optional[CartesiaSyncError] = None  # why this side is dropping the connection
+        self._closed = False
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` ran: no connection will be installed any more."""
+        return self._closed
+
+    def acknowledge(self, event: Event) -> None:
+        """Move the acknowledged point for a message of the current connection (times not yet shifted)."""
+        replay = self.replay
+        if isinstance(event, Transcript):
+            if not event.is_final or not event.words:
+                return
+            replay.word_end(max(word.end for word in event.words))
+        elif isinstance(event, FlushDone):
+            replay.flush_done()
+        elif isinstance(event, Done):
+            replay.done()
+        else:
+            return
+        self._stats.raise_to("audio_acknowledged", self.base + replay.acknowledged)
+
+    def drop(self, error: CartesiaSyncError) -> None:
+        """Give up on the current connection because of ``error``: its reader will see it end."""
+        if self.error is None:
+            self.error = error
+        shutdown_socket(self.ws)
+
+    def new_socket(self, ws: StreamSocket) -> bool:
+        """A handshake is about to start on ``ws``; False (and nothing kept) once the link is closed."""
+        with self._lock:
+            self.connecting = None if self._closed else ws
+            return not self._closed
+
+    def switch(self, ws: StreamSocket, replay: Replay) -> Optional[ReplayBuffer]:
+        """Make ``ws`` current; its audio starts where ``replay`` resumes. ``None`` once the link is closed."""
+        with self._lock:
+            self.connecting = None
+            if self._closed:
+                shutdown_socket(ws)
+                return None
+            ws.write_patience = self.ws.write_patience
+            self.ws = ws
+            self.base += replay.resume_at
+            self.replay = ReplayBuffer(*self._replay_args)
+            self.error = None
+            return self.replay
+
+    def send_close_frame(self) -> None:
+        """Start the close handshake on the current connection; never raises."""
+        send_close_frame(self.ws)
+
+    def close(self) -> None:
+        """Shut the current connection and any handshake in progress; install nothing more."""
+        with self._lock:
+            self._closed = True
+            connecting, self.connecting = self.connecting, None
+        shutdown_socket(self.ws)
+        if connecting is not None:
+            shutdown_socket(connecting)

@@ -1,0 +1,177 @@
+"""The replay buffer: what was written on one connection and the server has not acknowledged yet.
+
+A reconnect resends it, so that no audio is lost when a connection dies with
+results still in flight. The server acknowledges audio three ways: a
+``flush_done`` covers everything written before its ``finalize``, ``done``
+covers everything, and a final transcript covers the audio up to the end of
+its last word. What lies before the acknowledged point is forgotten; what
+lies after it is kept, up to a bound, oldest forgotten first.
+
+Positions are bytes of audio written on the connection, keepalive silence
+included: the server hears that silence too, and its word times count it.
+An item is kept *before* it is written: the server may answer it before the
+write call returns, and its answer must find it here. An item whose write did
+not complete is resent as a first send, not as a replay.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from dataclasses import dataclass
+from typing import Deque, List, Optional, Tuple
+
+from .audio_queue import AudioFrame, Command, Item
+
+__all__ = ["ReplayBuffer", "Replay"]
+
+
+@dataclass(frozen=True)
+class Replay:
+    """What a new connection must be sent first, taken from the old connection's buffer.
+
+    :ivar items: audio frames and unanswered commands, in their original order,
+        each with ``True`` when it had gone out in full before (a replay) and
+        ``False`` when its first write never completed.
+    :ivar resume_at: the old connection's position at which the first replayed
+        audio starts; the new connection's time zero.
+    :ivar acknowledged: the old connection's acknowledged position.
+    :ivar gap: bytes between ``acknowledged`` and ``resume_at``: audio that
+        had been let go because of the bound and cannot be resent.
+    """
+
+    items: Tuple[Tuple[Item, bool], ...]
+    resume_at: int
+    acknowledged: int
+
+    @property
+    def gap(self) -> int:
+        """Bytes of unacknowledged audio that cannot be resent."""
+        return max(0, self.resume_at - self.acknowledged)
+
+    @property
+    def replayed_bytes(self) -> int:
+        """Bytes of audio in :attr:`items` that had gone out in full before."""
+        return sum(len(item.data) for item, replayed in self.items if replayed and isinstance(item, AudioFrame))
+
+
+class ReplayBuffer:
+    """The unacknowledged tail of one connection. Thread-safe: the sender writes, the receiver acknowledges.
+
+    :param limit: the most bytes of audio kept.
+    :param sample_bytes: bytes per sample of the wire encoding; acknowledged
+        positions from word times are rounded to whole samples.
+    :param bytes_per_second: of the wire audio, to turn word times into positions.
+    """
+
+    def __init__(self, limit: int, sample_bytes: int, bytes_per_second: int) -> None:
+        self._lock = threading.Lock()
+        self._limit = max(1, limit)
+        self._sample_bytes = sample_bytes
+        self._bytes_per_second = bytes_per_second
+        self._items: Deque[Tuple[int, Item]] = deque()  # (position at which the item was written, item)
+        self._carried: List[Command] = []  # unanswered commands whose audio the bound let go
+        self._in_flight: Optional[Item] = None  # kept, and its write has not completed yet
+        self._unanswered: Deque[Tuple[int, Command]] = deque()  # finalize commands awaiting flush_done
+        self._written = 0
+        self._acknowledged = 0
+        self._held = 0
+
+    @property
+    def written(self) -> int:
+        """Bytes of audio written on the connection."""
+        return self._written
+
+    @property
+    def acknowledged(self) -> int:
+        """The position up to which the server confirmed its results."""
+        return self._acknowledged
+
+    def writing(self, item: Item) -> None:
+        """Keep an item the sender is about to write; :meth:`wrote` follows once the write completed."""
+        with self._lock:
+            self._in_flight = item
+            self._items.append((self._written, item))
+            if isinstance(item, AudioFrame):
+                self._written += len(item.data)
+                self._held += len(item.data)
+                self._let_go_beyond_limit()
+            elif item.text == "finalize":
+                self._unanswered.append((self._written, item))
+
+    def wrote(self) -> None:
+        """The item given to :meth:`writing` went out in full."""
+        self._in_flight = None
+
+    def word_end(self, seconds: float) -> None:
+        """A final transcript's last word ended ``seconds`` after the connection's first audio."""
+        samples = round(seconds * self._bytes_per_second / self._sample_bytes)
+        with self._lock:
+            self._acknowledge(min(self._written, samples * self._sample_bytes))
+
+    def flush_done(self) -> None:
+        """The oldest unanswered ``finalize`` was answered: everything before it is transcribed."""
+        with self._lock:
+            if self._unanswered:
+                position, command = self._unanswered.popleft()
+                command.answered = True
+                self._acknowledge(position)
+
+    def done(self) -> None:
+        """The end command was answered: everything written is transcribed."""
+        with self._lock:
+            for command in self._carried + [item for _, item in self._items if isinstance(item, Command)]:
+                command.answered = True
+            self._unanswered.clear()
+            self._carried.clear()
+            self._acknowledge(self._written)
+
+    def take(self) -> Replay:
+        """Everything a new connection must be sent again; the buffer is left empty."""
+        with self._lock:
+            items: List[Tuple[Item, bool]] = [(command, command is not self._in_flight)
+                                              for command in self._carried if not command.answered]
+            resume_at = self._written
+            for position, item in self._items:
+                replayed = item is not self._in_flight
+                if isinstance(item, Command):
+                    if not item.answered:
+                        items.append((item, replayed))
+                    continue
+                end = position + len(item.data)
+                if end <= self._acknowledged:
+                    continue
+                if position < self._acknowledged:  # the acknowledged point falls inside this frame
+                    item = AudioFrame(item.data[self._acknowledged - position:])
+                    position = self._acknowledged
+                resume_at = min(resume_at, position)
+                items.append((item, replayed))
+            replay = Replay(tuple(items), resume_at, self._acknowledged)
+            self._items.clear()
+            self._carried.clear()
+            self._held = 0
+            self._in_flight = None
+            return replay
+
+    def _acknowledge(self, position: int) -> None:
+        if position <= self._acknowledged:
+            return
+        self._acknowledged = position
+        while self._items:
+            start, item = self._items[0]
+            if isinstance(item, Command):
+                if not item.answered:
+                    return
+            elif start + len(item.data) > position:
+                return
+            else:
+                self._held -= len(item.data)
+            self._items.popleft()
+
+    def _let_go_beyond_limit(self) -> None:
+        while self._held > self._limit and self._items:
+            _, item = self._items.popleft()
+            if isinstance(item, Command):
+                self._carried.append(item)  # it still needs its answer: it goes first in a replay
+            else:
+                self._held -= len(item.data)
