@@ -206,6 +206,11 @@ class EventLog:
         self.record(session, "error", **_describe_error(error))
 
     @hookimpl
+    def on_reconnect(self, session: Any, event: Any) -> None:
+        self.record(session, "reconnect", error=event.error, attempts=event.attempts, downtime=event.downtime,
+                    replayed=event.replayed, gap=event.gap, resumed_at=event.resumed_at)
+
+    @hookimpl
     def on_session_end(self, session: Any) -> None:
         try:
             error = session.error
@@ -231,8 +236,8 @@ class EventLog:
     def record(self, session: Any, event: str, **fields: Any) -> Dict[str, Any]:
         """Write one record ``event`` for ``session`` with ``fields``; return it as written.
 
-        This is the path every hook takes, and the one for future hooks (e.g. a
-        reconnect: ``self.record(session, "reconnect", attempt=n, error=exc)``).
+        This is the path every hook takes, and the one for plugins that add
+        records of their own.
         Any value is serialised: exceptions as error dicts, dataclasses (events,
         words) as dicts without their ``raw`` payload, enums by value,
         non-finite floats as ``null``, anything else by ``str()``. Raises

@@ -73,13 +73,14 @@ def fake() -> Iterator[FakeCartesia]:
         yield server
 
 
-def stream(url: str, audio: bytes, *, realtime: Any = 8.0, finalize_at: float = 0.0, **options: Any):
+def stream(url: str, audio: bytes, *, realtime: Any = 8.0, finalize_at: float = 0.0, plugins_extra: Any = (),
+           **options: Any):
     """Stream ``audio`` in 0.1 s pieces, optionally finalize part-way, close; return (session, plugin)."""
     log = ReconnectLog()
     options.setdefault("ping_interval", 0.3)
     options.setdefault("ping_timeout", 0.5)
     options.setdefault("reconnect_delay", 0.05)
-    client = cartesia_sync.Client(url=url, plugins=[log], load_entrypoints=False, **options)
+    client = cartesia_sync.Client(url=url, plugins=[log, *plugins_extra], load_entrypoints=False, **options)
     session = client.connect(realtime=realtime)
     step = 3200
     for start in range(0, len(audio), step):
@@ -319,3 +320,20 @@ def test_backoff_is_exponential_with_full_jitter_and_capped():
     assert list(backoff_delays(0.5, 3.0, 5, rand=lambda: 1.0)) == [0.5, 1.0, 2.0, 3.0, 3.0]
     assert list(backoff_delays(0.5, 3.0, 2, start=1, rand=lambda: 1.0)) == [1.0, 2.0]
     assert list(backoff_delays(0.5, 3.0, 3, rand=lambda: 0.0)) == [0.0, 0.0, 0.0]
+
+
+def test_subtitles_stay_monotonic_and_complete_across_a_reconnect(fake, undisturbed, tmp_path):
+    import srt
+
+    from cartesia_sync_plugins.subtitles import SubtitleWriter
+
+    path = tmp_path / "out.srt"
+    with FaultProxy(fake.port, faults=lambda i: Faults(reset_after_up=60_000) if i == 0 else Faults()) as proxy:
+        session, log = stream(proxy.url(), speech(), plugins_extra=[SubtitleWriter(srt=path)])
+    assert_continuous(session, undisturbed)
+    assert len(log.reconnects) == 1
+    cues = list(srt.parse(path.read_text(), ignore_errors=False))
+    starts = [cue.start.total_seconds() for cue in cues]
+    assert starts == sorted(starts) and all(a.end <= b.start for a, b in zip(cues, cues[1:]))
+    assert " ".join(cue.content.replace("\n", " ") for cue in cues).split() == undisturbed[0].split()
+    assert cues[-1].end.total_seconds() == pytest.approx(AUDIO_SECONDS)

@@ -588,3 +588,22 @@ def test_closed_file_object_is_reported(tmp_path):
         session = run_session(fake.url, [EventLog(f)], raise_errors=False)
     failures = [e for e in session.errors if isinstance(e, PluginError)]
     assert failures and isinstance(failures[0].__cause__, ValueError)
+
+
+def test_a_reconnect_is_logged_and_the_logged_transcript_stays_continuous(log_path):
+    scenario = Scenario(drop_after_bytes=20000, faulty_connections=1)
+    with FakeCartesia(scenario=scenario, segment_bytes=8000) as fake:
+        client = cartesia_sync.Client(url=fake.url, plugins=[EventLog(log_path)], load_entrypoints=False,
+                                      reconnect_delay=0.05)
+        with client.connect(realtime=8.0) as session:
+            for _ in range(10):
+                session.send(pcm(0.1))
+    records = lines_of(log_path)
+    check_common(records)
+    [reconnect] = [r for r in records if r["event"] == "reconnect"]
+    assert reconnect["error"]["type"] == "ConnectionLostError" and reconnect["attempts"] >= 1
+    assert reconnect["gap"] == 0.0 and reconnect["resumed_at"] == 0.5 and reconnect["replayed"] > 0
+    text, words = transcript_from_events(records)
+    assert (text, words) == (session.text, session.words) and session.stats.reconnects == 1
+    assert [w.end for w in words] == [0.25, 0.5, 0.75, 1.0]
+    assert records[-1]["event"] == "session_end" and records[-1]["error"] is None
