@@ -45,7 +45,7 @@ class Link:
 
     @property
     def closed(self) -> bool:
-        """True once :meth:`close` ran: no connection will be installed any more."""
+        """True once :meth:`stop_switching` or :meth:`close` ran: no connection will be installed any more."""
         return self._closed
 
     def acknowledge(self, event: Event) -> None:
@@ -93,11 +93,15 @@ class Link:
         """Start the close handshake on the current connection; never raises."""
         send_close_frame(self.ws)
 
-    def close(self) -> None:
-        """Shut the current connection and any handshake in progress; install nothing more."""
+    def stop_switching(self) -> None:
+        """The session is ending: interrupt any handshake in progress and install nothing more."""
         with self._lock:
             self._closed = True
             connecting, self.connecting = self.connecting, None
-        shutdown_socket(self.ws)
         if connecting is not None:
             shutdown_socket(connecting)
+
+    def close(self) -> None:
+        """Shut the current connection and any handshake in progress; install nothing more."""
+        self.stop_switching()
+        shutdown_socket(self.ws)

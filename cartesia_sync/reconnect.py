@@ -29,6 +29,7 @@ from .config import ConnectionSettings, SessionOptions
 from .errors import CartesiaSyncError, ConnectError, ConnectionLostError, ServerError
 from .frames import StreamSocket
 from .link import Link
+from .replay import Replay
 from .sender import Sender
 from .stats import StatsCounter
 from .transcript import TranscriptAccumulator
@@ -122,11 +123,18 @@ class Reconnector:
             session ended meanwhile.
         """
         started = time.monotonic()
-        bytes_per_second = self._settings.bytes_per_second
         logger.warning("%s; reconnecting", error)
         if not self._sender.let_go(self._options.join_timeout):
             raise ConnectionLostError(f"{error}; the sender thread did not let go of the connection, so no reconnect")
         replay = self._link.replay.take()
+        try:
+            return self._reconnect(error, replay, started)
+        except CartesiaSyncError:
+            self._stats.add("audio_unsent", replay.first_send_bytes)  # it will never go out now
+            raise
+
+    def _reconnect(self, error: CartesiaSyncError, replay: Replay, started: float) -> StreamSocket:
+        bytes_per_second = self._settings.bytes_per_second
         acknowledged = self._stats.get("audio_acknowledged")
         if acknowledged > self._acknowledged_then:
             self._tried = 0  # the last connection got somewhere: a fresh budget

@@ -50,6 +50,11 @@ class Replay:
         return max(0, self.resume_at - self.acknowledged)
 
     @property
+    def first_send_bytes(self) -> int:
+        """Bytes of audio in :attr:`items` whose first write never completed."""
+        return sum(len(item.data) for item, replayed in self.items if not replayed and isinstance(item, AudioFrame))
+
+    @property
     def replayed_bytes(self) -> int:
         """Bytes of audio in :attr:`items` that had gone out in full before."""
         return sum(len(item.data) for item, replayed in self.items if replayed and isinstance(item, AudioFrame))
@@ -72,6 +77,7 @@ class ReplayBuffer:
         self._items: Deque[Tuple[int, Item]] = deque()  # (position at which the item was written, item)
         self._carried: List[Command] = []  # unanswered commands whose audio the bound let go
         self._in_flight: Optional[Item] = None  # kept, and its write has not completed yet
+        self._in_flight_replayed = False  # that item was itself being resent
         self._unanswered: Deque[Tuple[int, Command]] = deque()  # finalize commands awaiting flush_done
         self._written = 0
         self._acknowledged = 0
@@ -87,10 +93,11 @@ class ReplayBuffer:
         """The position up to which the server confirmed its results."""
         return self._acknowledged
 
-    def writing(self, item: Item) -> None:
-        """Keep an item the sender is about to write; :meth:`wrote` follows once the write completed."""
+    def writing(self, item: Item, replayed: bool = False) -> None:
+        """Keep an item the sender is about to write (``replayed``: again); :meth:`wrote` follows once it went out."""
         with self._lock:
             self._in_flight = item
+            self._in_flight_replayed = replayed
             self._items.append((self._written, item))
             if isinstance(item, AudioFrame):
                 self._written += len(item.data)
@@ -129,11 +136,11 @@ class ReplayBuffer:
     def take(self) -> Replay:
         """Everything a new connection must be sent again; the buffer is left empty."""
         with self._lock:
-            items: List[Tuple[Item, bool]] = [(command, command is not self._in_flight)
+            items: List[Tuple[Item, bool]] = [(command, self._went_out(command))
                                               for command in self._carried if not command.answered]
             resume_at = self._written
             for position, item in self._items:
-                replayed = item is not self._in_flight
+                replayed = self._went_out(item)
                 if isinstance(item, Command):
                     if not item.answered:
                         items.append((item, replayed))
@@ -152,6 +159,10 @@ class ReplayBuffer:
             self._held = 0
             self._in_flight = None
             return replay
+
+    def _went_out(self, item: Item) -> bool:
+        """Whether ``item`` had gone out in full before (on this connection or an earlier one)."""
+        return item is not self._in_flight or self._in_flight_replayed
 
     def _acknowledge(self, position: int) -> None:
         if position <= self._acknowledged:

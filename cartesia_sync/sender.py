@@ -190,7 +190,7 @@ class Sender(threading.Thread):
 
     def _write(self, item: Item, replayed: bool) -> None:
         """Write one item; if the write fails, the replay buffer has it for the next connection."""
-        self._replay.writing(item)
+        self._replay.writing(item, replayed)
         if isinstance(item, AudioFrame):
             write_frame(self._ws, OPCODE_BINARY, item.data, self._check)
             size = len(item.data)

@@ -456,6 +456,7 @@ class Session(ConnectionEvents):
     def _stop_everything(self, reason: str) -> None:
         """Stop sending at once and wake every waiter; what was not sent is counted as unsent."""
         self._ending.set()
+        self._link.stop_switching()  # a reconnect under way installs nothing now
         self._sender.stop()
         unsent = self._queue.close(reason) + self._intake.discard()
         if unsent:

@@ -108,10 +108,10 @@ class ConnectionEvents:
         if not ended_normally and code in (None, 1000, 1001) and self._caller_idle():
             self._end_idle(detail)
         elif not ended_normally:
-            return self._connection_failed(self._link.error or ConnectionLostError(
-                f"the server closed the connection ({detail}) before the session ended",
-                close_code=code, close_reason=reason,
-            ))
+            closed = ConnectionLostError(f"the server closed the connection ({detail}) before the session ended",
+                                         close_code=code, close_reason=reason)
+            # A close code that forbids retrying wins over this side's own reason to drop the connection.
+            return self._connection_failed(self._link.error if self._link.error and is_transient(closed) else closed)
         self._stream_ended.set()
         return None
 

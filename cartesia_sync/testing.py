@@ -22,7 +22,8 @@ drop (``drop_after_bytes``), a clean close with a chosen code
 (``close_after_bytes``), no answer to ``finalize`` (``answer_finalize=False``)
 or to ``done`` (``answer_end=False``), a slow ``done`` (``end_delay``), junk
 frames (``on_open``/``before_done``), and a refused handshake with a chosen
-status (``reject_status``).
+status (``reject_status``). ``faulty_connections=1`` limits the faults to the
+first connection, to prove that a client's reconnect gets past them.
 """
 
 from __future__ import annotations

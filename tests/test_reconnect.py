@@ -337,3 +337,31 @@ def test_subtitles_stay_monotonic_and_complete_across_a_reconnect(fake, undistur
     assert starts == sorted(starts) and all(a.end <= b.start for a, b in zip(cues, cues[1:]))
     assert " ".join(cue.content.replace("\n", " ") for cue in cues).split() == undisturbed[0].split()
     assert cues[-1].end.total_seconds() == pytest.approx(AUDIO_SECONDS)
+
+
+def test_no_new_connection_is_installed_once_abort_began(fake):
+    """abort() while a reconnect handshake is in flight: the handshake is not completed into the session."""
+    import threading
+
+    aborting = threading.Event()
+    after_abort: List[Reconnected] = []
+
+    class Watch:
+        @hookimpl
+        def on_reconnect(self, event: Reconnected) -> None:
+            if aborting.is_set():
+                after_abort.append(event)
+
+    slow_second = lambda i: Faults(reset_after_up=20_000) if i == 0 else Faults(latency=0.12)  # noqa: E731
+    with FaultProxy(fake.port, faults=slow_second) as proxy:
+        client = cartesia_sync.Client(url=proxy.url(), plugins=[Watch()], load_entrypoints=False,
+                                      reconnect_delay=0.001, ping_interval=None)
+        session = client.connect(realtime=False)
+        session.send(speech(1.0))
+        assert proxy.wait_connections(2, timeout=5)  # the reconnect handshake has started
+        aborting.set()
+        session.abort()
+        assert session.closed
+    assert after_abort == [] and session.stats.reconnects == 0
+    stats = session.stats
+    assert stats.audio_sent + stats.audio_unsent == pytest.approx(stats.audio_queued)
