@@ -43,11 +43,6 @@ class Link:
         self.error: Optional[CartesiaSyncError] = None  # why this side is dropping the connection
         self._closed = False
 
-    @property
-    def closed(self) -> bool:
-        """True once :meth:`stop_switching` or :meth:`close` ran: no connection will be installed any more."""
-        return self._closed
-
     def acknowledge(self, event: Event) -> None:
         """Move the acknowledged point for a message of the current connection (times not yet shifted)."""
         replay = self.replay

@@ -314,7 +314,7 @@ class Session(ConnectionEvents):
             return
         own_error: Optional[StreamTimeout] = None
         try:
-            if self._book.failure is None and not self._ending.is_set() and self._ended_by_server is None:
+            if self._book.failure is None and not self._ending.is_set():
                 own_error = self._drain(timeout)
         except StreamTimeout as exc:
             own_error = exc
@@ -356,8 +356,7 @@ class Session(ConnectionEvents):
         return self._book.closed_error(self._state.value)
 
     def _raise_if_ended(self) -> None:
-        if self._book.failure is not None or self._ending.is_set() or self._state is not SessionState.OPEN \
-                or self._ended_by_server is not None:
+        if self._book.failure is not None or self._ending.is_set() or self._state is not SessionState.OPEN:
             raise self._closed_error()
 
     # -- internals: ending ----------------------------------------------------
