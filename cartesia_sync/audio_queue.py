@@ -13,7 +13,7 @@ import collections
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Deque, Optional, Union
+from typing import Deque, List, Optional, Union
 
 from .errors import SessionClosedError, StreamTimeout
 
@@ -131,8 +131,15 @@ class AudioQueue:
             self._items.append(command)
             self._not_empty.notify()
 
-    def get(self, timeout: float) -> Optional[Item]:
-        """Take the next item, waiting up to ``timeout`` seconds; ``None`` if none came or it closed."""
+    def get(self, timeout: float, max_audio_bytes: int = 0) -> List[Item]:
+        """Take the next item, and the audio frames right behind it up to ``max_audio_bytes`` in all.
+
+        Waits up to ``timeout`` seconds for something to arrive. A command
+        always comes alone; audio comes as a run of frames (at least one), so
+        that a deep queue can go out in few writes.
+
+        :returns: the items, oldest first; empty if none came or the queue closed.
+        """
         with self._not_empty:
             if not self._items and self._closed is None:
                 self._consumer_waiting = True
@@ -141,13 +148,23 @@ class AudioQueue:
                 finally:
                     self._consumer_waiting = False
             if not self._items or self._closed is not None:
-                return None
-            item = self._items.popleft()
-            if isinstance(item, AudioFrame):
-                self._audio_bytes -= len(item.data)
-                if self._producers_waiting and (self._audio_bytes <= self._low_water or not self._items):
-                    self._not_full.notify_all()
-            return item
+                return []
+            items = self._items
+            first = items.popleft()
+            if not isinstance(first, AudioFrame):
+                return [first]
+            taken: List[Item] = [first]
+            size = len(first.data)
+            while items:
+                following = items[0]
+                if not isinstance(following, AudioFrame) or size + len(following.data) > max_audio_bytes:
+                    break
+                taken.append(items.popleft())
+                size += len(following.data)
+            self._audio_bytes -= size
+            if self._producers_waiting and (self._audio_bytes <= self._low_water or not items):
+                self._not_full.notify_all()
+            return taken
 
     def close(self, reason: str) -> int:
         """Refuse further items, wake every waiter, and discard what is queued.

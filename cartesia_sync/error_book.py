@@ -76,6 +76,8 @@ class ErrorBook:
 
         :param fatal_only: hand out only the error that ended the session.
         """
+        if not self._unraised:  # the common case, checked without the lock: nothing to hand out
+            return None
         with self._lock:
             if self.failure is not None and self.failure in self._unraised:
                 self._unraised.remove(self.failure)

@@ -144,23 +144,26 @@ class AudioIntake:
     def _queue_wire_bytes(self, data: bytes) -> None:
         if not data:
             return
-        self._pending += data
         self._stats.add("audio_queued", len(data))
+        if self._pending:  # a partial frame from an earlier call goes first
+            data = bytes(self._pending) + data
+            self._pending.clear()
+        frame_bytes = self.frame_bytes
+        whole = len(data) - len(data) % frame_bytes
         queued = 0
         try:
-            while len(self._pending) - queued >= self.frame_bytes:
-                self._put_frame(bytes(self._pending[queued:queued + self.frame_bytes]))
-                queued += self.frame_bytes
+            while queued < whole:  # a call of exactly one frame queues the caller's bytes object itself
+                self._put_frame(data[queued:queued + frame_bytes])
+                queued += frame_bytes
         except StreamTimeout as exc:
-            dropped = len(self._pending) - queued
-            self._pending.clear()
+            dropped = len(data) - queued
             self._stats.add("audio_dropped", dropped)
             self._on_drop(dropped)
             raise StreamTimeout(
                 f"{exc}; {dropped} bytes of audio that could not be queued were dropped (see stats.audio_dropped): "
                 "do not resend them, the rest was queued"
             ) from None
-        del self._pending[:queued]
+        self._pending += data[whole:]
 
     def _put_frame(self, frame: bytes) -> None:
         dropped = self._queue.put_audio(frame, self._send_timeout)

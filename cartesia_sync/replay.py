@@ -19,7 +19,7 @@ from __future__ import annotations
 import threading
 from collections import deque
 from dataclasses import dataclass
-from typing import Deque, List, Optional, Tuple
+from typing import Deque, Dict, List, Sequence, Tuple
 
 from .audio_queue import AudioFrame, Command, Item
 
@@ -76,8 +76,7 @@ class ReplayBuffer:
         self._bytes_per_second = bytes_per_second
         self._items: Deque[Tuple[int, Item]] = deque()  # (position at which the item was written, item)
         self._carried: List[Command] = []  # unanswered commands whose audio the bound let go
-        self._in_flight: Optional[Item] = None  # kept, and its write has not completed yet
-        self._in_flight_replayed = False  # that item was itself being resent
+        self._in_flight: Dict[int, bool] = {}  # id() of kept items whose write has not completed -> resent?
         self._unanswered: Deque[Tuple[int, Command]] = deque()  # finalize commands awaiting flush_done
         self._written = 0
         self._acknowledged = 0
@@ -93,22 +92,25 @@ class ReplayBuffer:
         """The position up to which the server confirmed its results."""
         return self._acknowledged
 
-    def writing(self, item: Item, replayed: bool = False) -> None:
-        """Keep an item the sender is about to write (``replayed``: again); :meth:`wrote` follows once it went out."""
+    def writing(self, batch: Sequence[Tuple[Item, bool]]) -> None:
+        """Keep the items the sender is about to write, each with ``True`` when it goes out again.
+
+        :meth:`wrote` follows once all of them went out.
+        """
         with self._lock:
-            self._in_flight = item
-            self._in_flight_replayed = replayed
-            self._items.append((self._written, item))
-            if isinstance(item, AudioFrame):
-                self._written += len(item.data)
-                self._held += len(item.data)
-                self._let_go_beyond_limit()
-            elif item.text == "finalize":
-                self._unanswered.append((self._written, item))
+            self._in_flight = {id(item): replayed for item, replayed in batch}
+            for item, _ in batch:
+                self._items.append((self._written, item))
+                if isinstance(item, AudioFrame):
+                    self._written += len(item.data)
+                    self._held += len(item.data)
+                elif item.text == "finalize":
+                    self._unanswered.append((self._written, item))
+            self._let_go_beyond_limit()
 
     def wrote(self) -> None:
-        """The item given to :meth:`writing` went out in full."""
-        self._in_flight = None
+        """The items given to :meth:`writing` went out in full."""
+        self._in_flight = {}
 
     def word_end(self, seconds: float) -> None:
         """A final transcript's last word ended ``seconds`` after the connection's first audio."""
@@ -157,12 +159,12 @@ class ReplayBuffer:
             self._items.clear()
             self._carried.clear()
             self._held = 0
-            self._in_flight = None
+            self._in_flight = {}
             return replay
 
     def _went_out(self, item: Item) -> bool:
         """Whether ``item`` had gone out in full before (on this connection or an earlier one)."""
-        return item is not self._in_flight or self._in_flight_replayed
+        return self._in_flight.get(id(item), True)
 
     def _acknowledge(self, position: int) -> None:
         if position <= self._acknowledged:

@@ -77,6 +77,14 @@ class StatsCounter:
         with self._lock:
             self._values[name] += amount
 
+    def add_all(self, **amounts: float) -> None:
+        """Add to several counters at once (one lock round trip); zero amounts are skipped."""
+        with self._lock:
+            values = self._values
+            for name, amount in amounts.items():
+                if amount:
+                    values[name] += amount
+
     def set(self, name: str, value: float) -> None:
         """Set one counter."""
         with self._lock:

@@ -137,6 +137,17 @@ def test_a_fault_on_the_first_connection_is_survived_without_losing_a_word(fake,
         assert "half-open" in str(event.error)
 
 
+@pytest.mark.parametrize("fault", ["reset mid-stream", "close after N bytes (mid-frame)"])
+def test_a_fault_in_the_middle_of_an_unpaced_batch_of_frames_is_survived(fake, undisturbed, fault):
+    # Unpaced, a deep queue goes out several frames per write: the cut falls inside such a write.
+    with FaultProxy(fake.port, faults=lambda i: FAULTS[fault] if i == 0 else Faults()) as proxy:
+        session, log = stream(proxy.url(), speech(), realtime=False)
+    assert_continuous(session, undisturbed)
+    assert proxy.accepted == 2 and session.stats.reconnects == 1
+    assert session.stats.audio_sent == pytest.approx(AUDIO_SECONDS)  # a failed batch is not counted as sent
+    assert session.stats.audio_acknowledged == pytest.approx(AUDIO_SECONDS) and session.stats.audio_gap == 0
+
+
 @pytest.mark.parametrize("fault", list(FAULTS), ids=list(FAULTS))
 def test_without_reconnect_the_same_fault_is_a_clear_error_and_nothing_hangs(fake, fault):
     with FaultProxy(fake.port, faults=FAULTS[fault]) as proxy:
