@@ -62,7 +62,7 @@ class AudioQueue:
         self._audio_bytes = 0
         self._dropped_bytes = 0
         self._closed: Optional[str] = None
-        lock = threading.Lock()
+        self._lock = lock = threading.Lock()
         # Two conditions on one lock, and wake-ups only when someone waits: a full buffer wakes
         # its producers once it has drained to the low-water mark, not once per frame, which
         # saves a thread switch per frame when a file streams faster than the socket.
@@ -95,13 +95,15 @@ class AudioQueue:
         """
         size = len(data)
         dropped = 0
-        deadline = time.monotonic() + timeout
-        with self._not_full:
+        deadline: Optional[float] = None
+        with self._lock:  # the lock both conditions share
             self._check_open()
             while self._audio_bytes and self._audio_bytes + size > self._capacity:
                 if self._policy == "drop_oldest":
                     dropped += self._drop_oldest_audio()
                     continue
+                if deadline is None:
+                    deadline = time.monotonic() + timeout
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise StreamTimeout(
@@ -126,7 +128,7 @@ class AudioQueue:
 
         :raises SessionClosedError: the queue was closed.
         """
-        with self._not_empty:
+        with self._lock:
             self._check_open()
             self._items.append(command)
             self._not_empty.notify()
@@ -140,7 +142,7 @@ class AudioQueue:
 
         :returns: the items, oldest first; empty if none came or the queue closed.
         """
-        with self._not_empty:
+        with self._lock:
             if not self._items and self._closed is None:
                 self._consumer_waiting = True
                 try:
@@ -171,7 +173,7 @@ class AudioQueue:
 
         :returns: bytes of audio that were still queued (never sent).
         """
-        with self._not_empty:
+        with self._lock:
             if self._closed is None:
                 self._closed = reason
             unsent = self._audio_bytes

@@ -65,9 +65,12 @@ class AudioIntake:
             audio that was not queued is dropped and counted, never sent twice.
         :raises SessionClosedError: the queue was closed.
         """
-        with self._locked():
+        self._acquire()
+        try:
             guard()
             self._queue_wire_bytes(self._convert(audio, sample_rate, channels))
+        finally:
+            self._lock.release()
 
     def add_file(self, path: Union[str, "os.PathLike[str]"], guard: Callable[[], None]) -> AudioFileInfo:
         """Decode a file block by block and queue it; ``guard()`` runs before each block.
@@ -94,7 +97,8 @@ class AudioIntake:
             command is queued, so bookkeeping keeps the command order.
         :param guard: called under the lock first; raises to refuse the command.
         """
-        with self._locked():
+        self._acquire()
+        try:
             guard()
             if self.converts:
                 self._queue_wire_bytes(self._converter.flush())
@@ -105,6 +109,8 @@ class AudioIntake:
             if on_queued is not None:
                 on_queued()
             self._queue.put_command(command)
+        finally:
+            self._lock.release()
 
     def discard(self) -> int:
         """Forget the partial frame still waiting for samples; returns its size in bytes."""
@@ -119,8 +125,13 @@ class AudioIntake:
 
     # -- internals -----------------------------------------------------------
 
-    def _locked(self) -> "_TimedLock":
-        return _TimedLock(self._lock, self._send_timeout + 1.0)
+    def _acquire(self) -> None:
+        """Take the lock, or raise :class:`StreamTimeout` when another call holds it too long."""
+        timeout = self._send_timeout + 1.0
+        if not self._lock.acquire(timeout=timeout):
+            raise StreamTimeout(
+                f"waited {timeout:g} s for another thread's send() to finish; the connection is stalled"
+            )
 
     def _convert(self, audio: Any, sample_rate: Optional[int], channels: Optional[int]) -> bytes:
         if self.converts:
@@ -170,20 +181,3 @@ class AudioIntake:
         if dropped:
             self._stats.add("audio_dropped", dropped)
             self._on_drop(dropped)
-
-
-class _TimedLock:
-    """Takes a lock with a timeout, raising :class:`StreamTimeout` on expiry."""
-
-    def __init__(self, lock: threading.Lock, timeout: float) -> None:
-        self._lock = lock
-        self._timeout = timeout
-
-    def __enter__(self) -> None:
-        if not self._lock.acquire(timeout=self._timeout):
-            raise StreamTimeout(
-                f"waited {self._timeout:g} s for another thread's send() to finish; the connection is stalled"
-            )
-
-    def __exit__(self, *exc: Any) -> None:
-        self._lock.release()

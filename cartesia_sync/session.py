@@ -226,7 +226,7 @@ class Session(ConnectionEvents):
         :raises SessionClosedError: the session is closing or closed.
         :raises CartesiaSyncError: the error that ended the session in the background.
         """
-        self._check_sendable()
+        self._book.raise_next(fatal_only=True)  # the guard checks that the session is open, under the lock
         try:
             self._intake.add(audio, sample_rate, channels, guard=self._check_open)
         except SessionClosedError:
