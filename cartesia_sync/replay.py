@@ -19,7 +19,7 @@ from __future__ import annotations
 import threading
 from collections import deque
 from dataclasses import dataclass
-from typing import Deque, Dict, List, Sequence, Tuple
+from typing import Deque, List, Sequence, Tuple
 
 from .audio_queue import AudioFrame, Command, Item
 
@@ -74,9 +74,13 @@ class ReplayBuffer:
         self._limit = max(1, limit)
         self._sample_bytes = sample_bytes
         self._bytes_per_second = bytes_per_second
-        self._items: Deque[Tuple[int, Item]] = deque()  # (position at which the item was written, item)
+        # The kept items themselves, no wrapper per item: a busy process keeps thousands of frames here
+        # for seconds, and a new tuple per frame would push the garbage collector into full collections
+        # (pauses of 100 ms and more with hundreds of sessions). Positions follow from ``_head``.
+        self._items: Deque[Item] = deque()
+        self._head = 0  # the position at which the first kept item was written
         self._carried: List[Command] = []  # unanswered commands whose audio the bound let go
-        self._in_flight: Dict[int, bool] = {}  # id() of kept items whose write has not completed -> resent?
+        self._in_flight: Sequence[Tuple[Item, bool]] = ()  # the batch whose write has not completed
         self._unanswered: Deque[Tuple[int, Command]] = deque()  # finalize commands awaiting flush_done
         self._written = 0
         self._acknowledged = 0
@@ -98,9 +102,9 @@ class ReplayBuffer:
         :meth:`wrote` follows once all of them went out.
         """
         with self._lock:
-            self._in_flight = {id(item): replayed for item, replayed in batch}
+            self._in_flight = batch
             for item, _ in batch:
-                self._items.append((self._written, item))
+                self._items.append(item)
                 if isinstance(item, AudioFrame):
                     self._written += len(item.data)
                     self._held += len(item.data)
@@ -110,7 +114,7 @@ class ReplayBuffer:
 
     def wrote(self) -> None:
         """The items given to :meth:`writing` went out in full."""
-        self._in_flight = {}
+        self._in_flight = ()
 
     def word_end(self, seconds: float) -> None:
         """A final transcript's last word ended ``seconds`` after the connection's first audio."""
@@ -129,7 +133,7 @@ class ReplayBuffer:
     def done(self) -> None:
         """The end command was answered: everything written is transcribed."""
         with self._lock:
-            for command in self._carried + [item for _, item in self._items if isinstance(item, Command)]:
+            for command in self._carried + [item for item in self._items if isinstance(item, Command)]:
                 command.answered = True
             self._unanswered.clear()
             self._carried.clear()
@@ -138,16 +142,18 @@ class ReplayBuffer:
     def take(self) -> Replay:
         """Everything a new connection must be sent again; the buffer is left empty."""
         with self._lock:
-            items: List[Tuple[Item, bool]] = [(command, self._went_out(command))
+            in_flight = {id(item): again for item, again in self._in_flight}
+            items: List[Tuple[Item, bool]] = [(command, in_flight.get(id(command), True))
                                               for command in self._carried if not command.answered]
             resume_at = self._written
-            for position, item in self._items:
-                replayed = self._went_out(item)
+            end = self._head
+            for item in self._items:
+                replayed = in_flight.get(id(item), True)  # False: its first write never completed
                 if isinstance(item, Command):
                     if not item.answered:
                         items.append((item, replayed))
                     continue
-                end = position + len(item.data)
+                position, end = end, end + len(item.data)
                 if end <= self._acknowledged:
                     continue
                 if position < self._acknowledged:  # the acknowledged point falls inside this frame
@@ -157,34 +163,33 @@ class ReplayBuffer:
                 items.append((item, replayed))
             replay = Replay(tuple(items), resume_at, self._acknowledged)
             self._items.clear()
+            self._head = self._written
             self._carried.clear()
             self._held = 0
-            self._in_flight = {}
+            self._in_flight = ()
             return replay
-
-    def _went_out(self, item: Item) -> bool:
-        """Whether ``item`` had gone out in full before (on this connection or an earlier one)."""
-        return self._in_flight.get(id(item), True)
 
     def _acknowledge(self, position: int) -> None:
         if position <= self._acknowledged:
             return
         self._acknowledged = position
         while self._items:
-            start, item = self._items[0]
+            item = self._items[0]
             if isinstance(item, Command):
                 if not item.answered:
                     return
-            elif start + len(item.data) > position:
+            elif self._head + len(item.data) > position:
                 return
             else:
                 self._held -= len(item.data)
+                self._head += len(item.data)
             self._items.popleft()
 
     def _let_go_beyond_limit(self) -> None:
         while self._held > self._limit and self._items:
-            _, item = self._items.popleft()
+            item = self._items.popleft()
             if isinstance(item, Command):
                 self._carried.append(item)  # it still needs its answer: it goes first in a replay
             else:
                 self._held -= len(item.data)
+                self._head += len(item.data)

@@ -127,7 +127,7 @@ class Sender(threading.Thread):
         self._resumed.set()
 
     def idle_for(self) -> float:
-        """Seconds since the caller's audio was last written (infinite if it never was)."""
+        """Seconds since the caller's audio was last taken or written (infinite if it never was)."""
         return time.monotonic() - self._last_audio
 
     def run(self) -> None:
@@ -184,6 +184,8 @@ class Sender(threading.Thread):
                     return
                 continue
             if not replayed:
+                if not first.keepalive:  # type: ignore[union-attr]
+                    self._last_audio = time.monotonic()  # the caller's audio is in hand: not idle
                 try:
                     self._pace(starved)
                 except _LetGo:
