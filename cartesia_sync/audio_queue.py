@@ -17,17 +17,22 @@ from typing import Deque, List, Optional, Union
 
 from .errors import SessionClosedError, StreamTimeout
 
-__all__ = ["AudioFrame", "Command", "AudioQueue", "BUFFER_POLICIES"]
+__all__ = ["AudioFrame", "KeepaliveFrame", "Command", "AudioQueue", "BUFFER_POLICIES"]
 
 BUFFER_POLICIES = ("block", "drop_oldest")
 
 
-@dataclass
-class AudioFrame:
-    """One binary frame of wire-format audio; ``keepalive`` marks silence the session made up."""
+#: One binary frame of wire-format audio is plain ``bytes``, on purpose: the garbage collector does
+#: not track bytes, and a process with hundreds of sessions holds hundreds of thousands of frames
+#: (queued, or kept for a replay). As tracked objects they drive CPython into full collections of
+#: 100 ms and more, which every paced session then feels as a late frame.
+AudioFrame = bytes
 
-    data: bytes
-    keepalive: bool = False
+
+class KeepaliveFrame(bytes):
+    """A frame of silence the session made up to keep an idle connection open: sent as audio, counted apart."""
+
+    __slots__ = ()
 
 
 @dataclass
@@ -43,7 +48,7 @@ class Command:
     answered: bool = False
 
 
-Item = Union[AudioFrame, Command]
+Item = Union[AudioFrame, Command]  # audio is bytes (a KeepaliveFrame is bytes too); anything else is a command
 
 
 class AudioQueue:
@@ -93,6 +98,8 @@ class AudioQueue:
         :raises StreamTimeout: ``block`` policy, and no room came within ``timeout`` seconds.
         :raises SessionClosedError: the queue was closed (the session ended).
         """
+        if not isinstance(data, bytes):  # a frame must not change after it is queued
+            data = bytes(data)
         size = len(data)
         dropped = 0
         deadline: Optional[float] = None
@@ -117,7 +124,7 @@ class AudioQueue:
                 finally:
                     self._producers_waiting -= 1
                 self._check_open()
-            self._items.append(AudioFrame(data))
+            self._items.append(data)
             self._audio_bytes += size
             if self._consumer_waiting:
                 self._not_empty.notify()
@@ -153,16 +160,16 @@ class AudioQueue:
                 return []
             items = self._items
             first = items.popleft()
-            if not isinstance(first, AudioFrame):
+            if not isinstance(first, bytes):
                 return [first]
             taken: List[Item] = [first]
-            size = len(first.data)
+            size = len(first)
             while items:
                 following = items[0]
-                if not isinstance(following, AudioFrame) or size + len(following.data) > max_audio_bytes:
+                if not isinstance(following, bytes) or size + len(following) > max_audio_bytes:
                     break
                 taken.append(items.popleft())
-                size += len(following.data)
+                size += len(following)
             self._audio_bytes -= size
             if self._producers_waiting and (self._audio_bytes <= self._low_water or not items):
                 self._not_full.notify_all()
@@ -189,9 +196,9 @@ class AudioQueue:
 
     def _drop_oldest_audio(self) -> int:
         for index, item in enumerate(self._items):
-            if isinstance(item, AudioFrame):
+            if isinstance(item, bytes):
                 del self._items[index]
-                self._audio_bytes -= len(item.data)
-                self._dropped_bytes += len(item.data)
-                return len(item.data)
+                self._audio_bytes -= len(item)
+                self._dropped_bytes += len(item)
+                return len(item)
         return 0  # pragma: no cover - only reached when no audio is queued, which the caller excludes

@@ -21,7 +21,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Deque, List, Sequence, Tuple
 
-from .audio_queue import AudioFrame, Command, Item
+from .audio_queue import Command, Item
 
 __all__ = ["ReplayBuffer", "Replay"]
 
@@ -52,12 +52,12 @@ class Replay:
     @property
     def first_send_bytes(self) -> int:
         """Bytes of audio in :attr:`items` whose first write never completed."""
-        return sum(len(item.data) for item, replayed in self.items if not replayed and isinstance(item, AudioFrame))
+        return sum(len(item) for item, replayed in self.items if not replayed and isinstance(item, bytes))
 
     @property
     def replayed_bytes(self) -> int:
         """Bytes of audio in :attr:`items` that had gone out in full before."""
-        return sum(len(item.data) for item, replayed in self.items if replayed and isinstance(item, AudioFrame))
+        return sum(len(item) for item, replayed in self.items if replayed and isinstance(item, bytes))
 
 
 class ReplayBuffer:
@@ -74,9 +74,9 @@ class ReplayBuffer:
         self._limit = max(1, limit)
         self._sample_bytes = sample_bytes
         self._bytes_per_second = bytes_per_second
-        # The kept items themselves, no wrapper per item: a busy process keeps thousands of frames here
-        # for seconds, and a new tuple per frame would push the garbage collector into full collections
-        # (pauses of 100 ms and more with hundreds of sessions). Positions follow from ``_head``.
+        # The kept items themselves, no wrapper per item: a busy process keeps many thousands of frames
+        # here for seconds, and a new tracked object per frame pushes the garbage collector into full
+        # collections (pauses of 100 ms and more with hundreds of sessions). Positions follow from ``_head``.
         self._items: Deque[Item] = deque()
         self._head = 0  # the position at which the first kept item was written
         self._carried: List[Command] = []  # unanswered commands whose audio the bound let go
@@ -105,9 +105,9 @@ class ReplayBuffer:
             self._in_flight = batch
             for item, _ in batch:
                 self._items.append(item)
-                if isinstance(item, AudioFrame):
-                    self._written += len(item.data)
-                    self._held += len(item.data)
+                if isinstance(item, bytes):
+                    self._written += len(item)
+                    self._held += len(item)
                 elif item.text == "finalize":
                     self._unanswered.append((self._written, item))
             self._let_go_beyond_limit()
@@ -142,22 +142,24 @@ class ReplayBuffer:
     def take(self) -> Replay:
         """Everything a new connection must be sent again; the buffer is left empty."""
         with self._lock:
-            in_flight = {id(item): again for item, again in self._in_flight}
-            items: List[Tuple[Item, bool]] = [(command, in_flight.get(id(command), True))
-                                              for command in self._carried if not command.answered]
+            # The batch being written is always the newest part of what is kept (only the oldest items
+            # are ever let go), so its items line up with the end of the buffer.
+            first_in_flight = len(self._items) - len(self._in_flight)
+            items: List[Tuple[Item, bool]] = [(command, True) for command in self._carried if not command.answered]
             resume_at = self._written
             end = self._head
-            for item in self._items:
-                replayed = in_flight.get(id(item), True)  # False: its first write never completed
+            for index, item in enumerate(self._items):
+                # False: its first write never completed
+                replayed = self._in_flight[index - first_in_flight][1] if index >= first_in_flight else True
                 if isinstance(item, Command):
                     if not item.answered:
                         items.append((item, replayed))
                     continue
-                position, end = end, end + len(item.data)
+                position, end = end, end + len(item)
                 if end <= self._acknowledged:
                     continue
                 if position < self._acknowledged:  # the acknowledged point falls inside this frame
-                    item = AudioFrame(item.data[self._acknowledged - position:])
+                    item = item[self._acknowledged - position:]
                     position = self._acknowledged
                 resume_at = min(resume_at, position)
                 items.append((item, replayed))
@@ -178,11 +180,11 @@ class ReplayBuffer:
             if isinstance(item, Command):
                 if not item.answered:
                     return
-            elif self._head + len(item.data) > position:
+            elif self._head + len(item) > position:
                 return
             else:
-                self._held -= len(item.data)
-                self._head += len(item.data)
+                self._held -= len(item)
+                self._head += len(item)
             self._items.popleft()
 
     def _let_go_beyond_limit(self) -> None:
@@ -191,5 +193,5 @@ class ReplayBuffer:
             if isinstance(item, Command):
                 self._carried.append(item)  # it still needs its answer: it goes first in a replay
             else:
-                self._held -= len(item.data)
-                self._head += len(item.data)
+                self._held -= len(item)
+                self._head += len(item)

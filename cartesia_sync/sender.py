@@ -28,7 +28,7 @@ from typing import Callable, Deque, Iterable, List, Optional, Tuple
 
 import websocket
 
-from .audio_queue import AudioFrame, AudioQueue, Command, Item
+from .audio_queue import AudioQueue, Command, Item, KeepaliveFrame
 from .errors import ConnectionLostError
 from .frames import OPCODE_PING, OPCODE_TEXT, encode_binary_frames, write_encoded, write_frame
 from .liveness import Liveness
@@ -147,8 +147,7 @@ class Sender(threading.Thread):
             self._on_failure(ConnectionLostError(f"the sender thread failed: {type(exc).__name__}: {exc}"))
         finally:
             self._parked.set()
-            unsent = sum(len(item.data) for item, replayed in self._pending
-                         if isinstance(item, AudioFrame) and not replayed)
+            unsent = sum(len(item) for item, replayed in self._pending if isinstance(item, bytes) and not replayed)
             if unsent:  # taken off the queue but never written: it counts as unsent
                 self._stats.add("audio_unsent", unsent)
 
@@ -184,7 +183,7 @@ class Sender(threading.Thread):
                     return
                 continue
             if not replayed:
-                if not first.keepalive:  # type: ignore[union-attr]
+                if not isinstance(first, KeepaliveFrame):
                     self._last_audio = time.monotonic()  # the caller's audio is in hand: not idle
                 try:
                     self._pace(starved)
@@ -204,14 +203,14 @@ class Sender(threading.Thread):
         if pending:
             batch = [pending.popleft()]
             first, replayed = batch[0]
-            if isinstance(first, AudioFrame) and (replayed or self._speed is None):
-                size = len(first.data)
+            if isinstance(first, bytes) and (replayed or self._speed is None):
+                size = len(first)
                 while pending:
                     item, again = pending[0]
-                    if not (isinstance(item, AudioFrame) and again == replayed) or size + len(item.data) > _BATCH_BYTES:
+                    if not (isinstance(item, bytes) and again == replayed) or size + len(item) > _BATCH_BYTES:
                         break
                     batch.append(pending.popleft())
-                    size += len(item.data)
+                    size += len(item)
             return batch, False
         starved = self._queue.is_empty()
         items = self._queue.get(self._wait_time(), _BATCH_BYTES if self._speed is None else 0)
@@ -220,13 +219,13 @@ class Sender(threading.Thread):
     def _write_audio(self, batch: List[Tuple[Item, bool]]) -> None:
         """Write a run of audio frames; if the write fails, the replay buffer has them for the next connection."""
         self._replay.writing(batch)
-        write_encoded(self._ws, encode_binary_frames([item.data for item, _ in batch]), self._check)
+        write_encoded(self._ws, encode_binary_frames([item for item, _ in batch]), self._check)  # type: ignore[misc]
         sent = frames = replayed_bytes = keepalive = 0
         for item, replayed in batch:
-            size = len(item.data)  # type: ignore[union-attr]
+            size = len(item)  # type: ignore[arg-type]
             if replayed:
                 replayed_bytes += size
-            elif item.keepalive:  # type: ignore[union-attr]
+            elif isinstance(item, KeepaliveFrame):
                 keepalive += size
             else:
                 sent += size
@@ -263,7 +262,7 @@ class Sender(threading.Thread):
     def _write_keepalive(self) -> None:
         logger.debug("no audio for %.1f s; sending %d bytes of silence as keepalive",
                      self._keepalive_interval, len(self._keepalive_frame))
-        self._write_audio([(AudioFrame(self._keepalive_frame, keepalive=True), False)])
+        self._write_audio([(KeepaliveFrame(self._keepalive_frame), False)])
 
     def _pace(self, starved: bool) -> None:
         """Wait until this frame's deadline; re-anchor the schedule after a dry queue."""

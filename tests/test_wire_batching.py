@@ -9,6 +9,7 @@ as a first send and nothing is counted twice.
 
 from __future__ import annotations
 
+import gc
 import threading
 from typing import List, Tuple
 
@@ -17,7 +18,7 @@ import websocket
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cartesia_sync.audio_queue import AudioFrame, AudioQueue, Command
+from cartesia_sync.audio_queue import AudioFrame, AudioQueue, Command, KeepaliveFrame
 from cartesia_sync.frames import OPCODE_BINARY, encode_binary_frames
 from cartesia_sync.replay import ReplayBuffer
 
@@ -81,11 +82,11 @@ def test_the_queue_hands_out_runs_of_audio_that_stop_at_a_command_and_at_the_byt
     queue = AudioQueue(capacity=100_000)
     finalize = Command("finalize")
     fill(queue, b"a" * 100, b"b" * 100, b"c" * 100, finalize, b"d" * 100, b"e" * 500)
-    assert [item.data for item in queue.get(0, max_audio_bytes=250)] == [b"a" * 100, b"b" * 100]
-    assert [item.data for item in queue.get(0, max_audio_bytes=10_000)] == [b"c" * 100]  # the command ends it
+    assert [bytes(item) for item in queue.get(0, max_audio_bytes=250)] == [b"a" * 100, b"b" * 100]
+    assert [bytes(item) for item in queue.get(0, max_audio_bytes=10_000)] == [b"c" * 100]  # the command ends it
     assert queue.get(0, max_audio_bytes=10_000) == [finalize]  # a command comes alone
-    assert [item.data for item in queue.get(0, max_audio_bytes=0)] == [b"d" * 100]  # 0: one frame (paced)
-    assert [item.data for item in queue.get(0, max_audio_bytes=10)] == [b"e" * 500]  # a big frame still comes
+    assert [bytes(item) for item in queue.get(0, max_audio_bytes=0)] == [b"d" * 100]  # 0: one frame (paced)
+    assert [bytes(item) for item in queue.get(0, max_audio_bytes=10)] == [b"e" * 500]  # a big frame still comes
     assert queue.audio_bytes == 0 and queue.get(0) == []
 
 
@@ -115,7 +116,7 @@ def test_a_batch_whose_write_failed_is_sent_again_as_first_sends():
     failed = frames(200, 200, 200)
     replay.writing(failed)  # the connection died during this write: no wrote()
     taken = replay.take()
-    assert [(item.data, again) for item, again in taken.items] == \
+    assert [(bytes(item), again) for item, again in taken.items] == \
         [(bytes(100), True)] * 2 + [(bytes(200), False)] * 3
     assert taken.replayed_bytes == 200 and taken.first_send_bytes == 600 and taken.resume_at == 0
 
@@ -133,7 +134,7 @@ def test_acknowledging_inside_a_batch_keeps_only_the_rest():
     replay.wrote()
     replay.word_end(0.15)  # 4800 bytes in: half of the second frame
     taken = replay.take()
-    assert [len(item.data) for item, _ in taken.items] == [1600, 3200]
+    assert [len(item) for item, _ in taken.items] == [1600, 3200]
     assert taken.resume_at == 4800 and taken.gap == 0
 
 
@@ -144,7 +145,7 @@ def test_the_bound_lets_go_of_the_oldest_frames_of_a_big_batch_but_keeps_its_com
     replay.wrote()
     taken = replay.take()
     assert [item for item, _ in taken.items][0] is finalize  # carried: it still needs its answer
-    assert [len(item.data) for item, _ in taken.items[1:]] == [200, 200]
+    assert [len(item) for item, _ in taken.items[1:]] == [200, 200]
     assert taken.gap == 400
 
 
@@ -153,3 +154,24 @@ def test_payloads_that_are_not_whole_words_take_the_per_frame_path(size):
     payloads = [bytes(range(256)) * (size // 256) + bytes(range(size % 256))] * 3
     decoded, keys = decode(encode_binary_frames(payloads))
     assert [frame.data for frame in decoded] == payloads and len(keys) == 3
+
+
+def test_queued_and_kept_audio_is_invisible_to_the_garbage_collector():
+    # Hundreds of sessions hold hundreds of thousands of frames; tracked objects there cause full
+    # collections of 100 ms and more, which every paced session feels as a late frame.
+    queue = AudioQueue(capacity=100_000)
+    fill(queue, bytes(3200), bytearray(3200), memoryview(bytes(3200)))
+    taken = queue.get(0, max_audio_bytes=10_000)
+    assert len(taken) == 3 and all(type(item) is bytes and not gc.is_tracked(item) for item in taken)
+    replay = ReplayBuffer(limit=1_000_000, sample_bytes=2, bytes_per_second=32000)
+    replay.writing([(item, False) for item in taken])
+    replay.wrote()
+    assert not any(gc.is_tracked(item) for item in replay._items)  # the buffer adds no wrapper per frame
+
+
+def test_a_keepalive_frame_keeps_its_kind_through_a_replay():
+    replay = ReplayBuffer(limit=1_000_000, sample_bytes=2, bytes_per_second=32000)
+    silence = KeepaliveFrame(bytes(3200))
+    replay.writing([(silence, False)])  # the write failed
+    (item, again), = replay.take().items
+    assert isinstance(item, KeepaliveFrame) and again is False and item == bytes(3200)
