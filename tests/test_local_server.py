@@ -259,6 +259,35 @@ def test_stop_closes_open_connections_and_is_idempotent():
     session.abort()
 
 
+def test_a_connection_whose_handler_starts_after_stop_is_closed_too():
+    # The handshake completes before the server's handler runs; stop() may run in between.
+    class SlowToHandle(FakeCartesia):
+        handler_may_run = threading.Event()
+
+        def _handle(self, conn):  # test code: delays the private handler to open the window
+            self.handler_may_run.wait(5)
+            super()._handle(conn)
+
+    server = SlowToHandle().start()
+    session = client_for(server, reconnect=False).connect()
+    session.send(pcm(0.1))
+    stopper = threading.Thread(target=server.stop, name="test-stopper")
+    stopper.start()
+    deadline = time.monotonic() + 5
+    while server._server is not None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    SlowToHandle.handler_may_run.set()  # the handler now runs after stop() looked for connections
+    stopper.join(10)
+    deadline = time.monotonic() + 5
+    while session.error is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    try:
+        assert isinstance(session.error, ConnectionLostError)
+        assert "1001" in str(session.error) or "shutting down" in str(session.error)
+    finally:
+        session.abort()
+
+
 def test_engine_failure_becomes_a_500_error():
     class Broken(ScriptedEngine):
         def open_stream(self, options):

@@ -289,7 +289,11 @@ class LocalServer:
         record: Optional[ConnectionRecord] = getattr(conn, "cartesia_record", None)
         with self._lock:
             self._open_connections.add(conn)
+            stopping = self._server is None
         try:
+            if stopping:  # accepted while stop() ran, after it looked for connections to close
+                conn.close(1001, "server shutting down")
+                return
             config = self._config if conn.cartesia_faulty else dataclasses.replace(self._config, scenario=Scenario())
             Conversation(conn, config, record).run()
         except Exception:
