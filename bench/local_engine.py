@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
 """Measure the pocketsphinx engine: accuracy, speed, flush latency, concurrent streams.
 
-Run by hand (takes about 5-8 minutes on 2 cores)::
+Run by hand (takes about 8-12 minutes on 2 cores)::
 
     python bench/local_engine.py                       # everything, table on stdout
     python bench/local_engine.py --json out.json       # also write the numbers as JSON
     python bench/local_engine.py --real DIR            # add real speech: DIR/*.wav + DIR/*.txt
-    python bench/local_engine.py --skip dev,concurrency
+    python bench/local_engine.py --skip dev,concurrency,server
 
 What it measures:
 
@@ -26,6 +26,21 @@ What it measures:
   its own thread, against one engine with the default pool (one worker per
   core). A run keeps up when no chunk is answered more than 1 s after it was
   due; the result is the largest N that keeps up.
+- **Through the local server**, end to end over the WebSocket: the embedded
+  ``LocalServer`` (engine ``pocketsphinx``, default settings, in this process)
+  and the library's own ``Client``.
+
+  - *finalize -> flush_done*: ``session.finalize()`` timed after 5 s of speech,
+    sent unpaced (timed once the server's workers have decoded all of it) and
+    sent at 1x (timed right after the last frame went out, as a live caller
+    would see it).
+  - *Real-time sessions*: N client sessions, each on its own thread, stream
+    ``--seconds`` of looped speech at 1x, then ``finalize()`` and ``close()``.
+    The lag of a final transcript is when the ``on_transcript`` hook saw it
+    minus when the end of its last word was due (the session's first frame
+    plus the word's end time). A run keeps up when no final lags more than
+    2 s, no session had an error and every ``finalize()`` returned; the
+    result is the largest N that keeps up.
 """
 
 from __future__ import annotations
@@ -45,15 +60,17 @@ import time
 import wave
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import cartesia_sync  # noqa: E402
 from cartesia_sync.local.decoder_worker import RecognizerSettings  # noqa: E402
 from cartesia_sync.local.engine import StreamOptions  # noqa: E402
 from cartesia_sync.local.pocketsphinx_engine import PocketSphinxEngine  # noqa: E402
 from cartesia_sync.local.metrics import normalise_words, word_error_rate as wer  # noqa: E402
+from cartesia_sync.local.server import LocalServer  # noqa: E402
 
 RATE = 16000
 CHUNK = 3200
@@ -282,25 +299,254 @@ def realtime_run(engine: PocketSphinxEngine, n: int, pcm: bytes) -> dict:
     }
 
 
-def measure_concurrency(clips: List[Clip], seconds: float, max_streams: int) -> dict:
+def looped_speech(clips: List[Clip], seconds: float) -> bytes:
+    """The clips, each followed by 0.8 s of silence, repeated to exactly ``seconds`` of audio."""
     pcm = b"".join(p + silence(0.8) for p, _ in clips)
     while len(pcm) < seconds * RATE * 2:
         pcm += pcm
-    pcm = pcm[: int(seconds * RATE) * 2]
-    runs = []
+    return pcm[: int(seconds * RATE) * 2]
+
+
+def ramp_up(run: Callable[[int], dict], max_n: int, label: str, step: Callable[[int], int]) -> Tuple[int, List[dict]]:
+    """Run ``run(n)`` for growing N (``step`` gives the next) until one does not keep up.
+
+    :returns: the largest N that kept up (0 if none), and every run's result.
+    """
+    runs: List[dict] = []
     best = 0
+    n = 1
+    while n <= max_n:
+        result = run(n)
+        runs.append(result)
+        shown = "  ".join(f"{k}={v}" for k, v in result.items() if k not in ("streams", "sessions"))
+        print(f"  {n:3d} {label}: {shown}", flush=True)
+        if not result["keeps_up"]:
+            break
+        best = n
+        n = step(n)
+    return best, runs
+
+
+def measure_concurrency(clips: List[Clip], seconds: float, max_streams: int) -> dict:
+    pcm = looped_speech(clips, seconds)
     with PocketSphinxEngine() as engine:
-        n = 1
-        while n <= max_streams:
-            result = realtime_run(engine, n, pcm)
-            runs.append(result)
-            shown = "  ".join(f"{k}={v}" for k, v in result.items() if k != "streams")
-            print(f"  {n:3d} streams: {shown}", flush=True)
-            if not result["keeps_up"]:
-                break
-            best = n
-            n = n + 1 if n < 4 else n + 2
+        best, runs = ramp_up(lambda n: realtime_run(engine, n, pcm), max_streams, "streams",
+                             lambda n: n + 1 if n < 4 else n + 2)
     return {"audio_s_per_stream": seconds, "workers": os.cpu_count(), "max_realtime_streams": best, "runs": runs}
+
+
+# -- end to end through the local server ------------------------------------------------------
+
+#: A session that lags more than this behind the audio clock does not keep up.
+MAX_FINAL_LAG_S = 2.0
+
+
+class FinalClock:
+    """A client plugin that notes when each final transcript reached the session (monotonic clock)."""
+
+    def __init__(self) -> None:
+        self.finals: List[Tuple[float, cartesia_sync.Transcript]] = []
+
+    @cartesia_sync.hookimpl
+    def on_transcript(self, transcript: cartesia_sync.Transcript) -> None:
+        if transcript.is_final:
+            self.finals.append((time.monotonic(), transcript))
+
+
+def wait_until(condition: Callable[[], bool], timeout: float, what: str, poll: float = 0.002) -> float:
+    """Poll ``condition`` until it holds; returns when it did (monotonic).
+
+    :raises TimeoutError: it did not hold within ``timeout`` seconds.
+    """
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"{what}: not within {timeout:g} s")
+        time.sleep(poll)
+    return time.monotonic()
+
+
+def wait_engine_idle(engine: object, timeout: float = 30.0, quiet: float = 0.15) -> float:
+    """Wait until the engine's worker processes used no CPU for ``quiet`` seconds.
+
+    The server decodes a connection's frames one after another, so audio sent
+    unpaced is still being decoded after the client wrote it; this waits that
+    backlog out. Returns how long the workers were still busy (to about 30 ms).
+    """
+    pids = getattr(engine, "worker_pids", list)()
+    started = time.monotonic()
+    if not pids:  # an in-process engine: nothing to watch, just give it time
+        time.sleep(1.0)
+        return 1.0
+    last, since = sum(worker_cpu(pid) for pid in pids), started
+    while True:
+        time.sleep(0.03)
+        now = time.monotonic()
+        cpu = sum(worker_cpu(pid) for pid in pids)
+        if cpu != last:
+            last, since = cpu, now
+        elif now - since >= quiet:
+            return since - started
+        if now - started > timeout:
+            raise TimeoutError(f"the engine's workers were still busy after {timeout:g} s")
+
+
+def server_client(url: str, *plugins: object, **options: Any) -> cartesia_sync.Client:
+    """The library's client for the local server: no key (the server asks for none), no installed plugins."""
+    return cartesia_sync.Client(url=url, load_entrypoints=False, plugins=plugins, **options)
+
+
+def close_session(session: Optional[cartesia_sync.Session]) -> None:
+    """Abort a session that is still open (after an error); a closed one is left alone."""
+    if session is not None and not session.closed:
+        session.abort()
+
+
+def timed_finalize(server: LocalServer, pcm: bytes, realtime: bool) -> Tuple[float, int, float]:
+    """One session: send ``pcm``, wait until it is out, time ``finalize()``.
+
+    Unpaced, the timing starts once the server's workers have decoded all the
+    audio; at 1x, right after the last frame was written.
+
+    :returns: finalize -> flush_done in seconds, the final words, and the wait for the server's backlog.
+    """
+    seconds = len(pcm) / 2 / RATE
+    session = server_client(server.url).connect(realtime=realtime)
+    try:
+        session.send(pcm)
+        wait_until(lambda: session.audio_sent >= seconds - 1e-6, seconds + 30, "sending the audio", poll=0.001)
+        backlog = 0.0 if realtime else wait_engine_idle(server.engine)
+        started = time.monotonic()
+        session.finalize(timeout=30)
+        elapsed = time.monotonic() - started
+        words = len(session.words)
+        session.close(timeout=10)
+    finally:
+        close_session(session)
+    return elapsed, words, backlog
+
+
+def measure_server_finalize(speech: bytes, runs: int = 7, realtime_runs: int = 5) -> dict:
+    """finalize -> flush_done over the WebSocket after 5 s of speech, sent unpaced and at 1x."""
+    five = speech[: 5 * RATE * 2]
+    out: dict = {}
+    with LocalServer("pocketsphinx", load_entrypoints=False) as server:
+        timed_finalize(server, silence(0.1), realtime=False)  # start a worker outside the timing
+        for label, realtime, count in (("unpaced", False, runs), ("realtime", True, realtime_runs)):
+            measured = [timed_finalize(server, five, realtime) for _ in range(count)]
+            times = [m[0] for m in measured]
+            out[f"{label}_median_ms"] = round(statistics.median(times) * 1000, 1)
+            out[f"{label}_max_ms"] = round(max(times) * 1000, 1)
+            out[f"{label}_words"] = int(statistics.median(m[1] for m in measured))
+            if not realtime:
+                out[f"{label}_decode_backlog_median_ms"] = round(statistics.median(m[2] for m in measured) * 1000)
+            assert all(m[1] for m in measured), "no final words for 5 s of speech"
+    print("  server finalize->flush_done " + "  ".join(f"{k}={v}" for k, v in out.items()), flush=True)
+    return out
+
+
+def percentile(values: List[float], fraction: float) -> float:
+    """The value at ``fraction`` of the sorted values (nearest rank below)."""
+    ordered = sorted(values)
+    return ordered[int(fraction * (len(ordered) - 1))]
+
+
+def server_realtime_run(server: LocalServer, n: int, pcm: bytes) -> dict:
+    """N client sessions streaming ``pcm`` at 1x through one server; how late their finals came."""
+    seconds = len(pcm) / 2 / RATE
+    lags: List[float] = []
+    finalize_times: List[float] = []
+    start_spread: List[float] = []
+    errors: List[str] = []
+    sessions: List[cartesia_sync.Session] = []
+    lock = threading.Lock()
+    barrier = threading.Barrier(n)
+
+    def session_main(k: int) -> None:
+        clock = FinalClock()
+        # No keepalive: silence sent while waiting at the barrier would move the server's audio clock.
+        client = server_client(server.url, clock, keepalive_interval=None, max_buffer_seconds=max(30.0, seconds + 1))
+        session: Optional[cartesia_sync.Session] = None
+        try:
+            session = live = client.connect(realtime=True)
+            with lock:
+                sessions.append(live)
+            live.finalize(timeout=30)  # answered once the server's engine stream is open: startup is not timed
+            barrier.wait(60)
+            time.sleep(0.1 * k / n)  # spread the sessions' frames over one frame period
+            offset = k * CHUNK * 3  # and start them at different places in the audio
+            start = time.monotonic()  # the sender writes the first frame at once and paces the rest from it
+            live.send(pcm[offset:] + pcm[:offset])
+            first = wait_until(lambda: live.audio_sent > 0, 10, "the first frame", poll=0.001)
+            wait_until(lambda: live.audio_sent >= seconds - 1e-6, seconds + 30, "sending the audio")
+            before = time.monotonic()
+            live.finalize(timeout=30)
+            finalized = time.monotonic() - before
+            live.close(timeout=10)
+            mine = [seen - (start + t.words[-1].end) for seen, t in clock.finals if t.words]
+            with lock:
+                lags.extend(mine)
+                finalize_times.append(finalized)
+                start_spread.append(first - start)
+                errors.extend(f"session {k}: {e!r}" for e in live.errors)
+        except BaseException as exc:  # reported in the result
+            barrier.abort()  # the others stop waiting for this one
+            with lock:
+                errors.append(f"session {k}: {type(exc).__name__}: {exc}")
+        finally:
+            close_session(session)
+
+    threads = [threading.Thread(target=session_main, args=(k,), name=f"bench-session-{k}") for k in range(n)]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + seconds + 150  # connect, barrier, audio, finalize, close: each has its own timeout
+    try:
+        for t in threads:
+            t.join(max(0.0, deadline - time.monotonic()))
+    finally:
+        hung = [t for t in threads if t.is_alive()]
+        if hung:
+            errors.append(f"{len(hung)} sessions did not finish in time")
+            with lock:
+                stuck = list(sessions)
+            for session in stuck:
+                close_session(session)
+            for t in hung:
+                t.join(15)
+    keeps_up = bool(lags) and max(lags) <= MAX_FINAL_LAG_S and not errors and len(finalize_times) == n
+    return {
+        "sessions": n,
+        "finals": len(lags),
+        "p50_final_lag_s": round(percentile(lags, 0.5), 3) if lags else None,
+        "p99_final_lag_s": round(percentile(lags, 0.99), 3) if lags else None,
+        "max_final_lag_s": round(max(lags), 3) if lags else None,
+        "max_finalize_ms": round(max(finalize_times) * 1000, 1) if finalize_times else None,
+        "max_start_ms": round(max(start_spread) * 1000, 1) if start_spread else None,
+        "errors": len(errors),
+        "keeps_up": keeps_up,
+        **({"error_samples": errors[:3]} if errors else {}),
+    }
+
+
+def measure_server_sessions(clips: List[Clip], seconds: float, max_streams: int) -> dict:
+    """N = 1, 2, 4, 6... real-time sessions, a fresh local server each, until one N does not keep up."""
+    pcm = looped_speech(clips, seconds)
+
+    def run(n: int) -> dict:
+        with LocalServer("pocketsphinx", load_entrypoints=False) as server:
+            return server_realtime_run(server, n, pcm)
+
+    best, runs = ramp_up(run, max_streams, "server sessions", lambda n: 2 if n == 1 else n + 2)
+    return {"audio_s_per_session": seconds, "max_final_lag_s": MAX_FINAL_LAG_S, "max_realtime_sessions": best,
+            "runs": runs}
+
+
+def measure_server(speech: bytes, clips: List[Clip], seconds: float, max_streams: int) -> dict:
+    """The ``server`` section: finalize latency and real-time sessions through the WebSocket."""
+    return {
+        "finalize": measure_server_finalize(speech),
+        "sessions": measure_server_sessions(clips, seconds, max_streams),
+    }
 
 
 def machine() -> dict:
@@ -337,8 +583,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--json", help="write the results to this file ('-' for stdout)")
     parser.add_argument("--real", type=Path, help="a directory of recorded speech: NAME.wav + NAME.txt")
-    parser.add_argument("--skip", default="", help="comma-separated: wer,dev,rtf,flush,concurrency")
-    parser.add_argument("--seconds", type=float, default=20.0, help="audio per stream in the concurrency runs")
+    parser.add_argument("--skip", default="", help="comma-separated: wer,dev,rtf,flush,concurrency,server")
+    parser.add_argument("--seconds", type=float, default=20.0, help="audio per stream in the concurrency and server runs")
     parser.add_argument("--max-streams", type=int, default=24)
     args = parser.parse_args()
     skip = set(filter(None, args.skip.split(",")))
@@ -360,6 +606,9 @@ def main() -> int:
         results["flush_latency"] = measure_flush_latency(hello[0][0][int(0.3 * RATE) * 2 :])
     if "concurrency" not in skip:
         results["concurrency"] = measure_concurrency(fix + hello, args.seconds, args.max_streams)
+    if "server" not in skip:
+        speech = hello[0][0][int(0.3 * RATE) * 2 :]
+        results["server"] = measure_server(speech, fix + hello, args.seconds, args.max_streams)
 
     print_table(results)
     if args.json:
@@ -388,6 +637,18 @@ def print_table(results: dict) -> None:
                 f"{run['p99_feed_ms']} ms, median feed {run['median_feed_ms']} ms, keeps up: {run['keeps_up']} |"
             )
         print(f"| largest N that keeps up ({conc['workers']} workers) | {conc['max_realtime_streams']} |")
+    server = results.get("server")
+    if server:
+        for key, value in server["finalize"].items():
+            print(f"| server finalize -> flush_done after 5 s of speech, {key} | {value} |")
+        sessions = server["sessions"]
+        for run in sessions["runs"]:
+            print(
+                f"| {run['sessions']} real-time sessions through the local server | final lag p50 "
+                f"{run['p50_final_lag_s']} s, p99 {run['p99_final_lag_s']} s, max {run['max_final_lag_s']} s, "
+                f"max finalize {run['max_finalize_ms']} ms, errors {run['errors']}, keeps up: {run['keeps_up']} |"
+            )
+        print(f"| largest N sessions that keep up (one local server) | {sessions['max_realtime_sessions']} |")
 
 
 if __name__ == "__main__":
