@@ -17,6 +17,7 @@ import os
 import socket
 import ssl
 import struct
+import threading
 import time
 from typing import Callable, List, Optional, Sequence, Tuple, Union
 
@@ -52,18 +53,56 @@ _HEADER_16 = struct.Struct("!BBH")
 _HEADER_64 = struct.Struct("!BBQ")
 
 
+class _MaskKeys:
+    """Fresh mask keys from the operating system's random source, fetched many at a time.
+
+    RFC 6455 wants every frame's key unpredictable, so they come from
+    ``os.urandom``. Fetching them 1,024 at a time turns one system call per
+    frame into one per 1,024 frames. That matters with hundreds of paced
+    sessions: every system call gives up the interpreter lock, and taking it
+    back among many busy threads is what makes a frame late.
+    """
+
+    _BATCH = 4096
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._buffer = b""
+        self._offset = 0
+
+    def take(self, count: int = 1) -> bytes:
+        """``count`` keys, 4 bytes each, never handed out before."""
+        size = 4 * count
+        with self._lock:
+            if self._offset + size > len(self._buffer):
+                self._buffer = os.urandom(max(self._BATCH, size))
+                self._offset = 0
+            start = self._offset
+            self._offset += size
+            return self._buffer[start:start + size]
+
+
+mask_keys = _MaskKeys()
+
+
 def xor_mask(key: bytes, data: bytes) -> bytes:
-    """Mask (or unmask) ``data`` with the 4-byte ``key``, as RFC 6455 section 5.3 says."""
-    whole = len(data) - len(data) % 4
-    masked = (np.frombuffer(data, dtype=np.uint32, count=whole // 4) ^ np.frombuffer(key, dtype=np.uint32)[0]).tobytes()
-    tail = bytes(b ^ key[i] for i, b in enumerate(data[whole:]))
+    """Mask (or unmask) ``data`` with the 4-byte ``key``, as RFC 6455 section 5.3 says.
+
+    Works on 64-bit words: a 100 ms frame at 16 kHz is 400 of them, below the
+    size at which numpy lets go of the interpreter lock, so a paced frame is
+    masked without a second wait for it.
+    """
+    whole = len(data) - len(data) % 8
+    key8 = np.frombuffer(key * 2, dtype=np.uint64)[0]
+    masked = (np.frombuffer(data, dtype=np.uint64, count=whole // 8) ^ key8).tobytes()
+    tail = bytes(b ^ key[i % 4] for i, b in enumerate(data[whole:]))
     return masked + tail
 
 
 def encode_frame(opcode: int, payload: bytes, key: Optional[bytes] = None) -> bytes:
     """One whole, masked client frame: header, mask key and masked payload (RFC 6455 section 5.2)."""
     if key is None:
-        key = os.urandom(4)
+        key = mask_keys.take()
     return _header(opcode, len(payload)) + key + xor_mask(key, payload)
 
 
@@ -78,7 +117,7 @@ def encode_binary_frames(payloads: Sequence[bytes]) -> bytes:
     count = len(payloads)
     if count == 1 or any(len(payload) % 4 for payload in payloads):
         return b"".join([encode_frame(OPCODE_BINARY, payload) for payload in payloads])
-    keys = os.urandom(4 * count)
+    keys = mask_keys.take(count)
     words = np.frombuffer(b"".join(payloads), dtype=np.uint32)
     word_counts = [len(payload) // 4 for payload in payloads]
     masks = np.repeat(np.frombuffer(keys, dtype=np.uint32), word_counts)

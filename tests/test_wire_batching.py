@@ -175,3 +175,21 @@ def test_a_keepalive_frame_keeps_its_kind_through_a_replay():
     replay.writing([(silence, False)])  # the write failed
     (item, again), = replay.take().items
     assert isinstance(item, KeepaliveFrame) and again is False and item == bytes(3200)
+
+
+def test_mask_keys_come_from_the_os_random_source_and_are_never_handed_out_twice(monkeypatch):
+    from cartesia_sync import frames
+
+    fetched = []
+
+    def counting_urandom(size):  # stands in for the OS source, so reuse would be visible
+        block = b"".join((len(fetched) * 100_000 + i).to_bytes(4, "big") for i in range(size // 4))
+        fetched.append(size)
+        return block
+
+    monkeypatch.setattr(frames.os, "urandom", counting_urandom)
+    keys = frames._MaskKeys()
+    taken = [keys.take() for _ in range(2500)] + [keys.take(20)[i:i + 4] for i in range(0, 80, 4)]
+    assert all(len(key) == 4 for key in taken)
+    assert len(set(taken)) == len(taken)  # no key repeats, across refills too
+    assert fetched == [4096, 4096, 4096]  # one system call per 1,024 keys
