@@ -71,13 +71,13 @@ def run_sdk(sink: SinkProcess, frames: int) -> None:
                 break
 
 
+SDK = "official cartesia SDK"
+
 CLIENTS: Dict[str, Callable[[SinkProcess, int], None]] = {
     "raw websocket-client (floor)": run_floor,
     "cartesia_sync": run_library,
-    "official cartesia SDK": run_sdk,
+    SDK: run_sdk,
 }
-
-SDK = "official cartesia SDK"
 
 
 def available_clients() -> Dict[str, Callable[[SinkProcess, int], None]]:

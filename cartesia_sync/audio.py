@@ -175,11 +175,11 @@ class AudioConverter:
         rate = self.target_rate if sample_rate is None else _check_rate(sample_rate, "sample_rate")
         if isinstance(data, (bytes, bytearray, memoryview)):
             count = 1 if channels is None else _check_channels(channels)
-            if (count == 1 and rate == self.target_rate and self._stream is None and isinstance(data, bytes)
-                    and not len(data) % SAMPLE_WIDTH):
-                return data  # already the wire format: the common case, passed through without a copy
+            wire_format = count == 1 and rate == self.target_rate and self._stream is None
+            if wire_format and isinstance(data, bytes) and not len(data) % SAMPLE_WIDTH:
+                return data  # the common case, passed through without a copy
             arr = _bytes_to_array(data, count)
-            if count == 1 and rate == self.target_rate and self._stream is None:
+            if wire_format:
                 return bytes(data) if not isinstance(data, memoryview) else arr.tobytes()
         elif isinstance(data, np.ndarray):
             if channels is not None:

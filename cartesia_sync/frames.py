@@ -99,10 +99,9 @@ def xor_mask(key: bytes, data: bytes) -> bytes:
     return masked + tail
 
 
-def encode_frame(opcode: int, payload: bytes, key: Optional[bytes] = None) -> bytes:
-    """One whole, masked client frame: header, mask key and masked payload (RFC 6455 section 5.2)."""
-    if key is None:
-        key = mask_keys.take()
+def encode_frame(opcode: int, payload: bytes) -> bytes:
+    """One whole, masked client frame: header, a fresh mask key and masked payload (RFC 6455 section 5.2)."""
+    key = mask_keys.take()
     return _header(opcode, len(payload)) + key + xor_mask(key, payload)
 
 

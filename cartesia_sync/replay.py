@@ -84,7 +84,6 @@ class ReplayBuffer:
         self._unanswered: Deque[Tuple[int, Command]] = deque()  # finalize commands awaiting flush_done
         self._written = 0
         self._acknowledged = 0
-        self._held = 0
 
     @property
     def written(self) -> int:
@@ -107,7 +106,6 @@ class ReplayBuffer:
                 self._items.append(item)
                 if isinstance(item, bytes):
                     self._written += len(item)
-                    self._held += len(item)
                 elif item.text == "finalize":
                     self._unanswered.append((self._written, item))
             self._let_go_beyond_limit()
@@ -167,7 +165,6 @@ class ReplayBuffer:
             self._items.clear()
             self._head = self._written
             self._carried.clear()
-            self._held = 0
             self._in_flight = ()
             return replay
 
@@ -183,15 +180,13 @@ class ReplayBuffer:
             elif self._head + len(item) > position:
                 return
             else:
-                self._held -= len(item)
                 self._head += len(item)
             self._items.popleft()
 
     def _let_go_beyond_limit(self) -> None:
-        while self._held > self._limit and self._items:
+        while self._written - self._head > self._limit and self._items:  # audio kept beyond the bound
             item = self._items.popleft()
             if isinstance(item, Command):
                 self._carried.append(item)  # it still needs its answer: it goes first in a replay
             else:
-                self._held -= len(item)
                 self._head += len(item)
