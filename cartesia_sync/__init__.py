@@ -32,8 +32,9 @@ from .events import Done, Event, FlushDone, ServerErrorEvent, Transcript, Unknow
 from .hookspecs import hookimpl
 from .reconnect import Reconnected
 from .session import Session, SessionState
+from .result import TranscriptionResult
 from .stats import SessionStats
-from .transcribe import TranscriptionResult, transcribe
+from .transcribe import transcribe
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 

@@ -21,13 +21,19 @@ Every exception the library raises on purpose derives from
      └─ PluginError            a hook implementation raised; .hook_name, .plugin_name,
                                the original exception in ``__cause__``
 
+Errors raised once audio was sent carry what was recognised before them in
+``partial_result``.
+
 No exception name shadows a builtin (there is no ``ConnectionError`` or
 ``TimeoutError`` here), and no message ever contains the API key.
 """
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Optional
+from typing import TYPE_CHECKING, Any, Mapping, Optional
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .result import TranscriptionResult
 
 __all__ = [
     "CartesiaSyncError",
@@ -47,7 +53,16 @@ __all__ = [
 
 
 class CartesiaSyncError(Exception):
-    """Base class of every error raised by cartesia_sync."""
+    """Base class of every error raised by cartesia_sync.
+
+    :ivar partial_result: on an error raised by ``transcribe()`` or by
+        ``Session.close()``/``finalize()``, the
+        :class:`~cartesia_sync.TranscriptionResult` recognised before the
+        failure (``complete`` is False), so that nothing recognised is lost;
+        ``None`` on errors raised before any audio was sent.
+    """
+
+    partial_result: Optional["TranscriptionResult"] = None
 
 
 class ConfigurationError(CartesiaSyncError, ValueError):

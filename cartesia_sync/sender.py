@@ -31,6 +31,7 @@ import websocket
 from .audio_queue import AudioQueue, Command, Item, KeepaliveFrame
 from .errors import ConnectionLostError
 from .frames import OPCODE_PING, OPCODE_TEXT, encode_binary_frames, write_encoded, write_frame
+from .headway import Headway
 from .liveness import Liveness
 from .replay import ReplayBuffer
 from .stats import StatsCounter
@@ -62,6 +63,7 @@ class Sender(threading.Thread):
         silence goes out; ``None`` to never send one.
     :param keepalive_frame: the silence to send.
     :param liveness: says when a ping is due.
+    :param headway: marked whenever the socket takes the caller's audio or a command.
     :param replay: the connection's replay buffer; every item written goes in.
     :param on_failure: called with a :class:`ConnectionLostError` when a write
         fails while the session still needed the connection.
@@ -78,6 +80,7 @@ class Sender(threading.Thread):
         keepalive_interval: Optional[float],
         keepalive_frame: bytes,
         liveness: Liveness,
+        headway: Headway,
         replay: ReplayBuffer,
         on_failure: Callable[[ConnectionLostError], None],
         name: str = "cartesia-sync-sender",
@@ -92,6 +95,7 @@ class Sender(threading.Thread):
         self._keepalive_interval = keepalive_interval
         self._keepalive_frame = keepalive_frame
         self._liveness = liveness
+        self._headway = headway
         self._on_failure = on_failure
         self._stop_requested = threading.Event()
         self._let_go = threading.Event()  # stop writing to this connection: the session reconnects
@@ -232,6 +236,8 @@ class Sender(threading.Thread):
                 frames += 1
         self._audio_bytes_paced += sent + keepalive
         self._last_write = time.monotonic()
+        if sent or replayed_bytes:
+            self._headway.mark()
         if sent:
             self._last_audio = self._last_write
         self._stats.add_all(audio_sent=sent, frames_sent=frames, audio_replayed=replayed_bytes,
@@ -245,6 +251,7 @@ class Sender(threading.Thread):
         self._stats.add("commands_sent")
         command.sent.set()
         self._last_write = time.monotonic()
+        self._headway.mark()
         self._replay.wrote()
 
     def _wait_time(self) -> float:

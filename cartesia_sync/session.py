@@ -15,13 +15,14 @@ Each error is raised once. ``Client(raise_errors=False)`` turns re-raising off.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import itertools
 import logging
 import os
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Any, Iterator, Optional, Tuple, Union
 
 from .audio_files import AudioFileInfo
 from .audio_queue import AudioQueue, Command
@@ -34,12 +35,14 @@ from .errors import (
 )
 from .events import FlushDone, Transcript, Word
 from .frames import StreamSocket
+from .headway import Headway
 from .intake import AudioIntake
 from .link import Link
 from .liveness import Liveness
 from .plugin_manager import HookDispatcher
 from .receiver import Receiver
 from .reconnect import Reconnector
+from .result import TranscriptionResult
 from .router import EventRouter, FlushTicket
 from .session_events import ConnectionEvents
 from .secrets import redact
@@ -102,12 +105,14 @@ class Session(ConnectionEvents):
         self._link = Link(ws, round(options.replay_seconds * self._bytes_per_second), ENCODINGS[settings.encoding],
                           self._bytes_per_second, self._stats)
         self._liveness = Liveness(options.ping_interval, options.ping_timeout)
+        self._headway = Headway()
         ws.write_patience = self._liveness.dead_after or options.join_timeout
 
         self._state = SessionState.OPEN
         self._state_lock = threading.Lock()
         self._closer: Optional[threading.Thread] = None  # the thread running close() or abort()
-        self._ending_deadline = 0.0  # when the closing thread will have finished, at the latest
+        self._ending_deadline = 0.0  # when the closing thread will have finished, unless the session moves on
+        self._ending_patience = 0.0  # how long the closing thread may go without headway
         self._ending = threading.Event()  # teardown began or an abort was asked for: every wait stops
         self._closed_event = threading.Event()
         self._failed_event = threading.Event()
@@ -123,7 +128,7 @@ class Session(ConnectionEvents):
             ws, self._queue, self._stats,
             bytes_per_second=self._bytes_per_second, speed=speed,
             keepalive_interval=options.keepalive_interval, keepalive_frame=keepalive,
-            liveness=self._liveness, replay=self._link.replay,
+            liveness=self._liveness, headway=self._headway, replay=self._link.replay,
             on_failure=self._sender_failed, name=f"cartesia-sync-sender-{self.number}",
         )
         self._receiver = Receiver(ws, self, self._stats, self._liveness, name=f"cartesia-sync-receiver-{self.number}")
@@ -199,6 +204,26 @@ class Session(ConnectionEvents):
         """
         return self._ended_by_server
 
+    def result(self) -> TranscriptionResult:
+        """What the session has produced so far, as a :class:`TranscriptionResult`.
+
+        ``complete`` is True once the server confirmed the end of the stream
+        (``done``) and nothing failed; at any other moment, and after a failure
+        or an abort, it is what was recognised until then.
+        """
+        stats = self._stats.snapshot()
+        wall = stats.wall_seconds + stats.connect_seconds
+        return TranscriptionResult(
+            text=self.text,
+            words=self.words,
+            audio_seconds=stats.audio_sent,
+            wall_seconds=wall,
+            realtime_factor=(wall / stats.audio_sent) if stats.audio_sent else None,
+            stats=stats,
+            request_id=self.request_id,
+            complete=self._done_event.is_set() and self._book.failure is None,
+        )
+
     @property
     def request_id(self) -> Optional[str]:
         """The server's id for the connection, once a message carried it."""
@@ -208,6 +233,11 @@ class Session(ConnectionEvents):
     def audio_sent(self) -> float:
         """Seconds of audio written to the socket so far (keepalive silence excluded)."""
         return self._stats.get("audio_sent") / self._bytes_per_second
+
+    @property
+    def audio_acknowledged(self) -> float:
+        """Seconds of audio the server has recognised so far: up to its latest final word, ``flush_done`` or ``done``."""
+        return self._stats.get("audio_acknowledged") / self._bytes_per_second
 
     # -- sending ------------------------------------------------------------
 
@@ -256,18 +286,26 @@ class Session(ConnectionEvents):
 
         Returns when ``flush_done`` arrives, by which time every final
         transcript before it has been dispatched to the hooks and added to
-        :attr:`text`. With pacing on, audio still queued is sent first; the
-        wait for it is added to ``timeout``.
+        :attr:`text`. Audio still queued is sent first.
 
-        :param timeout: seconds to wait for ``flush_done`` once the command is
-            on the wire; default ``finalize_timeout`` of the client.
-        :raises StreamTimeout: no ``flush_done`` in time.
+        The wait has no fixed length: it goes on while the session makes
+        headway (the server sends messages, the socket takes audio), so a
+        slow server working through a long backlog is waited for, and it ends
+        when nothing moved for ``timeout`` seconds.
+
+        :param timeout: seconds the server may stay silent before giving up;
+            default ``finalize_timeout`` of the client.
+        :raises StreamTimeout: nothing moved for ``timeout`` seconds; the
+            error's ``partial_result`` holds what was recognised.
         :raises RuntimeError: called from a hook (it would wait for itself).
         :raises SessionClosedError: the session closed meanwhile.
         :raises CartesiaSyncError: a background error (see the module docs).
         """
         self._refuse_from_session_threads("finalize")
-        timeout = self.options.finalize_timeout if timeout is None else timeout
+        with self._carrying_result():
+            return self._finalize(self.options.finalize_timeout if timeout is None else timeout)
+
+    def _finalize(self, timeout: float) -> FlushDone:
         self._check_sendable()
         self._book.raise_next()
         ticket = FlushTicket()
@@ -281,14 +319,15 @@ class Session(ConnectionEvents):
             self._book.raise_next()
             self._raise_if_ended()
             raise self._not_sent_error("finalize", timeout)
-        self._wait_any(ticket.answered, timeout)
+        self._wait_any(ticket.answered, timeout, patience=timeout)
         self._book.raise_next()
         if ticket.event is not None:
             return ticket.event
         self._raise_if_ended()
         raise StreamTimeout(
-            f"no flush_done within {timeout:g} s of sending finalize to {self.settings.display_url}; "
-            "the server may be overloaded: raise the timeout or close the session"
+            f"no flush_done from {self.settings.display_url}: the server sent nothing for {timeout:g} s after "
+            f"finalize ({self._recognised_so_far()}); it is stuck or overloaded: raise finalize_timeout "
+            "if it is slow but working, or close the session"
         )
 
     def close(self, timeout: Optional[float] = None) -> None:
@@ -300,15 +339,23 @@ class Session(ConnectionEvents):
         own (that is, not from a hook). A second call made while another
         thread is closing waits for it to finish.
 
-        :param timeout: seconds to wait for ``done`` once the end command is on
-            the wire; default ``close_timeout`` of the client.
-        :raises StreamTimeout: ``done`` did not come, or the audio could not be
-            sent; the session is closed anyway.
+        Like :meth:`finalize`, the wait for ``done`` lasts as long as the
+        server makes headway, however long the audio, and ends after
+        ``timeout`` seconds in which nothing moved.
+
+        :param timeout: seconds the server may stay silent before giving up;
+            default ``close_timeout`` of the client.
+        :raises StreamTimeout: nothing moved for ``timeout`` seconds before
+            ``done``, or the audio could not be sent; the session is closed
+            anyway, and the error's ``partial_result`` holds what was recognised.
         :raises RuntimeError: called from a hook.
         :raises CartesiaSyncError: the first background error not raised yet.
         """
         self._refuse_from_session_threads("close")
-        timeout = self.options.close_timeout if timeout is None else timeout
+        with self._carrying_result():
+            self._close(self.options.close_timeout if timeout is None else timeout)
+
+    def _close(self, timeout: float) -> None:
         if not self._begin_ending(timeout):
             self._book.raise_next()
             return
@@ -336,6 +383,18 @@ class Session(ConnectionEvents):
         self._refuse_from_session_threads("abort")
         if self._begin_ending(0.0, aborting=True):
             self._teardown()
+
+    # -- internals: results ---------------------------------------------------
+
+    @contextlib.contextmanager
+    def _carrying_result(self) -> Iterator[None]:
+        """Give an error raised to the caller what was recognised before it (``error.partial_result``)."""
+        try:
+            yield
+        except CartesiaSyncError as error:
+            if error.partial_result is None:
+                error.partial_result = self.result()
+            raise
 
     # -- internals: input ---------------------------------------------------
 
@@ -380,15 +439,18 @@ class Session(ConnectionEvents):
                 self._state = SessionState.CLOSING
                 self._closer = current
                 queued = self._queue.audio_bytes / self._bytes_per_second
-                self._ending_deadline = time.monotonic() + self._budget(timeout, queued) + self._teardown_budget()
+                self._ending_patience = self._budget(timeout, queued) + self._teardown_budget()
+                self._ending_deadline = time.monotonic() + self._ending_patience
                 return True
         if aborting:
             self._stop_everything("the session was aborted")
         if current is self._closer:  # a hook running on the closing thread: it is closing already
             return False
-        deadline = max(self._ending_deadline, time.monotonic()) + self._teardown_budget()
-        if not self._closed_event.wait(deadline - time.monotonic()):
-            raise StreamTimeout("another thread is still closing this session; it did not finish in time")
+        # The closing thread waits as long as the session makes headway; so does this one, a little longer.
+        slack = self._teardown_budget()
+        while not self._closed_event.wait(0.05):
+            if time.monotonic() > self._headway.deadline(self._ending_patience, self._ending_deadline) + slack:
+                raise StreamTimeout("another thread is still closing this session; it did not finish in time")
         return False
 
     def _budget(self, timeout: float, queued_seconds: float) -> float:
@@ -413,12 +475,13 @@ class Session(ConnectionEvents):
             if self._book.failure is not None or self._ending.is_set():
                 return None
             raise self._not_sent_error(command.text, timeout)
-        if not self._wait_any(self._done_event, timeout, self._stream_ended):
+        if not self._wait_any(self._done_event, timeout, self._stream_ended, patience=timeout):
             if self._book.failure is not None or self._ending.is_set():
                 return None
             error = StreamTimeout(
-                f"no 'done' within {timeout:g} s of sending {self.settings.end_command!r} to "
-                f"{self.settings.display_url}; the session was closed and results after the last final may be missing"
+                f"no 'done' from {self.settings.display_url}: the server sent nothing for {timeout:g} s after "
+                f"{self.settings.end_command!r} ({self._recognised_so_far()}); the session was closed with what "
+                "was recognised so far: raise close_timeout if the server is slow but working"
             )
             self._book.record(error, raised=True)
             self._dispatcher.report(error)
@@ -432,20 +495,34 @@ class Session(ConnectionEvents):
 
     def _wait_sent(self, command: Command, timeout: float) -> bool:
         """Wait until the sender wrote ``command``: queued audio first, at the pacing speed."""
-        return self._wait_any(command.sent, self._budget(timeout, self._queue.audio_bytes / self._bytes_per_second))
+        queued = self._queue.audio_bytes / self._bytes_per_second
+        return self._wait_any(command.sent, self._budget(timeout, queued), patience=self._budget(timeout, 0))
 
     def _not_sent_error(self, what: str, timeout: float) -> StreamTimeout:
         return StreamTimeout(
-            f"{what!r} could not be sent within {self._budget(timeout, 0):g} s after the queued audio: "
-            "the connection is not taking data"
+            f"{what!r} could not be sent: for {self._budget(timeout, 0):g} s the connection took no audio "
+            "and the server sent nothing"
         )
 
-    def _wait_any(self, event: threading.Event, timeout: float, *others: threading.Event) -> bool:
-        """Wait for ``event``; stop early when the session fails or ends, or one of ``others`` is set."""
+    def _recognised_so_far(self) -> str:
+        sent = self._stats.get("audio_sent") / self._bytes_per_second
+        acknowledged = self._stats.get("audio_acknowledged") / self._bytes_per_second
+        return f"{acknowledged:.1f} s of the {sent:.1f} s of audio sent were recognised"
+
+    def _wait_any(self, event: threading.Event, timeout: float, *others: threading.Event,
+                  patience: Optional[float] = None) -> bool:
+        """Wait for ``event``; stop early when the session fails or ends, or one of ``others`` is set.
+
+        :param patience: when given, the wait also goes on past ``timeout`` for as
+            long as the session makes headway (see :mod:`.headway`), and ends
+            only after ``patience`` seconds without any.
+        """
         deadline = time.monotonic() + timeout
         while not event.is_set():
             if self._failed_event.is_set() or self._ending.is_set() or any(other.is_set() for other in others):
                 break
+            if patience is not None:
+                deadline = self._headway.deadline(patience, deadline)
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break

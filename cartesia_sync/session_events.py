@@ -18,6 +18,7 @@ from .frames import StreamSocket
 from .reconnect import Reconnected, is_transient
 
 if TYPE_CHECKING:  # pragma: no cover
+    from .headway import Headway
     from .audio_queue import AudioQueue, Command
     from .config import ConnectionSettings, SessionOptions
     from .error_book import ErrorBook
@@ -45,6 +46,7 @@ class ConnectionEvents:
     _sender: "Sender"
     _queue: "AudioQueue"
     _bytes_per_second: int
+    _headway: "Headway"
     _done_event: threading.Event
     _stream_ended: threading.Event
     _ending: threading.Event
@@ -88,6 +90,7 @@ class ConnectionEvents:
         if self._dispatch_closed:
             logger.debug("dropped a %s message that arrived after the session ended", event.type)
             return
+        self._headway.mark()
         self._link.acknowledge(event)
         self._router.route(event)
 

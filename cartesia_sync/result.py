@@ -1,0 +1,38 @@
+"""TranscriptionResult: what a transcription produced, whole or, after a failure, as far as it got."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional, Tuple
+
+from .events import Word
+from .stats import SessionStats
+
+__all__ = ["TranscriptionResult"]
+
+
+@dataclass(frozen=True)
+class TranscriptionResult:
+    """What :func:`~cartesia_sync.transcribe` returns, and what a failed one carries as ``error.partial_result``.
+
+    :ivar text: every final text, concatenated verbatim.
+    :ivar words: every final word, times in seconds from the start of the audio.
+    :ivar audio_seconds: how much audio was sent.
+    :ivar wall_seconds: how long the whole call took, connection included.
+    :ivar realtime_factor: ``wall_seconds / audio_seconds`` (below 1 is faster than real time).
+    :ivar stats: the session's full accounting.
+    :ivar request_id: the server's id for the connection, if it sent one.
+    :ivar complete: True when the server confirmed the end of the stream (its
+        ``done``) and nothing failed; False for what a failed or interrupted
+        transcription had recognised until then (``stats.audio_acknowledged``
+        says how far into the audio that is).
+    """
+
+    text: str
+    words: Tuple[Word, ...]
+    audio_seconds: float
+    wall_seconds: float
+    realtime_factor: Optional[float]
+    stats: SessionStats = field(repr=False)
+    request_id: Optional[str] = None
+    complete: bool = True
