@@ -7,11 +7,15 @@ import os
 import threading
 import time
 from typing import Any, Iterable, Mapping, Optional, Sequence, Union
+from urllib.parse import urlsplit
 
 import pluggy
 
 from .config import (
+    API_KEY_ENV,
     DEFAULT_CARTESIA_VERSION,
+    HOSTED_HOST,
+    URL_ENV,
     DEFAULT_URL,
     ConnectionSettings,
     SessionOptions,
@@ -27,8 +31,6 @@ __all__ = ["Client"]
 
 logger = logging.getLogger(__name__)
 
-API_KEY_ENV = "CARTESIA_API_KEY"
-URL_ENV = "CARTESIA_STT_URL"
 
 
 class Client:
@@ -149,7 +151,13 @@ class Client:
         :raises PaymentRequiredError: no credits (402).
         :raises RateLimitError: too many connections (429).
         :raises ConnectError: any other handshake or network failure.
+        :raises ConfigurationError: no API key for the hosted API.
         """
+        if self.settings.api_key is None and urlsplit(self.settings.url).hostname == HOSTED_HOST:
+            raise ConfigurationError(
+                f"no API key for the hosted API: set {API_KEY_ENV} or pass api_key=; to transcribe on this machine "
+                "without a key, use cartesia_sync.transcribe(..., local=True) or cartesia_sync.local.LocalServer"
+            )
         speed = resolve_speed(realtime, self.settings.is_loopback)
         with self._lock:
             self._frozen = True

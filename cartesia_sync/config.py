@@ -13,6 +13,8 @@ from .errors import ConfigurationError
 from .secrets import ApiKey
 
 __all__ = [
+    "API_KEY_ENV",
+    "URL_ENV",
     "DEFAULT_URL",
     "SessionOptions",
     "resolve_speed",
@@ -22,7 +24,12 @@ __all__ = [
     "is_loopback_host",
 ]
 
+#: Where the API key and the endpoint come from when not passed.
+API_KEY_ENV = "CARTESIA_API_KEY"
+URL_ENV = "CARTESIA_STT_URL"
+
 DEFAULT_URL = "wss://api.cartesia.ai/stt/websocket"
+HOSTED_HOST = urlsplit(DEFAULT_URL).hostname
 #: The newest documented API version; from it on, errors are structured JSON.
 DEFAULT_CARTESIA_VERSION = "2026-03-01"
 

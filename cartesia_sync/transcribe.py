@@ -1,39 +1,24 @@
-"""One call that does it all: connect, send a file or an array, close, return the result."""
+"""One call that does it all: connect, send a file or an array, close, return the result.
+
+With no API key and no URL anywhere, the call runs on the embedded local
+server (see :mod:`.embedded`) and says so on stderr, as the command line does.
+A failure part-way never loses what was recognised: the error (or the
+``KeyboardInterrupt`` of a Ctrl-C) carries it as ``partial_result``.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import os
-import time
-from dataclasses import dataclass, field
-from typing import Any, Optional, Tuple, Union
+from typing import Any, Iterator, Optional, Union
 
 from .client import Client
-from .events import Word
-from .stats import SessionStats
+from .embedded import embedded_server, wants_embedded
+from .errors import CartesiaSyncError, ConfigurationError
+from .result import TranscriptionResult
+from .session import Session
 
 __all__ = ["TranscriptionResult", "transcribe"]
-
-
-@dataclass(frozen=True)
-class TranscriptionResult:
-    """What :func:`transcribe` returns.
-
-    :ivar text: every final text, concatenated verbatim.
-    :ivar words: every final word, times in seconds from the start of the audio.
-    :ivar audio_seconds: how much audio was sent.
-    :ivar wall_seconds: how long the whole call took, connection included.
-    :ivar realtime_factor: ``wall_seconds / audio_seconds`` (below 1 is faster than real time).
-    :ivar stats: the session's full accounting.
-    :ivar request_id: the server's id for the connection, if it sent one.
-    """
-
-    text: str
-    words: Tuple[Word, ...]
-    audio_seconds: float
-    wall_seconds: float
-    realtime_factor: Optional[float]
-    stats: SessionStats = field(repr=False)
-    request_id: Optional[str] = None
 
 
 def transcribe(
@@ -42,6 +27,7 @@ def transcribe(
     *,
     sample_rate: Optional[int] = None,
     timeout: Optional[float] = None,
+    local: Optional[bool] = None,
     **client_kwargs: Any,
 ) -> TranscriptionResult:
     """Transcribe a whole file or array and return the text and words.
@@ -50,28 +36,47 @@ def transcribe(
         rate, or a numpy array (then say its ``sample_rate`` if it differs).
     :param realtime: pacing, as for :meth:`Client.connect`.
     :param sample_rate: the rate of an array or bytes passed as ``audio``.
-    :param timeout: seconds to wait for the server's ``done``.
+    :param timeout: seconds the server may stay silent before the end (see
+        :meth:`Session.close`); default ``close_timeout``.
+    :param local: ``None`` (default) uses the embedded local server when no
+        API key and no URL is given (argument or environment) and says so on
+        stderr; ``True`` always uses it; ``False`` never does (no key for the
+        hosted API is then a :class:`ConfigurationError`).
     :param client_kwargs: anything :class:`Client` takes (``api_key``, ``url``,
         ``model``, ``plugins``...).
-    :raises CartesiaSyncError: any failure, with what went wrong.
+    :raises CartesiaSyncError: any failure, with what went wrong; once audio
+        was sent, ``error.partial_result`` holds what was recognised.
+    :raises KeyboardInterrupt: Ctrl-C; it too carries ``partial_result`` once
+        a session was open.
     """
-    started = time.monotonic()
-    client = Client(**client_kwargs)
-    with client.connect(realtime=realtime) as session:
-        if isinstance(audio, (str, os.PathLike)):
-            session.send_file(audio)
-        else:
-            session.send(audio, sample_rate=sample_rate)
-        session.close(timeout)
-    stats = session.stats
-    wall = time.monotonic() - started
-    seconds = stats.audio_sent
-    return TranscriptionResult(
-        text=session.text,
-        words=session.words,
-        audio_seconds=seconds,
-        wall_seconds=wall,
-        realtime_factor=(wall / seconds) if seconds else None,
-        stats=stats,
-        request_id=session.request_id,
-    )
+    session: Optional[Session] = None
+    try:
+        with _endpoint(local, client_kwargs) as url:
+            if url is not None:
+                client_kwargs["url"] = url
+            session = Client(**client_kwargs).connect(realtime=realtime)
+            with session:
+                if isinstance(audio, (str, os.PathLike)):
+                    session.send_file(audio)
+                else:
+                    session.send(audio, sample_rate=sample_rate)
+                session.close(timeout)
+    except (CartesiaSyncError, KeyboardInterrupt) as error:
+        if session is not None and getattr(error, "partial_result", None) is None:
+            error.partial_result = session.result()  # type: ignore[union-attr]
+        raise
+    return session.result()
+
+
+@contextlib.contextmanager
+def _endpoint(local: Optional[bool], client_kwargs: dict) -> Iterator[Optional[str]]:
+    """The URL of the embedded server when it is to be used, else ``None`` (the client's own choice)."""
+    if local is None:
+        local = wants_embedded(client_kwargs.get("api_key"), client_kwargs.get("url"))
+    if not local:
+        yield None
+        return
+    if client_kwargs.get("url"):
+        raise ConfigurationError("local=True runs the embedded server: pass url= or local=True, not both")
+    with embedded_server(load_entrypoints=client_kwargs.get("load_entrypoints", True)) as url:
+        yield url
