@@ -19,6 +19,7 @@ import hmac
 import json
 import logging
 import re
+import socket
 import threading
 from http import HTTPStatus
 from typing import Any, FrozenSet, Iterable, List, Optional, Union
@@ -61,6 +62,13 @@ wire_logger.addFilter(_CredentialScrubber())
 DEFAULT_MODELS: FrozenSet[str] = frozenset({"ink-whisper", "ink-whisper-2025-06-04", "ink-2"})
 
 STT_PATH = "/stt/websocket"
+
+#: Backpressure. A connection's handler reads a frame only when the engine has decoded the one
+#: before, so the server must not read ahead of it either: websockets stops reading the socket once
+#: this many frames wait (its flow control), and the kernel's receive buffer is kept small, so a
+#: client that sends an hour unpaced is held back by TCP instead of piling the hour up here.
+INCOMING_FRAMES = 16
+RECEIVE_BUFFER_BYTES = 128 * 1024  # the kernel doubles it: about 8 s of 16 kHz s16le audio
 
 
 def engine_registry(load_entrypoints: bool = True) -> EngineRegistry:
@@ -154,9 +162,14 @@ class LocalServer:
         with self._lock:
             if self._server is not None:
                 return self
+            family = socket.AF_INET6 if ":" in self._host else socket.AF_INET
+            listener = socket.create_server((self._host, self._port), family=family)
+            # Accepted connections inherit the listener's receive buffer.
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER_BYTES)
             self._server = serve(
-                self._handle, self._host, self._port, process_request=self._process_request,
-                compression=None, max_size=2**22, server_header="cartesia-sync-local", logger=wire_logger,
+                self._handle, sock=listener, process_request=self._process_request,
+                compression=None, max_size=2**22, max_queue=INCOMING_FRAMES,
+                server_header="cartesia-sync-local", logger=wire_logger,
             )
             self._thread = threading.Thread(
                 target=self._server.serve_forever, name="local-stt-server", daemon=True
