@@ -15,6 +15,7 @@ from typing import Any, BinaryIO, Iterator, Optional, Union
 import numpy as np
 
 from .errors import AudioFormatError
+from .native_stderr import native_stderr_filtered
 
 __all__ = ["AudioFileInfo", "AudioFileReader", "open_audio_file"]
 
@@ -249,9 +250,10 @@ class _SoundFileReader(AudioFileReader):
         self._dtype = "int16" if sound_file.subtype == "PCM_16" else "float32"
 
     def _read(self, position: int, frames: int) -> np.ndarray:
-        if self._file.tell() != position:
-            self._file.seek(position)
-        return self._file.read(frames, dtype=self._dtype, always_2d=True)
+        with native_stderr_filtered():  # libmpg123 prints decoder chatter on fd 2
+            if self._file.tell() != position:
+                self._file.seek(position)
+            return self._file.read(frames, dtype=self._dtype, always_2d=True)
 
     def close(self) -> None:
         self._file.close()
@@ -263,7 +265,8 @@ def _open_with_soundfile(path: str, name: str) -> AudioFileReader:
     import soundfile
 
     try:
-        sound_file = soundfile.SoundFile(path)
+        with native_stderr_filtered():
+            sound_file = soundfile.SoundFile(path)
     except RuntimeError as exc:  # soundfile.LibsndfileError
         reason = (getattr(exc, "error_string", None) or str(exc)).rstrip(".")
         message = f"could not read {name} as audio: {reason}; supported: {_SUPPORTED}"

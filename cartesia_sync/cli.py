@@ -16,9 +16,14 @@ import time
 from typing import Any, Iterator, List, Optional, Sequence
 
 from . import __version__
-from .client import API_KEY_ENV, URL_ENV, Client
-from .errors import CartesiaSyncError
+from .audio_files import open_audio_file
+from .client import Client
+from .config import API_KEY_ENV, URL_ENV
+from .embedded import embedded_server
+from .errors import AuthenticationError, CartesiaSyncError, ConfigurationError, PaymentRequiredError
 from .progress import ProgressLine
+from .result import TranscriptionResult
+from .transcribe import transcribe
 
 __all__ = ["main", "build_parser", "EXIT_OK", "EXIT_FAILURE", "EXIT_USAGE", "EXIT_INTERRUPTED"]
 
@@ -38,7 +43,12 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.required = True
 
-    run = commands.add_parser("transcribe", help="transcribe audio files; final text on stdout")
+    run = commands.add_parser(
+        "transcribe", help="transcribe audio files; final text on stdout",
+        description="Transcribe audio files one after the other; the final text of each on stdout. A file that "
+        "fails does not stop the others: its text so far is printed, then one error line on stderr, and the "
+        "exit code is 1. With several files, --srt/--vtt name a directory (each FILE's stem + .srt/.vtt) or a "
+        "template with {stem}; options may come before or after the files.")
     run.add_argument("files", nargs="+", metavar="FILE", help="WAV, FLAC, OGG, MP3 or AIFF files")
     run.add_argument("--url", help=f"endpoint (default ${URL_ENV}, else the hosted API when ${API_KEY_ENV} is set, "
                                    "else the embedded local server)")
@@ -96,13 +106,17 @@ def _output_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log", metavar="PATH", help="append every event as JSON Lines")
 
 
-def _output_plugins(args: argparse.Namespace) -> List[Any]:
-    """The bundled plugins the output options ask for, each writing its own file."""
+def _output_plugins(args: argparse.Namespace, path: Optional[str] = None) -> List[Any]:
+    """The bundled plugins the output options ask for, each writing its own file.
+
+    :param path: the input file, when subtitle paths are made per input (see :func:`_subtitle_path`).
+    """
     plugins: List[Any] = []
     if args.srt or args.vtt:
         from cartesia_sync_plugins.subtitles import SubtitleWriter
 
-        plugins.append(SubtitleWriter(srt=args.srt, vtt=args.vtt))
+        plugins.append(SubtitleWriter(srt=_subtitle_path(args, args.srt, path, ".srt"),
+                                      vtt=_subtitle_path(args, args.vtt, path, ".vtt")))
     if args.log:
         from cartesia_sync_plugins.event_log import EventLog
 
@@ -110,11 +124,39 @@ def _output_plugins(args: argparse.Namespace) -> List[Any]:
     return plugins
 
 
+def _subtitle_path(args: argparse.Namespace, option: Optional[str], path: Optional[str], suffix: str) -> Optional[str]:
+    """Where one input's subtitles go: the path as given for one input; for several, a directory or a template.
+
+    ``--srt out/`` (or any path, with several inputs) writes ``out/<stem>.srt``;
+    ``--srt 'subs/{stem}.en.srt'`` fills in each input's stem.
+    """
+    if option is None or path is None:
+        return option
+    stem = os.path.splitext(os.path.basename(path))[0]
+    if "{stem}" in option:
+        return option.replace("{stem}", stem)
+    if len(args.files) > 1 or option.endswith(os.sep) or os.path.isdir(option):
+        os.makedirs(option, exist_ok=True)
+        return os.path.join(option, stem + suffix)
+    return option
+
+
+def _parse(parser: argparse.ArgumentParser, argv: Optional[Sequence[str]]) -> argparse.Namespace:
+    """Parse, letting ``transcribe`` take files after its options (``a.wav --srt x b.wav``)."""
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        if getattr(args, "command", None) == "transcribe" and not any(item.startswith("-") for item in extra):
+            args.files.extend(extra)
+        else:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the command line; returns the exit code."""
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args = _parse(parser, argv)
     except SystemExit as exc:  # argparse exits 2 on usage errors, 0 for --help
         return int(exc.code or 0)
     if args.debug:
@@ -145,45 +187,116 @@ def _endpoint(args: argparse.Namespace) -> Iterator[Optional[str]]:
     if url or os.environ.get(API_KEY_ENV):
         yield url
         return
-    from .local import LocalServer
-
-    with LocalServer(args.engine, load_entrypoints=not args.no_plugins) as server:
-        print(f"cartesia-sync: no {API_KEY_ENV} set: using the embedded local server ({args.engine}) at {server.url}",
-              file=sys.stderr, flush=True)
-        yield server.url
+    with embedded_server(args.engine, load_entrypoints=not args.no_plugins) as url:
+        yield url
 
 
 def _transcribe(args: argparse.Namespace) -> int:
-    if (args.srt or args.vtt) and len(args.files) > 1:
-        print("cartesia-sync: error: --srt and --vtt take one FILE at a time", file=sys.stderr)
+    """Each file in turn; a failed one prints what it had and does not stop the rest."""
+    error = _check_subtitle_paths(args)
+    if error:
+        print(f"cartesia-sync: error: {error}", file=sys.stderr)
         return EXIT_USAGE
     results: List[dict] = []
-    with _endpoint(args) as url:
+    failures = 0
+    try:
+        with _endpoint(args) as url:
+            for done, path in enumerate(args.files):
+                try:
+                    if not _transcribe_one(args, url, path, results):
+                        failures += 1
+                except _EndpointFailed:
+                    left = len(args.files) - done - 1
+                    if left:
+                        print(f"cartesia-sync: {left} more file(s) not tried: the endpoint refused this run",
+                              file=sys.stderr)
+                    return EXIT_FAILURE
+    finally:  # also on Ctrl-C: every file done so far is in the JSON
+        if args.json and results:
+            print(json.dumps(results if len(args.files) > 1 else results[0], indent=2), flush=True)
+    if failures and len(args.files) > 1:
+        print(f"cartesia-sync: {failures} of {len(args.files)} files failed (see the error lines above)",
+              file=sys.stderr)
+    return EXIT_FAILURE if failures else EXIT_OK
+
+
+#: Failures of the endpoint or the settings, not of one file: the other files would fail the same way.
+_ENDPOINT_ERRORS = (AuthenticationError, PaymentRequiredError, ConfigurationError)
+
+
+class _EndpointFailed(Exception):
+    """Stops a multi-file run after an error that every further file would meet too (already printed)."""
+
+
+def _check_subtitle_paths(args: argparse.Namespace) -> Optional[str]:
+    """A usage error when several inputs would write the same subtitle file."""
+    for option, suffix in ((args.srt, ".srt"), (args.vtt, ".vtt")):
+        if option is None or len(args.files) < 2:
+            continue
+        seen: dict = {}
         for path in args.files:
-            progress = ProgressLine(sys.stderr, label=os.path.basename(path))
-            client = Client(url=url, model=args.model, language=args.language,
-                            plugins=[progress, *_output_plugins(args)], load_entrypoints=not args.no_plugins)
-            with client.connect(realtime=args.realtime) as session:
-                progress.total = session.send_file(path).duration
-            progress.finish()
-            if args.json:
-                results.append(_result_json(path, session))
-            else:
-                print(session.text.strip(), flush=True)
+            stem = os.path.splitext(os.path.basename(path))[0]
+            target = option.replace("{stem}", stem) if "{stem}" in option else os.path.join(option, stem + suffix)
+            if target in seen:
+                return (f"{seen[target]} and {path} would both write {target}; "
+                        "transcribe them in separate runs or rename one")
+            seen[target] = path
+    return None
+
+
+def _transcribe_one(args: argparse.Namespace, url: Optional[str], path: str, results: List[dict]) -> bool:
+    """Transcribe one file and print its text (or JSON entry); False when it failed (the error is printed)."""
+    progress = ProgressLine(sys.stderr, label=os.path.basename(path))
+    try:
+        with open_audio_file(path) as reader:
+            progress.total = reader.info.duration
+        result = transcribe(path, realtime=args.realtime, url=url, local=False, model=args.model,
+                            language=args.language, plugins=[progress, *_output_plugins(args, path)],
+                            load_entrypoints=not args.no_plugins)
+    except KeyboardInterrupt as interrupt:
+        progress.clear()
+        _print_result(args, path, getattr(interrupt, "partial_result", None), results, "interrupted")
+        raise
+    except (CartesiaSyncError, OSError) as exc:
+        progress.clear()
+        if args.debug:
+            logging.getLogger("cartesia_sync").exception("%s failed", path)
+        _print_result(args, path, getattr(exc, "partial_result", None), results, _one_line(exc))
+        message = _one_line(exc)
+        where = "" if len(args.files) == 1 or path in message else f"{path}: "
+        print(f"cartesia-sync: error: {where}{message}", file=sys.stderr, flush=True)
+        if isinstance(exc, _ENDPOINT_ERRORS):
+            raise _EndpointFailed() from exc
+        return False
+    progress.finish()
+    _print_result(args, path, result, results)
+    return True
+
+
+def _print_result(args: argparse.Namespace, path: str, result: Optional[TranscriptionResult], results: List[dict],
+                  error: Optional[str] = None) -> None:
+    """Print a file's text (or keep its JSON entry), whole or as far as it got before ``error``."""
     if args.json:
-        print(json.dumps(results if len(results) > 1 else results[0], indent=2))
-    return EXIT_OK
+        entry = _result_json(path, result)
+        if error is not None:
+            entry["error"] = error
+        results.append(entry)
+    elif result is not None and result.text.strip():
+        print(result.text.strip(), flush=True)
 
 
-def _result_json(path: str, session: Any) -> dict:
-    stats = session.stats
+def _result_json(path: str, result: Optional[TranscriptionResult]) -> dict:
+    if result is None:
+        return {"file": path, "text": "", "words": [], "complete": False}
     return {
         "file": path,
-        "text": session.text,
-        "words": [{"word": w.word, "start": w.start, "end": w.end} for w in session.words],
-        "audio_seconds": round(stats.audio_sent, 3),
-        "wall_seconds": round(stats.wall_seconds + stats.connect_seconds, 3),
-        "request_id": session.request_id,
+        "text": result.text,
+        "words": [{"word": w.word, "start": w.start, "end": w.end} for w in result.words],
+        "audio_seconds": round(result.audio_seconds, 3),
+        "audio_recognised": round(result.stats.audio_acknowledged, 3),
+        "wall_seconds": round(result.wall_seconds, 3),
+        "request_id": result.request_id,
+        "complete": result.complete,
     }
 
 

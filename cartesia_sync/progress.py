@@ -1,11 +1,11 @@
-"""A progress line for terminals: how far recognition has got through a file."""
+"""A progress line for terminals: how much of a file the server has recognised."""
 
 from __future__ import annotations
 
 import threading
-from typing import Optional, TextIO
+from typing import Any, Optional, TextIO
 
-from .events import Transcript
+from .events import Event
 from .hookspecs import hookimpl
 
 __all__ = ["ProgressLine"]
@@ -14,11 +14,13 @@ _WIDTH = 30
 
 
 class ProgressLine:
-    """A plugin that redraws ``label [#####.....]  45%`` on a terminal as finals arrive.
+    """A plugin that redraws ``label [#####.....]  45%`` on a terminal as the server recognises audio.
 
-    Progress is the end time of the latest final word over the file's
-    duration. It draws nothing when the stream is not a terminal, so piping
-    the command's output stays clean.
+    Progress is the audio the server has acknowledged (up to its latest final
+    word, ``flush_done`` or ``done``) over the file's duration, not the audio
+    sent: with a fast link the whole file is sent long before it is
+    recognised. It draws nothing when the stream is not a terminal, so
+    piping the command's output stays clean.
 
     :param stream: where to draw (stderr).
     :param label: shown before the bar.
@@ -33,12 +35,14 @@ class ProgressLine:
         self._lock = threading.Lock()
         self._done = 0.0
         self._drawn = False
+        self._shown = -1
         self.total: Optional[float] = None
 
     @hookimpl
-    def on_transcript(self, transcript: Transcript) -> None:
-        if transcript.is_final and transcript.words:
-            self._done = max(self._done, transcript.words[-1].end)
+    def on_event(self, session: Any, event: Event) -> None:
+        done = session.audio_acknowledged
+        if done > self._done:
+            self._done = done
             self._draw()
 
     def finish(self) -> None:
@@ -50,13 +54,27 @@ class ProgressLine:
             with self._lock:
                 self._stream.write("\n")
                 self._stream.flush()
+                self._drawn = False
+
+    def clear(self) -> None:
+        """Wipe the line, so that an error message starts at the left margin of an empty line."""
+        with self._lock:
+            if self._drawn:
+                self._stream.write("\r" + " " * (len(self._label) + _WIDTH + 9) + "\r")
+                self._stream.flush()
+                self._drawn = False
+            self._enabled = False
 
     def _draw(self) -> None:
         if not self._enabled or not self.total:
             return
         fraction = min(1.0, self._done / self.total)
+        percent = int(fraction * 100)
         filled = int(fraction * _WIDTH)
         with self._lock:
-            self._stream.write(f"\r{self._label} [{'#' * filled}{'.' * (_WIDTH - filled)}] {fraction:4.0%}")
+            if percent == self._shown or not self._enabled:
+                return
+            self._shown = percent
+            self._stream.write(f"\r{self._label} [{'#' * filled}{'.' * (_WIDTH - filled)}] {percent:3d}%")
             self._stream.flush()
             self._drawn = True

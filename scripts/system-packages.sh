@@ -16,6 +16,11 @@ if ((${#missing[@]} == 0)); then
     exit 0
 fi
 if [ "$(id -u)" = 0 ]; then SUDO=(); else SUDO=(sudo); fi
-echo "installing: ${missing[*]}" >&2
-"${SUDO[@]}" apt-get update -q
-DEBIAN_FRONTEND=noninteractive "${SUDO[@]}" apt-get install -y -q "${missing[@]}"
+# apt-get's progress goes to a log, not into the test output; the log is shown only if it fails.
+log="$(mktemp -t cartesia-sync-apt.XXXXXX.log)"
+echo "installing Debian packages: ${missing[*]} (apt-get log: $log)" >&2
+if ! { "${SUDO[@]}" apt-get update -q && DEBIAN_FRONTEND=noninteractive "${SUDO[@]}" apt-get install -y -q "${missing[@]}"; } >"$log" 2>&1; then
+    tail -n 30 "$log" >&2
+    echo "apt-get failed installing: ${missing[*]} (full log: $log)" >&2
+    exit 1
+fi

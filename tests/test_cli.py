@@ -243,6 +243,9 @@ def test_replay_of_a_torn_log_says_so(server, wav, tmp_path):
     assert "incomplete" in result.stderr and result.stdout.startswith("seg1:32000b")
 
 
-def test_subtitles_take_one_file_at_a_time(server, wav, tmp_path):
+def test_subtitles_of_several_files_must_not_collide(server, wav, tmp_path):
     result = run_cli("transcribe", wav, wav, "--url", server.url, "--srt", str(tmp_path / "x.srt"))
-    assert result.returncode == 2 and "one FILE" in result.stderr
+    assert result.returncode == 2 and "would both write" in result.stderr and not result.stdout
+    templated = run_cli("transcribe", wav, "--url", server.url, "--srt", str(tmp_path / "{stem}.en.srt"))
+    assert templated.returncode == 0, templated.stderr
+    assert (tmp_path / "speech.en.srt").read_text().startswith("1\n")
