@@ -87,7 +87,7 @@ class NoInputDeviceError(MicrophoneError):
             "no audio input device was found: check that a microphone or sound card is connected "
             "('arecord -l' lists them), that this user may use it (the 'audio' group), and the ALSA or "
             "PulseAudio configuration (~/.asoundrc, $ALSA_CONFIG_PATH); on a machine without sound, an ALSA "
-            "'file' device can stand in for one (README, Bundled plugins, Microphone)"
+            "'file' device can stand in for one (see the README, Microphone)"
         ))
 
 
