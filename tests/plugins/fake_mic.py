@@ -117,11 +117,15 @@ class PacedFeed:
     its clock then (a reader that comes back late gets no burst of catch-up audio). The pipe is
     shrunk to one page so that little audio waits in it.
 
+    Each write is one period of the reader (``chunk_seconds``, 0.1 s: the microphone's default
+    block): the ``file`` plugin fills a period with ONE read and leaves the rest of it stale, so
+    smaller writes would make the device deliver whole periods per write, faster than real time.
+
     :param bytes_per_second: the real-time byte rate of ``data`` (32000 for 16 kHz mono s16le).
     """
 
     def __init__(self, path: PathLike, data: bytes, bytes_per_second: int = 32000, speed: float = 1.0,
-                 chunk_seconds: float = 0.02) -> None:
+                 chunk_seconds: float = 0.1) -> None:
         self.path = Path(path).resolve()
         self.data = data
         self.chunk = max(2, int(bytes_per_second * chunk_seconds) // 2 * 2)

@@ -691,3 +691,20 @@ def test_another_threads_output_during_a_quiet_call_is_written_back(fake_alsa, c
     thread.join(5)
     assert capfd.readouterr().err == "a message from another thread\n"
     assert "ALSA lib pcm.c:1:(x) noise" in caplog.text and "another thread" not in caplog.text
+
+
+def test_a_real_time_device_over_a_slow_session_drops_without_being_called_fast(fake_alsa, tmp_path):
+    """Drops caused by the session (it takes audio at half real time) leave the device's speed at 1x."""
+    raw = write_raw(tmp_path / "numbered.raw", numbered_blocks(30))
+    fake_alsa(FakeDevice(), mic_file=raw)
+    with FakeCartesia() as fake:
+        client = client_for(fake, max_buffer_seconds=0.2, keepalive_interval=None)
+        with client.connect(realtime=0.5) as session:
+            mic = FileMicrophone(limit_bytes=raw.stat().st_size, speed=1.0, buffer_seconds=0.3, speed_window=0.5)
+            mic.start(session)
+            mic.wait()
+            mic.stop(timeout=15)
+        fake.wait_finished(timeout=15)
+    assert mic.dropped_seconds >= 0.5
+    assert mic.capture_speed == pytest.approx(1.0, rel=0.15)
+    assert not mic.faster_than_realtime
