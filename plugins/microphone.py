@@ -51,7 +51,7 @@ import numpy as np
 
 from cartesia_sync import CartesiaSyncError, Session, SessionClosedError, StreamTimeout
 
-from .native_stderr import capture_fd2, split_noise
+from .native_stderr import Captured, capture_fd2, split_noise
 
 __all__ = [
     "Microphone", "MicrophoneError", "NoInputDeviceError", "InputDevice", "list_input_devices", "find_input_device",
@@ -120,7 +120,7 @@ def _native_output(quiet: bool, what: str) -> Iterator[None]:
     if not quiet:
         yield
         return
-    captured = None
+    captured: Optional[Captured] = None
     try:
         with capture_fd2() as captured:
             yield
