@@ -75,8 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     listen.add_argument("--no-plugins", action="store_true", help="do not load installed plugins")
     listen.set_defaults(handler=_listen)
 
-    devices = commands.add_parser("devices", help="list audio input devices")
-    devices.add_argument("--json", action="store_true", help="print them as JSON")
+    devices = commands.add_parser("devices", help="list audio input devices (exit 1 when there is none)")
+    devices.add_argument("--json", action="store_true", help="print them as JSON ([] and exit 1 when there is none)")
     devices.set_defaults(handler=_devices)
 
     replay = commands.add_parser("replay", help="rebuild the transcript and subtitles from an event log")
@@ -302,10 +302,11 @@ def _result_json(path: str, result: Optional[TranscriptionResult]) -> dict:
 
 def _listen(args: argparse.Namespace) -> int:
     from cartesia_sync_plugins.live_captions import LiveCaptions
-    from cartesia_sync_plugins.microphone import Microphone
+    from cartesia_sync_plugins.microphone import Microphone, find_input_device
 
     device: Any = int(args.device) if args.device is not None and args.device.isdigit() else args.device
-    microphone = Microphone(device=device)
+    # Find the device first: without one, fail in one line before starting a server or connecting.
+    microphone = Microphone(device=find_input_device(device).index)
     with _endpoint(args) as url:
         # A live source needs no deep send buffer: the microphone's own drop-oldest buffer takes up a
         # stall, and a shallow one keeps captions close to the speech and Ctrl-C quick.
@@ -315,7 +316,9 @@ def _listen(args: argparse.Namespace) -> int:
         session = client.connect(realtime=True)
         try:
             microphone.start(session)
-            print(f"cartesia-sync: listening on {microphone.device.name}; Ctrl-C stops", file=sys.stderr, flush=True)
+            print(f"cartesia-sync: listening on {microphone.device.name} (device {microphone.device.index}, "
+                  f"{microphone.sample_rate} Hz, {microphone.channels} channel{'s' if microphone.channels > 1 else ''})"
+                  "; Ctrl-C stops", file=sys.stderr, flush=True)
             while microphone.running:
                 time.sleep(0.2)
             if microphone.error is not None:
@@ -334,13 +337,15 @@ def _listen(args: argparse.Namespace) -> int:
             raise
     print(session.text.strip(), flush=True)
     if microphone.dropped_seconds:
-        print(f"cartesia-sync: {microphone.dropped_seconds:.1f} s of audio were dropped (the network was too slow)",
-              file=sys.stderr)
+        speed = microphone.peak_capture_speed or 0.0
+        cause = (f"the device delivered audio at {speed:.{1 if speed < 10 else 0}f}x real time"
+                 if microphone.faster_than_realtime else "the connection could not keep up")
+        print(f"cartesia-sync: {cause}; {microphone.dropped_seconds:.1f} s were dropped", file=sys.stderr)
     return EXIT_OK
 
 
 def _devices(args: argparse.Namespace) -> int:
-    from cartesia_sync_plugins.microphone import list_input_devices
+    from cartesia_sync_plugins.microphone import NoInputDeviceError, list_input_devices
 
     devices = list_input_devices()
     if args.json:
@@ -349,6 +354,8 @@ def _devices(args: argparse.Namespace) -> int:
     else:
         for d in devices:
             print(f"{d.index:3d}  {d.name}  ({d.max_input_channels} ch, {d.default_sample_rate:g} Hz)")
+    if not devices:  # with --json, stdout still holds a valid (empty) list
+        raise NoInputDeviceError()
     return EXIT_OK
 
 

@@ -21,6 +21,16 @@ moves blocks from that buffer into :meth:`cartesia_sync.Session.send`, which
 downmixes to mono and resamples to the session's rate (soxr, streaming) and may
 block when the network stalls: that is why the buffer sits in between.
 
+Quiet by default: PortAudio and the ALSA/JACK libraries under it print probing
+failures (``ALSA lib pcm.c:...``, ``jack server is not running``) straight to
+file descriptor 2 while they initialise, list and open devices. With
+``quiet=True`` (the default of :class:`Microphone`, :func:`list_input_devices`
+and :func:`find_input_device`) those calls run with the process's file
+descriptor 2 briefly redirected (see :mod:`cartesia_sync_plugins.native_stderr`
+for what that means for other threads); the recognised noise is logged at
+DEBUG on this module's logger, and any other line is written back to stderr.
+``quiet=False`` leaves file descriptor 2 alone.
+
 Needs the ``mic`` extra: ``pip install 'cartesia-sync[mic]'`` (PyAudio, built
 against the PortAudio headers: ``apt-get install portaudio19-dev``).
 """
@@ -28,17 +38,24 @@ against the PortAudio headers: ``apt-get install portaudio19-dev``).
 from __future__ import annotations
 
 import collections
+import contextlib
 import itertools
 import logging
+import os
 import threading
+import time
 from dataclasses import dataclass
-from typing import Any, Deque, List, Optional, Sequence, Tuple, Union
+from typing import Any, Deque, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from cartesia_sync import CartesiaSyncError, Session, SessionClosedError, StreamTimeout
 
-__all__ = ["Microphone", "MicrophoneError", "InputDevice", "list_input_devices"]
+from .native_stderr import Captured, capture_fd2, split_noise
+
+__all__ = [
+    "Microphone", "MicrophoneError", "NoInputDeviceError", "InputDevice", "list_input_devices", "find_input_device",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +65,11 @@ _numbers = itertools.count(1)
 DEFAULT_RATE = 16000
 DEFAULT_CHANNELS = 1
 
+#: A capture speed (audio seconds per wall-clock second) at or above this is "faster than real
+#: time": a sound card's clock is off by far less than 1 %, so only a device without a clock (ALSA's
+#: ``file`` plugin, a misconfigured loopback) or a broken driver gets there.
+FASTER_THAN_REALTIME = 1.25
+
 _INSTALL_HINT = (
     "pip install 'cartesia-sync[mic]' (needs the PortAudio headers: apt-get install portaudio19-dev)"
 )
@@ -55,6 +77,18 @@ _INSTALL_HINT = (
 
 class MicrophoneError(CartesiaSyncError):
     """The microphone could not be opened or used; the message says what to do."""
+
+
+class NoInputDeviceError(MicrophoneError):
+    """PortAudio lists no device that can capture (no sound card, no permission, or an ALSA set-up without one)."""
+
+    def __init__(self, message: str = "") -> None:
+        super().__init__(message or (
+            "no audio input device was found: check that a microphone or sound card is connected "
+            "('arecord -l' lists them), that this user may use it (the 'audio' group), and the ALSA or "
+            "PulseAudio configuration (~/.asoundrc, $ALSA_CONFIG_PATH); on a machine without sound, an ALSA "
+            "'file' device can stand in for one (see the README, Microphone)"
+        ))
 
 
 @dataclass(frozen=True)
@@ -78,6 +112,32 @@ class InputDevice:
 
 
 # -- PortAudio access ----------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _native_output(quiet: bool, what: str) -> Iterator[None]:
+    """Run a PortAudio call with its C-level stderr captured (``quiet``): noise to DEBUG, the rest back."""
+    if not quiet:
+        yield
+        return
+    captured: Optional[Captured] = None
+    try:
+        with capture_fd2() as captured:
+            yield
+    finally:
+        if captured is not None and captured.text:
+            _report_native_output(captured.text, what)
+
+
+def _report_native_output(text: str, what: str) -> None:
+    noise, other = split_noise(text)
+    if any(line.strip() for line in noise):
+        logger.debug("microphone: PortAudio printed while %s:\n%s", what, "\n".join(noise))
+    if other:  # not recognised as the audio libraries' noise (maybe another thread's output): show it
+        try:
+            os.write(2, ("\n".join(other) + "\n").encode("utf-8", "replace"))
+        except OSError:
+            pass
 
 
 def _import_pyaudio() -> Any:
@@ -116,16 +176,37 @@ def _input_devices(pa: Any) -> List[InputDevice]:
     return devices
 
 
-def list_input_devices() -> List[InputDevice]:
+def list_input_devices(quiet: bool = True) -> List[InputDevice]:
     """Every device that can capture (at least one input channel), in PortAudio's order.
 
+    :param quiet: capture what the audio libraries print on file descriptor 2 meanwhile and log it
+        at DEBUG (see the module docstring); ``False`` lets it through.
     :raises MicrophoneError: PyAudio is not installed, or PortAudio failed to initialise.
     """
-    _, pa = _open_portaudio()
-    try:
-        return _input_devices(pa)
-    finally:
-        pa.terminate()
+    with _native_output(quiet, "listing devices"):
+        _, pa = _open_portaudio()
+        try:
+            return _input_devices(pa)
+        finally:
+            pa.terminate()
+
+
+def find_input_device(device: Union[None, int, str] = None, quiet: bool = True) -> InputDevice:
+    """The input device :class:`Microphone` would open for ``device``, without opening it.
+
+    Useful to fail early, e.g. before connecting a session.
+
+    :param device: ``None`` (the default input device), an index, or part of a name.
+    :param quiet: as for :func:`list_input_devices`.
+    :raises NoInputDeviceError: there is no input device at all.
+    :raises MicrophoneError: PyAudio missing, PortAudio failing, or no device matching ``device``.
+    """
+    with _native_output(quiet, "looking for an input device"):
+        _, pa = _open_portaudio()
+        try:
+            return _select_device(pa, device)
+        finally:
+            pa.terminate()
 
 
 def _device_list(devices: Sequence[InputDevice]) -> str:
@@ -136,10 +217,7 @@ def _select_device(pa: Any, device: Union[None, int, str]) -> InputDevice:
     """Resolve ``device`` (None, an index, or part of a name) to one input device."""
     devices = _input_devices(pa)
     if not devices:
-        raise MicrophoneError(
-            "no audio input device was found: plug in a microphone, or check the sound system "
-            "('arecord -l' lists capture devices on Linux)"
-        )
+        raise NoInputDeviceError()
     if device is None:
         try:
             index = int(pa.get_default_input_device_info()["index"])
@@ -207,6 +285,10 @@ class Microphone:
     :param block_seconds: audio per PortAudio callback.
     :param buffer_seconds: audio held between the callback and the session; when the session
         cannot take audio fast enough, the OLDEST audio is dropped (see :attr:`dropped_seconds`).
+    :param speed_window: the device's capture speed is measured over windows of this many seconds
+        (of wall-clock time, or of audio, whichever comes first); see :attr:`capture_speed`.
+    :param quiet: capture what PortAudio and the ALSA/JACK libraries print on file descriptor 2
+        while the device is opened and closed, and log it at DEBUG (see the module docstring).
     """
 
     name = "microphone"
@@ -218,6 +300,8 @@ class Microphone:
         channels: Optional[int] = None,
         block_seconds: float = 0.1,
         buffer_seconds: float = 2.0,
+        speed_window: float = 3.0,
+        quiet: bool = True,
     ) -> None:
         if rate is not None and (isinstance(rate, bool) or not isinstance(rate, int) or rate <= 0):
             raise MicrophoneError(f"rate must be a positive number of Hz, got {rate!r}")
@@ -229,11 +313,17 @@ class Microphone:
             raise MicrophoneError(
                 f"buffer_seconds must hold at least one block ({block_seconds:g} s), got {buffer_seconds!r}"
             )
+        if not (isinstance(speed_window, (int, float)) and speed_window >= block_seconds):
+            raise MicrophoneError(
+                f"speed_window must span at least one block ({block_seconds:g} s), got {speed_window!r}"
+            )
         self._wanted_device = device
         self._wanted_rate = rate
         self._wanted_channels = channels
         self.block_seconds = float(block_seconds)
         self.buffer_seconds = float(buffer_seconds)
+        self.speed_window = float(speed_window)
+        self.quiet = bool(quiet)
         self.number = next(_numbers)
 
         self._pa: Any = None
@@ -261,6 +351,12 @@ class Microphone:
         self._forwarded_frames = 0
         self._unsent_frames = 0
         self._overflows = 0
+        # Capture speed, measured in the callback: the start of the current window, (monotonic time,
+        # frames captured by then), and the speeds of the last and the fastest complete window.
+        self._window: Optional[Tuple[float, int]] = None
+        self._speed: Optional[float] = None
+        self._peak_speed: Optional[float] = None
+        self._speed_reported = False
 
     # -- public API --------------------------------------------------------------
 
@@ -328,6 +424,26 @@ class Microphone:
         """Seconds waiting in the buffer right now."""
         return self._seconds(self._buffered_frames)
 
+    @property
+    def capture_speed(self) -> Optional[float]:
+        """Audio seconds the device delivered per wall-clock second, over the last complete window.
+
+        About 1.0 for a real device. ``None`` until a window of :attr:`speed_window` seconds (of wall
+        time, or of audio) is complete. A device well above 1.0 has no clock or a broken one: its
+        excess audio ends up dropped (:attr:`dropped_seconds`) whatever the network does.
+        """
+        return self._speed
+
+    @property
+    def peak_capture_speed(self) -> Optional[float]:
+        """The highest :attr:`capture_speed` of any window since :meth:`start`."""
+        return self._peak_speed
+
+    @property
+    def faster_than_realtime(self) -> bool:
+        """True once a window's capture speed reached :data:`FASTER_THAN_REALTIME` (1.25x)."""
+        return self._peak_speed is not None and self._peak_speed >= FASTER_THAN_REALTIME
+
     def start(self, session: Session) -> "Microphone":
         """Open the device and start sending its audio to ``session``. Returns ``self``.
 
@@ -340,28 +456,9 @@ class Microphone:
             raise MicrophoneError("this microphone's last forwarding thread is still blocked in session.send(); "
                                   "close that session first")
         self._reset()
-        pyaudio, pa = _open_portaudio()
-        try:
-            dev = _select_device(pa, self._wanted_device)
-            stream, rate, channels = self._open_stream(pyaudio, pa, dev)
-        except BaseException:
-            pa.terminate()
-            raise
-        self._pa, self._device, self._rate, self._channels = pa, dev, rate, channels
-        self._frame_bytes = 2 * channels
-        self._max_frames = max(1, int(round(self.buffer_seconds * rate)))
-        self._continue = pyaudio.paContinue
-        self._session = session
-        self._forwarding = True
-        self._thread = threading.Thread(target=self._forward, name=f"cartesia-sync-mic-{self.number}", daemon=True)
-        self._thread.start()
-        self._stream = stream
-        try:
-            stream.start_stream()
-        except Exception as exc:
-            self._release(timeout=1.0)
-            raise MicrophoneError(f"could not start capturing from {dev.name!r}: {exc}") from exc
-        logger.info("microphone %s: capturing %d Hz, %d channel(s)", dev, rate, channels)
+        with _native_output(self.quiet, "opening the input device"):
+            self._open(session)
+        logger.info("microphone %s: capturing %d Hz, %d channel(s)", self._device, self._rate, self._channels)
         return self
 
     def pause(self) -> None:
@@ -404,6 +501,7 @@ class Microphone:
         if in_data:
             frames = len(in_data) // self._frame_bytes
             self._captured_frames += frames
+            self._measure_speed()
             if self._paused or not self._forwarding:
                 self._discarded_frames += frames
             else:
@@ -418,6 +516,22 @@ class Microphone:
                 self._wake.set()
         return None, self._continue
 
+    def _measure_speed(self) -> None:
+        """Close the speed window once it spans ``speed_window`` s of wall time or of audio (callback thread)."""
+        now = time.monotonic()
+        if self._window is None:  # the first block was captured before now: count from the next one
+            self._window = (now, self._captured_frames)
+            return
+        started, frames = self._window
+        wall = now - started
+        audio = (self._captured_frames - frames) / self._rate
+        if wall >= self.speed_window or audio >= self.speed_window:
+            speed = audio / max(wall, 1e-6)
+            self._speed = speed
+            if self._peak_speed is None or speed > self._peak_speed:
+                self._peak_speed = speed
+            self._window = (now, self._captured_frames)
+
     # -- forwarding thread --------------------------------------------------------
 
     def _forward(self) -> None:
@@ -427,6 +541,10 @@ class Microphone:
             while True:
                 self._wake.wait(0.05)
                 self._wake.clear()
+                if self.faster_than_realtime and not self._speed_reported:
+                    self._speed_reported = True
+                    logger.info("microphone %s: the device delivers audio at %.1fx real time (no clock?); "
+                                "what the session cannot take is dropped", self._device, self._peak_speed)
                 blocks = self._take()
                 if not blocks:
                     if self._stopping.is_set():
@@ -484,6 +602,32 @@ class Microphone:
         self._error = None
         self._captured_frames = self._dropped_frames = self._discarded_frames = 0
         self._forwarded_frames = self._unsent_frames = self._overflows = 0
+        self._window = self._speed = self._peak_speed = None
+        self._speed_reported = False
+
+    def _open(self, session: Session) -> None:
+        """Initialise PortAudio, open and start the device, and start the forwarding thread."""
+        pyaudio, pa = _open_portaudio()
+        try:
+            dev = _select_device(pa, self._wanted_device)
+            stream, rate, channels = self._open_stream(pyaudio, pa, dev)
+        except BaseException:
+            pa.terminate()
+            raise
+        self._pa, self._device, self._rate, self._channels = pa, dev, rate, channels
+        self._frame_bytes = 2 * channels
+        self._max_frames = max(1, int(round(self.buffer_seconds * rate)))
+        self._continue = pyaudio.paContinue
+        self._session = session
+        self._forwarding = True
+        self._thread = threading.Thread(target=self._forward, name=f"cartesia-sync-mic-{self.number}", daemon=True)
+        self._thread.start()
+        self._stream = stream
+        try:
+            stream.start_stream()
+        except Exception as exc:
+            self._release(timeout=1.0)
+            raise MicrophoneError(f"could not start capturing from {dev.name!r}: {exc}") from exc
 
     def _open_stream(self, pyaudio: Any, pa: Any, dev: InputDevice) -> Tuple[Any, int, int]:
         """Open ``dev`` in callback mode at the first format it accepts."""
@@ -522,18 +666,9 @@ class Microphone:
     def _release(self, timeout: float) -> None:
         stream, pa, thread = self._stream, self._pa, self._thread
         self._stream = self._pa = None
-        if stream is not None:
-            try:
-                if stream.is_active():
-                    stream.stop_stream()
-            except Exception as exc:  # the device vanished: closing is all that is left
-                logger.debug("microphone: stop_stream failed: %s", exc)
-            try:
-                stream.close()
-            except Exception as exc:
-                logger.debug("microphone: close failed: %s", exc)
-        if pa is not None:
-            pa.terminate()
+        if stream is not None or pa is not None:
+            with _native_output(self.quiet, "closing the input device"):
+                _close_portaudio(stream, pa)
         self._stopping.set()
         self._wake.set()
         if thread is not None:
@@ -544,3 +679,19 @@ class Microphone:
             else:
                 self._thread = None
         self._session = None if self._thread is None else self._session
+
+
+def _close_portaudio(stream: Any, pa: Any) -> None:
+    """Stop and close ``stream``, then terminate PortAudio (either may be ``None``)."""
+    if stream is not None:
+        try:
+            if stream.is_active():
+                stream.stop_stream()
+        except Exception as exc:  # the device vanished: closing is all that is left
+            logger.debug("microphone: stop_stream failed: %s", exc)
+        try:
+            stream.close()
+        except Exception as exc:
+            logger.debug("microphone: close failed: %s", exc)
+    if pa is not None:
+        pa.terminate()

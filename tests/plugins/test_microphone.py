@@ -15,6 +15,8 @@ PyAudio is required: these tests fail (they do not skip) when it is missing, exc
 from __future__ import annotations
 
 import hashlib
+import logging
+import os
 import re
 import sys
 import threading
@@ -29,8 +31,11 @@ from cartesia_sync_plugins.microphone import (
     InputDevice,
     Microphone,
     MicrophoneError,
+    NoInputDeviceError,
+    find_input_device,
     list_input_devices,
 )
+from cartesia_sync_plugins.native_stderr import capture_fd2, split_noise
 
 import cartesia_sync
 from cartesia_sync.testing import FakeCartesia
@@ -489,10 +494,25 @@ def test_portaudio_failing_to_initialise(monkeypatch, pyaudio):
 def test_no_input_device(fake_alsa):
     fake_alsa(FakeDevice(kind="nocard"))  # a config with no capture PCM that opens
     assert list_input_devices() == []
-    with pytest.raises(MicrophoneError, match="no audio input device was found"):
+    with pytest.raises(NoInputDeviceError, match="no audio input device was found"):
         Microphone().start(object())
-    with pytest.raises(MicrophoneError, match="no audio input device was found"):
+    with pytest.raises(NoInputDeviceError, match="no audio input device was found"):
         Microphone(device="anything").start(object())
+    with pytest.raises(NoInputDeviceError) as info:
+        find_input_device()
+    assert isinstance(info.value, MicrophoneError)
+    message = str(info.value)
+    assert "\n" not in message
+    for hint in ("sound card", "'audio' group", "ALSA", "PulseAudio", "$ALSA_CONFIG_PATH", "'file' device"):
+        assert hint in message
+
+
+def test_find_input_device_resolves_without_opening(fake_alsa, hello_raw):
+    fake_alsa(FakeDevice("headset", infile=hello_raw), FakeDevice(), mic_file=hello_raw)
+    assert find_input_device() == InputDevice(1, "default", 128, 44100.0)
+    assert find_input_device("HEAD") == InputDevice(0, "headset", 128, 44100.0)
+    with pytest.raises(MicrophoneError, match="no input device name contains 'webcam'"):
+        find_input_device("webcam")
 
 
 def test_a_device_that_rejects_the_format(fake_alsa):
@@ -513,6 +533,7 @@ def test_a_device_that_rejects_the_format(fake_alsa):
 
 
 @pytest.mark.parametrize("kwargs, match", [
+    ({"speed_window": 0.01}, "speed_window must span"),
     ({"rate": 0}, "rate must be"),
     ({"channels": 0}, "channels must be"),
     ({"block_seconds": 2}, "block_seconds must be"),
@@ -521,3 +542,169 @@ def test_a_device_that_rejects_the_format(fake_alsa):
 def test_bad_arguments(kwargs, match):
     with pytest.raises(MicrophoneError, match=match):
         Microphone(**kwargs)
+
+
+# -- capture speed: a device with no clock is told from a real-time one ----------------------
+
+
+@pytest.mark.parametrize("speed", [1.0, 4.0])
+def test_the_capture_speed_of_a_paced_device_is_measured(fake_alsa, tmp_path, speed):
+    """The fake device paced at 1x and 4x real time (the callback sleeps); windows of 0.5 s."""
+    raw = write_raw(tmp_path / "numbered.raw", numbered_blocks(100))
+    fake_alsa(FakeDevice(), mic_file=raw)
+    with FakeCartesia() as fake:
+        with client_for(fake).connect() as session:
+            mic = FileMicrophone(limit_bytes=int(speed * 2.0 * 32000), speed=speed, speed_window=0.5)
+            assert mic.capture_speed is None and mic.peak_capture_speed is None and not mic.faster_than_realtime
+            with mic.start(session):
+                mic.wait()
+    assert mic.capture_speed == pytest.approx(speed, rel=0.15)
+    assert mic.peak_capture_speed == pytest.approx(speed, rel=0.15)
+    assert mic.faster_than_realtime is (speed >= mic_module.FASTER_THAN_REALTIME)
+
+
+def test_a_device_without_a_clock_is_faster_than_realtime(fake_alsa, tmp_path):
+    """Unpaced, ALSA's file plugin delivers seconds of audio in milliseconds: the first window says so."""
+    raw = write_raw(tmp_path / "numbered.raw", numbered_blocks(50))
+    fake_alsa(FakeDevice(), mic_file=raw)
+    with FakeCartesia() as fake:
+        with client_for(fake).connect() as session:
+            with FileMicrophone(limit_bytes=raw.stat().st_size, speed_window=1.0) as mic:
+                mic.start(session)
+                mic.wait()
+    assert mic.faster_than_realtime
+    assert mic.capture_speed is not None and mic.capture_speed > 10
+    assert mic.peak_capture_speed >= mic.capture_speed
+
+
+# -- what PortAudio and ALSA print on file descriptor 2 -------------------------------------
+
+NOISE_MARKS = ("ALSA lib", "Unknown PCM no_such_pcm")
+
+
+def test_a_misconfigured_alsa_is_noisy_without_quiet(fake_alsa, capfd, caplog):
+    """The control for the tests below: this configuration really prints ALSA noise on fd 2."""
+    fake_alsa(FakeDevice(kind="misconfigured"))
+    capfd.readouterr()
+    with caplog.at_level(logging.DEBUG, logger="cartesia_sync_plugins.microphone"):
+        assert list_input_devices(quiet=False) == []
+        with pytest.raises(NoInputDeviceError):
+            find_input_device(quiet=False)
+    err = capfd.readouterr().err
+    assert all(mark in err for mark in NOISE_MARKS), err
+    assert "ALSA lib" not in caplog.text
+
+
+def test_listing_and_finding_devices_is_quiet_and_logs_the_noise_at_debug(fake_alsa, capfd, caplog):
+    fake_alsa(FakeDevice(kind="misconfigured"))
+    capfd.readouterr()
+    with caplog.at_level(logging.DEBUG, logger="cartesia_sync_plugins.microphone"):
+        assert list_input_devices() == []
+        with pytest.raises(NoInputDeviceError):
+            find_input_device()
+        with pytest.raises(NoInputDeviceError):
+            Microphone().start(object())
+    err = capfd.readouterr().err
+    assert err == ""
+    logged = [r.getMessage() for r in caplog.records if r.name == "cartesia_sync_plugins.microphone"]
+    assert [m.splitlines()[0] for m in logged] == [
+        "microphone: PortAudio printed while listing devices:",
+        "microphone: PortAudio printed while looking for an input device:",
+        "microphone: PortAudio printed while opening the input device:",
+    ]
+    assert all(all(mark in m for mark in NOISE_MARKS) for m in logged)
+    assert mic_threads() == []
+
+
+def test_opening_and_closing_a_device_is_quiet(fake_alsa, tmp_path, capfd):
+    """JACK's client library complains at every PortAudio initialisation; none of it reaches fd 2."""
+    raw = write_raw(tmp_path / "numbered.raw", numbered_blocks(5))
+    fake_alsa(FakeDevice(), FakeDevice("broken", kind="misconfigured"), mic_file=raw)
+    capfd.readouterr()
+    with FakeCartesia() as fake:
+        with client_for(fake).connect() as session:
+            with FileMicrophone(limit_bytes=raw.stat().st_size, speed=20.0) as mic:
+                mic.start(session)
+                mic.wait()
+    assert capfd.readouterr().err == ""
+    with FakeCartesia() as fake:
+        with client_for(fake).connect() as session:
+            with FileMicrophone(limit_bytes=raw.stat().st_size, speed=20.0, quiet=False) as mic:
+                mic.start(session)
+                mic.wait()
+    assert "ALSA lib" in capfd.readouterr().err  # the same device, not quiet: the control
+
+
+def test_capture_fd2_takes_what_c_code_writes_and_restores_the_descriptor(capfd):
+    before = os.fstat(2)
+    with capture_fd2() as captured:
+        os.write(2, b"ALSA lib pcm.c:1:(x) Unknown PCM nothing\n")
+        with capture_fd2() as inner:  # nested: the outer capture gets the text
+            os.write(2, b"jack server is not running or cannot be started\n")
+    assert captured.text == ("ALSA lib pcm.c:1:(x) Unknown PCM nothing\n"
+                             "jack server is not running or cannot be started\n")
+    assert inner.text == ""
+    after = os.fstat(2)
+    assert (after.st_dev, after.st_ino) == (before.st_dev, before.st_ino)
+    with pytest.raises(RuntimeError, match="boom"):
+        with capture_fd2() as failed:
+            os.write(2, b"ALSA lib during a failure\n")
+            raise RuntimeError("boom")
+    assert failed.text == "ALSA lib during a failure\n"
+    os.write(2, b"after\n")
+    assert capfd.readouterr().err == "after\n"
+
+
+def test_split_noise_knows_the_audio_libraries_lines():
+    text = ("ALSA lib pcm.c:2666:(snd_pcm_open_noupdate) Unknown PCM cards.pcm.front\n"
+            "Cannot connect to server socket err = No such file or directory\n"
+            "Cannot connect to server request channel\n"
+            "jack server is not running or cannot be started\n"
+            "JackShmReadWritePtr::~JackShmReadWritePtr - Init not done for -1, skipping unlock\n"
+            "\n"
+            "Expression 'ret' failed in 'src/hostapi/alsa/pa_linux_alsa.c', line: 1736\n"
+            "cartesia-sync: a caption line from another thread\n")
+    noise, other = split_noise(text)
+    assert len(noise) == 7
+    assert other == ["cartesia-sync: a caption line from another thread"]
+
+
+def test_another_threads_output_during_a_quiet_call_is_written_back(fake_alsa, capfd, caplog):
+    """fd 2 is the process's: what another thread prints meanwhile is captured too, and must not be lost."""
+    fake_alsa(FakeDevice(kind="misconfigured"))
+    capfd.readouterr()
+    inside = threading.Event()
+    written = threading.Event()
+
+    def other_thread() -> None:
+        inside.wait(5)
+        print("a message from another thread", file=sys.stderr, flush=True)
+        written.set()
+
+    thread = threading.Thread(target=other_thread)
+    thread.start()
+    with caplog.at_level(logging.DEBUG, logger="cartesia_sync_plugins.microphone"):
+        with mic_module._native_output(True, "testing"):
+            inside.set()
+            assert written.wait(5)
+            os.write(2, b"ALSA lib pcm.c:1:(x) noise\n")
+    thread.join(5)
+    assert capfd.readouterr().err == "a message from another thread\n"
+    assert "ALSA lib pcm.c:1:(x) noise" in caplog.text and "another thread" not in caplog.text
+
+
+def test_a_real_time_device_over_a_slow_session_drops_without_being_called_fast(fake_alsa, tmp_path):
+    """Drops caused by the session (it takes audio at half real time) leave the device's speed at 1x."""
+    raw = write_raw(tmp_path / "numbered.raw", numbered_blocks(30))
+    fake_alsa(FakeDevice(), mic_file=raw)
+    with FakeCartesia() as fake:
+        client = client_for(fake, max_buffer_seconds=0.2, keepalive_interval=None)
+        with client.connect(realtime=0.5) as session:
+            mic = FileMicrophone(limit_bytes=raw.stat().st_size, speed=1.0, buffer_seconds=0.3, speed_window=0.5)
+            mic.start(session)
+            mic.wait()
+            mic.stop(timeout=15)
+        fake.wait_finished(timeout=15)
+    assert mic.dropped_seconds >= 0.5
+    assert mic.capture_speed == pytest.approx(1.0, rel=0.15)
+    assert not mic.faster_than_realtime
