@@ -30,6 +30,7 @@ from .errors import (
 )
 from .events import Done, Event, FlushDone, ServerErrorEvent, Transcript, UnknownMessage, Word, parse_message
 from .hookspecs import hookimpl
+from .native_stderr import capture_native_stderr, native_stderr_filtered
 from .reconnect import Reconnected
 from .session import Session, SessionState
 from .result import TranscriptionResult
@@ -50,6 +51,8 @@ __all__ = [
     "transcribe",
     "TranscriptionResult",
     "hookimpl",
+    "capture_native_stderr",
+    "native_stderr_filtered",
     "Word",
     "Transcript",
     "FlushDone",

@@ -6,6 +6,7 @@ format (FLAC, OGG, MP3, AIFF, ...) goes through ``soundfile``, imported only whe
 
 from __future__ import annotations
 
+import logging
 import os
 import struct
 from dataclasses import dataclass
@@ -15,9 +16,11 @@ from typing import Any, BinaryIO, Iterator, Optional, Union
 import numpy as np
 
 from .errors import AudioFormatError
-from .native_stderr import native_stderr_filtered
+from .native_stderr import DECODER_NOISE, native_stderr_filtered
 
 __all__ = ["AudioFileInfo", "AudioFileReader", "open_audio_file"]
+
+logger = logging.getLogger(__name__)
 
 _SUPPORTED = "WAV (PCM 8/16/24/32-bit, float 32/64-bit), FLAC, OGG, MP3, AIFF"
 _PCM, _FLOAT, _EXTENSIBLE = 1, 3, 0xFFFE
@@ -250,7 +253,7 @@ class _SoundFileReader(AudioFileReader):
         self._dtype = "int16" if sound_file.subtype == "PCM_16" else "float32"
 
     def _read(self, position: int, frames: int) -> np.ndarray:
-        with native_stderr_filtered():  # libmpg123 prints decoder chatter on fd 2
+        with native_stderr_filtered(DECODER_NOISE, logger, f"libmpg123 printed while decoding {self.info.path}"):  # libmpg123 chatters
             if self._file.tell() != position:
                 self._file.seek(position)
             return self._file.read(frames, dtype=self._dtype, always_2d=True)
@@ -265,7 +268,7 @@ def _open_with_soundfile(path: str, name: str) -> AudioFileReader:
     import soundfile
 
     try:
-        with native_stderr_filtered():
+        with native_stderr_filtered(DECODER_NOISE, logger, f"libmpg123 printed while opening {name}"):
             sound_file = soundfile.SoundFile(path)
     except RuntimeError as exc:  # soundfile.LibsndfileError
         reason = (getattr(exc, "error_string", None) or str(exc)).rstrip(".")

@@ -1,17 +1,26 @@
-"""Keeping C libraries' diagnostics off the terminal: libmpg123 (inside libsndfile) prints to file descriptor 2.
+"""What C libraries write to the process's stderr (file descriptor 2), captured so that it can be filtered.
 
-Decoding an MP3 makes libmpg123 write lines such as ``[src/libmpg123/layer3.c:...]
-error: part2_3_length ... too large`` straight to fd 2, even for a file that
-decodes well; Python's ``sys.stderr`` never sees them, so only moving fd 2
-itself keeps them off the user's terminal. :func:`native_stderr_filtered`
-points fd 2 at a temporary file for the duration of a library call and then
-writes back what arrived there, except the lines of the named libraries,
-which go to the ``cartesia_sync`` logger at DEBUG (shown with ``--debug``).
+libmpg123 (inside libsndfile) prints decoder diagnostics for MP3 files that
+decode well (``[src/libmpg123/layer3.c:...] error: part2_3_length ... too
+large``); PortAudio, ALSA and JACK print their probing failures
+(``ALSA lib pcm.c:... Unknown PCM``). They write to file descriptor 2
+directly, so Python-level redirection (``sys.stderr``,
+``contextlib.redirect_stderr``) does not see them: :func:`capture_native_stderr`
+swaps the descriptor itself, and :func:`native_stderr_filtered` sends the
+lines a caller knows to be noise to a logger at DEBUG (shown with the
+command line's ``--debug``) and writes every other line back to stderr.
 
-Other threads' writes to fd 2 during the window are kept and written back
-in order, a moment late. Windows of several threads overlap safely: the first
-one in redirects, the last one out restores. Where fd 2 cannot be moved (it is
-closed, or the platform lacks ``dup2``), the call just runs.
+Thread safety: while a capture is active, **everything** any thread of the
+process writes to file descriptor 2 goes to the capture, Python's
+``sys.stderr`` and logging handlers included. Captures are meant to be brief
+(around one library call) and are serialised by a process-wide lock; a nested
+capture in the same thread does nothing (the outer one gets the text).
+:func:`native_stderr_filtered` writes back what is not noise, so another
+thread's message is delayed, not lost.
+
+The capture goes to an unlinked temporary file rather than a pipe: a pipe
+nobody reads would block the library once it holds 64 KiB. If the process
+dies inside a capture (a C assertion aborts it), what was written there is lost.
 """
 
 from __future__ import annotations
@@ -20,78 +29,102 @@ import contextlib
 import logging
 import os
 import re
+import sys
 import tempfile
 import threading
-from typing import IO, Iterator, Optional
+from typing import Iterator, List, Pattern, Tuple
 
-__all__ = ["native_stderr_filtered"]
+__all__ = ["Captured", "capture_native_stderr", "native_stderr_filtered", "split_lines"]
 
-logger = logging.getLogger("cartesia_sync.native")
+_lock = threading.RLock()  # fd 2 is one per process, so are its captures
+_local = threading.local()
 
-#: Lines that C libraries we call print as chatter; everything else written to fd 2 is passed through.
-_CHATTER = re.compile(rb"^\[src/libmpg123/|^Note: |^Warning: .*mpg123", re.MULTILINE)
 
-_lock = threading.Lock()
-_depth = 0
-_saved_fd: Optional[int] = None
-_capture: Optional[IO[bytes]] = None
+class Captured:
+    """What was written to file descriptor 2 during a :func:`capture_native_stderr` block (``text``, set at its end)."""
+
+    def __init__(self) -> None:
+        self.text = ""
 
 
 @contextlib.contextmanager
-def native_stderr_filtered() -> Iterator[None]:
-    """Run the block with fd 2 captured; chatter is logged at DEBUG, anything else written back to stderr."""
-    if not _enter():
-        yield
+def capture_native_stderr() -> Iterator[Captured]:
+    """Redirect file descriptor 2 into a temporary file for the block; ``captured.text`` holds it afterwards.
+
+    The original descriptor is restored in a ``finally``, also when the block
+    raises. If file descriptor 2 is not open, nothing is redirected and
+    ``text`` stays empty. See the module docstring for what this means for
+    other threads.
+    """
+    captured = Captured()
+    if getattr(_local, "active", False):  # nested: the outer capture collects the text
+        yield captured
         return
-    try:
-        yield
-    finally:
-        _leave()
-
-
-def _enter() -> bool:
-    global _depth, _saved_fd, _capture
     with _lock:
-        if _depth == 0:
-            try:
-                capture = tempfile.TemporaryFile()
-                saved = os.dup(2)
-            except OSError:
-                return False
-            try:
-                os.dup2(capture.fileno(), 2)
-            except OSError:
-                os.close(saved)
-                capture.close()
-                return False
-            _saved_fd, _capture = saved, capture
-        _depth += 1
-        return True
-
-
-def _leave() -> None:
-    global _depth, _saved_fd, _capture
-    with _lock:
-        _depth -= 1
-        if _depth or _saved_fd is None or _capture is None:
+        try:
+            saved = os.dup(2)
+        except OSError:  # no stderr at all (a daemon, pythonw): nothing to protect
+            yield captured
             return
-        saved, capture = _saved_fd, _capture
-        _saved_fd = _capture = None
-        os.dup2(saved, 2)
-        os.close(saved)
-    with capture:
-        capture.seek(0)
-        written = capture.read()
-    if written:
-        _pass_through(written)
+        _local.active = True
+        try:
+            with tempfile.TemporaryFile() as sink:
+                _flush_python_stderr()
+                os.dup2(sink.fileno(), 2)
+                try:
+                    yield captured
+                finally:
+                    _flush_python_stderr()
+                    os.dup2(saved, 2)
+                    sink.seek(0)
+                    captured.text = sink.read().decode("utf-8", "replace")
+        finally:
+            os.close(saved)
+            _local.active = False
 
 
-def _pass_through(written: bytes) -> None:
-    kept = []
-    for line in written.splitlines(keepends=True):
-        if _CHATTER.match(line):
-            logger.debug("%s", line.decode(errors="replace").rstrip())
-        else:
-            kept.append(line)
-    if kept:
-        os.write(2, b"".join(kept))
+def split_lines(text: str, noise: Pattern[str]) -> Tuple[List[str], List[str]]:
+    """Split captured text into ``(noise lines, other lines)``; blank lines count as noise."""
+    noisy: List[str] = []
+    other: List[str] = []
+    for line in text.splitlines():
+        (noisy if not line.strip() or noise.match(line) else other).append(line)
+    return noisy, other
+
+
+@contextlib.contextmanager
+def native_stderr_filtered(noise: Pattern[str], logger: logging.Logger, what: str) -> Iterator[None]:
+    """Run the block with fd 2 captured: lines matching ``noise`` go to ``logger`` at DEBUG, the rest back to stderr.
+
+    :param noise: matched (``re.match``) against each line written meanwhile.
+    :param logger: where the noise is logged, as one record.
+    :param what: the record's first line, naming who printed while doing what
+        (``"libmpg123 printed while decoding x.mp3"``).
+    """
+    captured = Captured()
+    try:
+        with capture_native_stderr() as captured:
+            yield
+    finally:
+        if captured.text:
+            noisy, other = split_lines(captured.text, noise)
+            if any(line.strip() for line in noisy):
+                logger.debug("%s:\n%s", what, "\n".join(noisy))
+            if other:  # not the libraries' noise (maybe another thread's output): it must not be lost
+                try:
+                    os.write(2, ("\n".join(other) + "\n").encode("utf-8", "replace"))
+                except OSError:
+                    pass
+
+
+def _flush_python_stderr() -> None:
+    stream = sys.stderr
+    if stream is not None:
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # closed or broken: nothing buffered can reach fd 2 anyway
+            pass
+
+
+#: libmpg123's diagnostics, as libsndfile lets them through.
+DECODER_NOISE: Pattern[str] = re.compile(r"^\[src/libmpg123/|^Note: |^Warning: .*mpg123")

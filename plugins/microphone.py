@@ -26,7 +26,7 @@ failures (``ALSA lib pcm.c:...``, ``jack server is not running``) straight to
 file descriptor 2 while they initialise, list and open devices. With
 ``quiet=True`` (the default of :class:`Microphone`, :func:`list_input_devices`
 and :func:`find_input_device`) those calls run with the process's file
-descriptor 2 briefly redirected (see :mod:`cartesia_sync_plugins.native_stderr`
+descriptor 2 briefly redirected (see :func:`cartesia_sync.native_stderr_filtered`
 for what that means for other threads); the recognised noise is logged at
 DEBUG on this module's logger, and any other line is written back to stderr.
 ``quiet=False`` leaves file descriptor 2 alone.
@@ -41,7 +41,7 @@ import collections
 import contextlib
 import itertools
 import logging
-import os
+import re
 import threading
 import time
 from dataclasses import dataclass
@@ -49,9 +49,7 @@ from typing import Any, Deque, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from cartesia_sync import CartesiaSyncError, Session, SessionClosedError, StreamTimeout
-
-from .native_stderr import Captured, capture_fd2, split_noise
+from cartesia_sync import CartesiaSyncError, Session, SessionClosedError, StreamTimeout, native_stderr_filtered
 
 __all__ = [
     "Microphone", "MicrophoneError", "NoInputDeviceError", "InputDevice", "list_input_devices", "find_input_device",
@@ -114,30 +112,22 @@ class InputDevice:
 # -- PortAudio access ----------------------------------------------------------
 
 
+#: Lines the audio libraries print while probing: ALSA's error handler, JACK's client library,
+#: PulseAudio's ALSA plugin, and PortAudio's own checks.
+PORTAUDIO_NOISE = re.compile(
+    r"^(?:ALSA lib |Cannot connect to server |jack server is not running|JackShmReadWritePtr|Jack[A-Za-z]*::"
+    r"|Expression '.*' failed in ')"
+)
+
+
 @contextlib.contextmanager
 def _native_output(quiet: bool, what: str) -> Iterator[None]:
-    """Run a PortAudio call with its C-level stderr captured (``quiet``): noise to DEBUG, the rest back."""
+    """Run a PortAudio call with its C-level stderr filtered (``quiet``): noise to DEBUG, the rest back."""
     if not quiet:
         yield
         return
-    captured: Optional[Captured] = None
-    try:
-        with capture_fd2() as captured:
-            yield
-    finally:
-        if captured is not None and captured.text:
-            _report_native_output(captured.text, what)
-
-
-def _report_native_output(text: str, what: str) -> None:
-    noise, other = split_noise(text)
-    if any(line.strip() for line in noise):
-        logger.debug("microphone: PortAudio printed while %s:\n%s", what, "\n".join(noise))
-    if other:  # not recognised as the audio libraries' noise (maybe another thread's output): show it
-        try:
-            os.write(2, ("\n".join(other) + "\n").encode("utf-8", "replace"))
-        except OSError:
-            pass
+    with native_stderr_filtered(PORTAUDIO_NOISE, logger, f"microphone: PortAudio printed while {what}"):
+        yield
 
 
 def _import_pyaudio() -> Any:

@@ -35,7 +35,7 @@ from cartesia_sync_plugins.microphone import (
     find_input_device,
     list_input_devices,
 )
-from cartesia_sync_plugins.native_stderr import capture_fd2, split_noise
+from cartesia_sync.native_stderr import split_lines
 
 import cartesia_sync
 from cartesia_sync.testing import FakeCartesia
@@ -635,26 +635,6 @@ def test_opening_and_closing_a_device_is_quiet(fake_alsa, tmp_path, capfd):
     assert "ALSA lib" in capfd.readouterr().err  # the same device, not quiet: the control
 
 
-def test_capture_fd2_takes_what_c_code_writes_and_restores_the_descriptor(capfd):
-    before = os.fstat(2)
-    with capture_fd2() as captured:
-        os.write(2, b"ALSA lib pcm.c:1:(x) Unknown PCM nothing\n")
-        with capture_fd2() as inner:  # nested: the outer capture gets the text
-            os.write(2, b"jack server is not running or cannot be started\n")
-    assert captured.text == ("ALSA lib pcm.c:1:(x) Unknown PCM nothing\n"
-                             "jack server is not running or cannot be started\n")
-    assert inner.text == ""
-    after = os.fstat(2)
-    assert (after.st_dev, after.st_ino) == (before.st_dev, before.st_ino)
-    with pytest.raises(RuntimeError, match="boom"):
-        with capture_fd2() as failed:
-            os.write(2, b"ALSA lib during a failure\n")
-            raise RuntimeError("boom")
-    assert failed.text == "ALSA lib during a failure\n"
-    os.write(2, b"after\n")
-    assert capfd.readouterr().err == "after\n"
-
-
 def test_split_noise_knows_the_audio_libraries_lines():
     text = ("ALSA lib pcm.c:2666:(snd_pcm_open_noupdate) Unknown PCM cards.pcm.front\n"
             "Cannot connect to server socket err = No such file or directory\n"
@@ -664,7 +644,7 @@ def test_split_noise_knows_the_audio_libraries_lines():
             "\n"
             "Expression 'ret' failed in 'src/hostapi/alsa/pa_linux_alsa.c', line: 1736\n"
             "cartesia-sync: a caption line from another thread\n")
-    noise, other = split_noise(text)
+    noise, other = split_lines(text, mic_module.PORTAUDIO_NOISE)
     assert len(noise) == 7
     assert other == ["cartesia-sync: a caption line from another thread"]
 
