@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import os
 import signal
 import subprocess
@@ -249,3 +250,35 @@ def test_subtitles_of_several_files_must_not_collide(server, wav, tmp_path):
     templated = run_cli("transcribe", wav, "--url", server.url, "--srt", str(tmp_path / "{stem}.en.srt"))
     assert templated.returncode == 0, templated.stderr
     assert (tmp_path / "speech.en.srt").read_text().startswith("1\n")
+
+
+def test_the_progress_bar_shows_recognised_audio_not_sent_audio():
+    """Unpaced, the whole file is sent long before it is recognised: the bar follows the server, not the socket."""
+    import io
+
+    import cartesia_sync
+    from cartesia_sync.local import LocalServer
+    from cartesia_sync.progress import ProgressLine
+    from slow_engine import BYTES_PER_SECOND, SlowEngine
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    terminal = Terminal()
+    bar = ProgressLine(terminal, label="talk.wav")
+    bar.total = 20.0
+    with LocalServer(SlowEngine(0.3, final_every=2.0)) as server:
+        client = cartesia_sync.Client(url=server.url, plugins=[bar], load_entrypoints=False)
+        with client.connect(realtime=False) as session:
+            session.send(b"\x00\x01" * (20 * BYTES_PER_SECOND // 2))
+            deadline = time.monotonic() + 30
+            while session.audio_sent < 20.0 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            drawn_when_sent = terminal.getvalue()
+            assert session.audio_acknowledged < 20.0
+        bar.finish()
+    percents = [int(p) for p in re.findall(r"(\d+)%", terminal.getvalue())]
+    assert "100%" not in drawn_when_sent
+    assert any(0 < p < 100 for p in percents) and percents == sorted(percents) and percents[-1] == 100
+    assert terminal.getvalue().endswith("\n")

@@ -11,62 +11,14 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Iterable, List
-
 import pytest
 
 import cartesia_sync
 from cartesia_sync import StreamTimeout, TranscriptionResult
-from cartesia_sync.events import Word
 from cartesia_sync.local import LocalServer
-from cartesia_sync.local.engine import Recognition, StreamOptions
 from cartesia_sync.testing import FakeCartesia, Scenario
 from conftest import HandlerServer, record_then
-
-BYTES_PER_SECOND = 32000
-
-
-class SlowStream:
-    """Decodes ``slowness`` seconds per second of audio and says so after every chunk (an interim)."""
-
-    def __init__(self, slowness: float, talk: bool) -> None:
-        self._slowness = slowness
-        self._talk = talk
-        self._received = 0
-
-    def feed(self, audio: bytes) -> Iterable[Recognition]:
-        time.sleep(self._slowness * len(audio) / BYTES_PER_SECOND)
-        self._received += len(audio)
-        if not self._talk:
-            return []
-        seconds = self._received / BYTES_PER_SECOND
-        return [Recognition(text=f"heard {seconds:.1f}", is_final=False, end=seconds)]
-
-    def flush(self) -> List[Recognition]:
-        seconds = self._received / BYTES_PER_SECOND
-        return [Recognition(text=f"all {seconds:.1f} s", is_final=True, start=0.0, end=seconds,
-                            words=(Word(f"all-{seconds:.1f}", 0.0, seconds),))]
-
-    def close(self) -> None:
-        pass
-
-
-class SlowEngine:
-    """A local-server engine slower than real time; ``talk=False`` makes one that works silently."""
-
-    name = "slow"
-    raw_audio = True
-
-    def __init__(self, slowness: float, talk: bool = True) -> None:
-        self._slowness = slowness
-        self._talk = talk
-
-    def open_stream(self, options: StreamOptions) -> SlowStream:
-        return SlowStream(self._slowness, self._talk)
-
-    def close(self) -> None:
-        pass
-
+from slow_engine import BYTES_PER_SECOND, SlowEngine
 
 def _client(url: str, **options) -> cartesia_sync.Client:
     return cartesia_sync.Client(url=url, load_entrypoints=False, **options)
