@@ -5,11 +5,13 @@ Every exception the library raises on purpose derives from
 
     CartesiaSyncError
      ├─ ConfigurationError     bad or missing settings; raised before any socket opens
-     ├─ ConnectError           handshake or network failure; .status_code, .body
-     │   ├─ AuthenticationError    HTTP 401/403 at the handshake: the key was refused
-     │   ├─ PaymentRequiredError   HTTP 402 at the handshake: no credits left
-     │   ├─ RateLimitError         HTTP 429 at the handshake: too many connections
-     │   └─ ConnectionLostError    the connection dropped in the middle of a session
+     ├─ NetworkError           the network or the server's end of it failed; .status_code, .body
+     │   ├─ ConnectError           the connection could not be opened (handshake, DNS, TCP, TLS)
+     │   │   ├─ AuthenticationError    HTTP 401/403 at the handshake: the key was refused
+     │   │   ├─ PaymentRequiredError   HTTP 402 at the handshake: no credits left
+     │   │   └─ RateLimitError         HTTP 429 at the handshake: too many connections
+     │   └─ ConnectionLostError    an open connection dropped in the middle of a session;
+     │                             .close_code, .close_reason
      ├─ ServerError            the server sent an ``error`` message; .status_code, .error_code,
      │                         .title, .request_id, .doc_url
      ├─ ProtocolError          a server message that could not be understood; .raw
@@ -38,6 +40,7 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = [
     "CartesiaSyncError",
     "ConfigurationError",
+    "NetworkError",
     "ConnectError",
     "AuthenticationError",
     "PaymentRequiredError",
@@ -69,18 +72,28 @@ class ConfigurationError(CartesiaSyncError, ValueError):
     """A setting is missing, malformed or unsafe; raised before any socket opens."""
 
 
-class ConnectError(CartesiaSyncError):
-    """The WebSocket could not be opened, or the network failed.
+class NetworkError(CartesiaSyncError):
+    """The network, or the server's end of the connection, failed: the base of :class:`ConnectError` and
+    :class:`ConnectionLostError`, for code that treats both alike (``except NetworkError``).
 
     :param message: what went wrong and what to do about it.
     :param status_code: the HTTP status of a refused handshake, if there was one.
-    :param body: the body of the refused handshake response, decoded as text.
+    :param body: the body of the refused handshake response, decoded as text, if there was one.
     """
 
     def __init__(self, message: str, *, status_code: Optional[int] = None, body: Optional[str] = None) -> None:
         super().__init__(message)
         self.status_code = status_code
         self.body = body
+
+
+class ConnectError(NetworkError):
+    """The WebSocket could not be opened: a refused handshake, DNS, TCP or TLS failure, or a timeout.
+
+    Raised by ``Client.connect()`` only, so ``except ConnectError`` around it
+    does not also catch a connection that drops later (that is
+    :class:`ConnectionLostError`).
+    """
 
 
 class AuthenticationError(ConnectError):
@@ -95,15 +108,19 @@ class RateLimitError(ConnectError):
     """Too many concurrent connections (HTTP 429 at the handshake)."""
 
 
-class ConnectionLostError(ConnectError):
-    """The connection dropped before the session ended.
+class ConnectionLostError(NetworkError):
+    """An open connection dropped before the session ended (and a reconnect, if on, did not get past it).
+
+    ``status_code`` and ``body`` are those of the last refused reconnect
+    handshake, if one was refused; otherwise ``None``.
 
     :param close_code: the WebSocket close code, if the server sent one.
     :param close_reason: the close reason, if the server sent one.
     """
 
-    def __init__(self, message: str, *, close_code: Optional[int] = None, close_reason: str = "") -> None:
-        super().__init__(message)
+    def __init__(self, message: str, *, close_code: Optional[int] = None, close_reason: str = "",
+                 status_code: Optional[int] = None, body: Optional[str] = None) -> None:
+        super().__init__(message, status_code=status_code, body=body)
         self.close_code = close_code
         self.close_reason = close_reason
 

@@ -179,5 +179,5 @@ class Reconnector:
         if last is None:  # every new connection failed again before the server confirmed anything
             raise ConnectionLostError(f"{error}; gave up after {tried} reconnects in a row that made no progress")
         lost = ConnectionLostError(f"{error}; {tried} reconnect attempt{'' if tried == 1 else 's'} failed, "
-                                   f"the last with: {last}")
+                                   f"the last with: {last}", status_code=last.status_code, body=last.body)
         raise lost from last

@@ -770,3 +770,13 @@ def test_a_missing_ca_bundle_is_refused(no_network, tmp_path):
 def test_an_infinite_connect_timeout_is_refused(no_network):
     with pytest.raises(ConfigurationError, match="connect_timeout"):
         new_client(api_key=CANARY_KEY, url=f"ws://127.0.0.1{STT_PATH}", connect_timeout=math.inf)
+
+
+def test_a_drop_is_not_a_connect_error_but_both_are_network_errors():
+    """``except ConnectError`` around connect() must not also catch a drop mid-session."""
+    from cartesia_sync import ConnectionLostError, NetworkError
+
+    assert not issubclass(ConnectionLostError, ConnectError)
+    assert issubclass(ConnectionLostError, NetworkError) and issubclass(ConnectError, NetworkError)
+    lost = ConnectionLostError("dropped", close_code=1011, close_reason="x")
+    assert (lost.status_code, lost.body, lost.close_code, lost.close_reason) == (None, None, 1011, "x")
