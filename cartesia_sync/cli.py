@@ -259,8 +259,18 @@ def _replay(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from .config import is_loopback_host
     from .local import LocalServer
 
+    if not is_loopback_host(args.host) and not args.allow_remote:
+        print(f"cartesia-sync: error: refusing to bind {args.host!r}: the server listens on loopback only unless "
+              "you pass --allow-remote (then anyone who can reach it may use it; consider --api-key too)",
+              file=sys.stderr)
+        return EXIT_FAILURE
+    if not args.idle_timeout > 0:
+        print(f"cartesia-sync: error: --idle-timeout must be a positive number of seconds, got {args.idle_timeout:g}",
+              file=sys.stderr)
+        return EXIT_USAGE
     key = args.api_key or os.environ.get(SERVER_KEY_ENV) or None
     server = LocalServer(args.engine, host=args.host, port=args.port, api_key=key, idle_timeout=args.idle_timeout,
                          allow_remote=args.allow_remote)
