@@ -251,11 +251,15 @@ def test_sessions_append_to_one_file(log_path):
     sids = log.sessions
     for sid, session in zip(sids, (first, second, third)):
         assert transcript_from_events(log, session=sid) == (session.text, session.words)
-    assert transcript_from_events(log, session=third.number) == (third.text, third.words)
+    for number, session in enumerate((first, second, third), start=1):  # numbered in file order
+        assert transcript_from_events(log, session=number) == (session.text, session.words)
+    assert [(s.number, s.id) for s in log.session_summaries()] == [(1, sids[0]), (2, sids[1]), (3, sids[2])]
     with pytest.raises(ValueError, match="sessions"):
         transcript_from_events(log)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="no-such-session"):
         transcript_from_events(log, session="no-such-session")
+    with pytest.raises(ValueError, match="numbered 1 to 3"):
+        transcript_from_events(log, session=4)
 
 
 def test_concurrent_sessions_share_one_writer(log_path):
