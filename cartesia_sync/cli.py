@@ -81,7 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     replay = commands.add_parser("replay", help="rebuild the transcript and subtitles from an event log")
     replay.add_argument("log", metavar="LOG", help="a JSON Lines file written with --log")
-    replay.add_argument("--session", help="which session of the log (id or number), when it holds several")
+    replay.add_argument("--session", metavar="N",
+                        help="which session of the log: its number (1, 2, 3... in file order) or its id; needed "
+                             "when the log holds several (without it, replay lists them)")
     replay.add_argument("--srt", metavar="PATH", help="write SRT subtitles")
     replay.add_argument("--vtt", metavar="PATH", help="write WebVTT subtitles")
     replay.set_defaults(handler=_replay)
@@ -360,27 +362,64 @@ def _devices(args: argparse.Namespace) -> int:
 
 
 def _replay(args: argparse.Namespace) -> int:
-    from cartesia_sync_plugins.event_log import read_events, transcript_from_events
+    from cartesia_sync_plugins.event_log import EventLogCorruptError, read_event_log, transcript_from_events
     from cartesia_sync_plugins.subtitles import write_subtitles
 
-    log = read_events(args.log)
+    try:
+        log = read_event_log(args.log)
+    except ValueError as exc:  # not an event log, or a corrupt line in the middle of one
+        fix = "; delete or repair that line to replay the rest" if isinstance(exc, EventLogCorruptError) else ""
+        print(f"cartesia-sync: error: {_one_line(exc)}{fix}", file=sys.stderr)
+        return EXIT_FAILURE
     if log.torn_tail:
         print("cartesia-sync: the log's last line is incomplete (the writer stopped mid-line); it was skipped",
               file=sys.stderr)
-    try:
-        text, words = transcript_from_events(log.events, session=args.session)
-    except ValueError as exc:
-        print(f"cartesia-sync: error: {exc}", file=sys.stderr)
+    sessions = log.session_summaries()
+    if args.session is None and len(sessions) > 1:
+        _print_sessions(f"{args.log} holds {len(sessions)} sessions; choose one with --session N "
+                        "(its number or its id):", sessions)
         return EXIT_USAGE
+    if args.session is None:
+        chosen = sessions[0]
+    else:
+        wanted = args.session.strip()
+        matches = [s for s in sessions if (str(s.number) == wanted if wanted.isdigit() else s.id == wanted)]
+        if not matches:
+            _print_sessions(f"{args.log} has no session {wanted!r}; choose one of its {len(sessions)} "
+                            f"session{'s' if len(sessions) > 1 else ''} with --session N (its number or its id):",
+                            sessions)
+            return EXIT_USAGE
+        chosen = matches[0]
+    text, words = transcript_from_events(log.events, session=chosen.id)
     if args.srt or args.vtt:
         write_subtitles(words, srt=args.srt, vtt=args.vtt)
     print(text.strip(), flush=True)
     return EXIT_OK
 
 
+def _print_sessions(headline: str, sessions: Sequence[Any]) -> None:
+    """An error line, then one line per session: number, id, start, audio duration, ending and first words."""
+    print(f"cartesia-sync: error: {headline}", file=sys.stderr)
+    for s in sessions:
+        audio = "? s" if s.audio is None else f"{s.audio:.1f} s"
+        ended = "" if s.ended else " (no session_end)"
+        words = json.dumps(s.preview(), ensure_ascii=False)
+        print(f"  {s.number:>3}  {s.id}  {s.started or '?'}  {audio} of audio{ended}  {words}", file=sys.stderr)
+
+
 def _serve(args: argparse.Namespace) -> int:
+    from .config import is_loopback_host
     from .local import LocalServer
 
+    if not is_loopback_host(args.host) and not args.allow_remote:
+        print(f"cartesia-sync: error: refusing to bind {args.host!r}: the server listens on loopback only unless "
+              "you pass --allow-remote (then anyone who can reach it may use it; consider --api-key too)",
+              file=sys.stderr)
+        return EXIT_FAILURE
+    if not args.idle_timeout > 0:
+        print(f"cartesia-sync: error: --idle-timeout must be a positive number of seconds, got {args.idle_timeout:g}",
+              file=sys.stderr)
+        return EXIT_USAGE
     key = args.api_key or os.environ.get(SERVER_KEY_ENV) or None
     server = LocalServer(args.engine, host=args.host, port=args.port, api_key=key, idle_timeout=args.idle_timeout,
                          allow_remote=args.allow_remote)

@@ -86,7 +86,15 @@ from cartesia_sync import (
     hookimpl,
 )
 
-from .event_reader import EventLogCorruptError, LogReadResult, read_events, transcript_from_events
+from .event_reader import (
+    EventLogCorruptError,
+    LogReadResult,
+    NotAnEventLogError,
+    SessionSummary,
+    read_event_log,
+    read_events,
+    transcript_from_events,
+)
 
 __all__ = [
     "EventLog",
@@ -94,6 +102,9 @@ __all__ = [
     "FSYNC_POLICIES",
     "EventLogCorruptError",
     "LogReadResult",
+    "NotAnEventLogError",
+    "SessionSummary",
+    "read_event_log",
     "read_events",
     "transcript_from_events",
 ]

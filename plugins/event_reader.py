@@ -11,6 +11,11 @@
         print(f"ignored {log.torn_bytes} bytes of a torn last line")
     text, words = transcript_from_events(log, session=log.sessions[-1])
 
+    for summary in log.session_summaries():   # numbered 1, 2, 3... in file order
+        print(summary.number, summary.id, summary.duration, summary.preview())
+
+    log = read_event_log("maybe.jsonl")   # refuses what is not an event log (NotAnEventLogError)
+
 Rules (JSON Lines, https://jsonlines.org): lines are split on ``\\n`` only
 (never on U+2028 and friends, which a UTF-8 log may contain raw); a trailing
 ``\\r`` is tolerated, and so is a blank line (skipped and counted in
@@ -21,7 +26,14 @@ at that moment, that leaves an empty line). Only the **last** line may be torn: 
 :attr:`LogReadResult.torn_tail` (or raise with ``strict=True``). A line in the
 middle that is not a JSON object raises :class:`EventLogCorruptError` with its
 line number, unless ``skip_corrupt=True`` (then it is skipped and listed in
-:attr:`LogReadResult.corrupt_lines`).
+:attr:`LogReadResult.corrupt_lines`). :func:`read_event_log` is the same
+reader for a path that must hold an event log: an empty file, audio, binary
+data or JSON of another kind raise :class:`NotAnEventLogError` instead.
+
+Sessions are told apart by their ``session`` id; several sessions, of several
+writers and processes, may share one file. They are numbered 1, 2, 3... in the
+order their first record appears in the file (the number inside an id counts
+the sessions of one process only, so two ids may share it).
 
 This module uses only names from ``cartesia_sync.__all__``.
 """
@@ -30,12 +42,24 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple, Union
 
 from cartesia_sync import Word
 
-__all__ = ["EventLogCorruptError", "LogReadResult", "read_events", "transcript_from_events"]
+__all__ = [
+    "EventLogCorruptError",
+    "NotAnEventLogError",
+    "LogReadResult",
+    "SessionSummary",
+    "read_events",
+    "read_event_log",
+    "transcript_from_events",
+]
+
+#: What an event log is, for error messages.
+EXPECTED = "expected a JSON Lines event log, as written by `cartesia-sync transcribe --log` or the EventLog plugin"
 
 
 class EventLogCorruptError(ValueError):
@@ -51,6 +75,47 @@ class EventLogCorruptError(ValueError):
         self.path = path
         self.line_number = line_number
         self.reason = reason
+
+
+class NotAnEventLogError(ValueError):
+    """A file given as an event log is not one: empty, audio, binary, or JSON of another kind.
+
+    :ivar path: the file.
+    :ivar reason: what the file is, or what is wrong with it.
+    """
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"{path} is not an event log: {reason}; {EXPECTED}")
+        self.path = path
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class SessionSummary:
+    """One session of an event log, as :meth:`LogReadResult.session_summaries` lists it.
+
+    :ivar number: its number in the file, from 1, in the order of its first record.
+    :ivar id: its ``session`` id.
+    :ivar started: the ``ts`` of its first record (UTC, ISO 8601), or ``None``.
+    :ivar duration: seconds from its start to its last record, or ``None``.
+    :ivar audio: seconds of audio: as sent (from ``session_end``), else up to
+        its last final word; ``None`` when the log does not say.
+    :ivar text: its final text, concatenated verbatim.
+    :ivar ended: its ``session_end`` record is in the log.
+    """
+
+    number: int
+    id: str
+    started: Optional[str]
+    duration: Optional[float]
+    audio: Optional[float]
+    text: str
+    ended: bool
+
+    def preview(self, words: int = 8) -> str:
+        """The first ``words`` words of its text, ``...`` when there are more."""
+        parts = self.text.split()
+        return " ".join(parts[:words]) + (" ..." if len(parts) > words else "")
 
 
 @dataclass
@@ -87,6 +152,50 @@ class LogReadResult:
             if isinstance(sid, str):
                 seen.setdefault(sid, None)
         return list(seen)
+
+    def session_summaries(self) -> List[SessionSummary]:
+        """Every session of the log, numbered from 1 in the order of its first record."""
+        records: Dict[str, List[Dict[str, Any]]] = {}
+        for record in self.events:
+            sid = record.get("session")
+            if isinstance(sid, str):
+                records.setdefault(sid, []).append(record)
+        out = []
+        for number, (sid, own) in enumerate(records.items(), start=1):
+            times = [t for t in (_number(r.get("t")) for r in own) if t is not None]
+            started = own[0].get("ts")
+            out.append(SessionSummary(
+                number=number,
+                id=sid,
+                started=started if isinstance(started, str) else None,
+                duration=max(times) if times else None,
+                audio=_audio_seconds(own),
+                text=_final_text(own),
+                ended=any(r.get("event") == "session_end" for r in own),
+            ))
+        return out
+
+
+def _number(value: Any) -> Optional[float]:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _audio_seconds(records: List[Dict[str, Any]]) -> Optional[float]:
+    for record in reversed(records):
+        if record.get("event") == "session_end" and isinstance(record.get("stats"), dict):
+            sent = _number(record["stats"].get("audio_sent"))
+            if sent is not None:
+                return sent
+    ends = [_number(word.get("end")) for r in records
+            if r.get("event") == "transcript" and r.get("is_final") is True and isinstance(r.get("words"), list)
+            for word in r["words"] if isinstance(word, dict)]
+    ends = [end for end in ends if end is not None]
+    return max(ends) if ends else None
+
+
+def _final_text(records: Iterable[Dict[str, Any]]) -> str:
+    return "".join(r.get("text") or "" for r in records
+                   if r.get("event") == "transcript" and r.get("is_final") is True and isinstance(r.get("text"), str))
 
 
 def _reject_constant(name: str) -> None:
@@ -138,6 +247,10 @@ def read_events(
         data = source.read()
         if isinstance(data, str):
             data = data.encode("utf-8")
+    return _read_bytes(data, name, strict, skip_corrupt)
+
+
+def _read_bytes(data: bytes, name: str, strict: bool, skip_corrupt: bool) -> LogReadResult:
     if data.startswith(b"\xef\xbb\xbf"):
         data = data[3:]
     result = LogReadResult()
@@ -162,6 +275,93 @@ def read_events(
     return result
 
 
+def read_event_log(path: Union[str, "os.PathLike[str]"]) -> LogReadResult:
+    """Read a file that must be an event log, as :func:`read_events` reads one.
+
+    A file is an event log when its lines are JSON objects and, before any
+    line that is not, at least one is a record (a JSON object with ``event``
+    and ``session`` strings). A torn last line is tolerated and reported.
+
+    :param path: the file.
+    :raises NotAnEventLogError: the file is empty, audio, binary, a single JSON
+        document, or text or JSON Lines without any event record.
+    :raises EventLogCorruptError: an event log with a corrupt line in the middle.
+    :raises OSError: the file cannot be read.
+    """
+    name = os.fspath(path)
+    with open(name, "rb") as f:
+        data = f.read()
+    reason = _not_a_log(data)
+    if reason is not None:
+        raise NotAnEventLogError(name, reason)
+    return _read_bytes(data, name, strict=False, skip_corrupt=False)
+
+
+#: Leading bytes of the audio files people may pass by mistake.
+_AUDIO_MAGIC = (
+    (re.compile(rb"^RIFF....WAVE", re.S), "a WAV audio file"),
+    (re.compile(rb"^RIFX....WAVE", re.S), "a WAV audio file"),
+    (re.compile(rb"^fLaC"), "a FLAC audio file"),
+    (re.compile(rb"^OggS"), "an Ogg audio file"),
+    (re.compile(rb"^ID3|^\xff[\xe0-\xff]", re.S), "an MP3 audio file"),
+    (re.compile(rb"^FORM....AIF[FC]", re.S), "an AIFF audio file"),
+)
+
+
+def _not_a_log(data: bytes) -> Optional[str]:
+    """Why ``data`` is not an event log, or ``None`` when its first records are event records."""
+    if not data:
+        return "it is empty (0 bytes)"
+    if not data.strip():
+        return f"it holds only white space ({len(data)} bytes)"
+    for magic, kind in _AUDIO_MAGIC:
+        if magic.match(data):
+            return f"it is {kind} (to transcribe it, use `cartesia-sync transcribe`)"
+    head = data[:4096]
+    try:
+        head.decode("utf-8")
+        binary = b"\0" in head
+    except UnicodeDecodeError as exc:
+        binary = exc.start < len(head) - 3  # not a multi-byte character cut at the end of the slice
+    if binary:
+        return "it holds binary data, not text"
+    body = data[3:] if data.startswith(b"\xef\xbb\xbf") else data
+    lines = body.split(b"\n")
+    tail = lines.pop()
+    seen = 0
+    for number, raw in enumerate(lines, start=1):
+        if raw in (b"", b"\r"):
+            continue
+        try:
+            record = _parse_line(raw)
+        except ValueError as exc:
+            document = _json_document(body)
+            if document is not None:
+                return f"it is a single JSON {document}, not JSON Lines records"
+            return f"line {number} is {exc}"
+        if isinstance(record.get("event"), str) and isinstance(record.get("session"), str):
+            return None
+        seen += 1
+    if seen:
+        which = "its only JSON line is not" if seen == 1 else f"none of its {seen} JSON lines is"
+        return f'{which} an event record (a JSON object with "event" and "session" fields)'
+    document = _json_document(body)
+    if document is not None:
+        return f"it is a single JSON {document} with no newline, not JSON Lines records"
+    if tail.strip():
+        return f"it holds no complete line, only {len(tail)} bytes without a newline"
+    return "it holds no record"
+
+
+def _json_document(data: bytes) -> Optional[str]:
+    """``"object"``, ``"array"``... when ``data`` as a whole is one JSON value, else ``None``."""
+    try:
+        value = json.loads(data.decode("utf-8"))
+    except ValueError:
+        return None
+    return {dict: "object", list: "array", str: "string"}.get(type(value), "value")
+
+
 def _torn(result: LogReadResult, name: str, number: int, size: int, reason: str, strict: bool) -> None:
     if strict:
         raise EventLogCorruptError(name, number, f"torn last line: {reason}")
@@ -177,12 +377,14 @@ def transcript_from_events(
     """Rebuild one session's final text and words from its records.
 
     :param events: records, e.g. a :class:`LogReadResult`.
-    :param session: the ``session`` id, or the session number; may be omitted
+    :param session: the ``session`` id, or the session's number in the
+        records: 1, 2, 3... in the order of each session's first record (as
+        :meth:`LogReadResult.session_summaries` numbers them); may be omitted
         when the records hold one session only.
     :returns: ``(text, words)``: the final texts concatenated verbatim and
         their words, as the session's ``text`` and ``words`` were.
     :raises ValueError: ``session`` is omitted and there are several sessions,
-        or no record belongs to the session given.
+        or no session has the id or number given.
     """
     records = [r for r in events if isinstance(r, dict)]
     sids: Dict[str, None] = {}
@@ -190,18 +392,21 @@ def transcript_from_events(
         sid = record.get("session")
         if isinstance(sid, str):
             sids.setdefault(sid, None)
+    order = list(sids)
     if session is None:
-        if len(sids) > 1:
-            raise ValueError(f"the log holds {len(sids)} sessions ({', '.join(sids)}); pass session=")
-        wanted = set(sids)
+        if len(order) > 1:
+            raise ValueError(f"the log holds {len(order)} sessions ({', '.join(order)}); "
+                             "choose one with session=<number or id>")
+        wanted = set(order)
     elif isinstance(session, int) and not isinstance(session, bool):
-        wanted = {sid for sid in sids if sid.split("-", 1)[0] == str(session)}
-        if len(wanted) > 1:
-            raise ValueError(f"session number {session} matches several sessions ({', '.join(sorted(wanted))})")
+        if not 1 <= session <= len(order):
+            raise ValueError(f"no session number {session} in the log: it holds "
+                             f"{_count(len(order))}" + (f", numbered 1 to {len(order)}" if len(order) > 1 else ""))
+        wanted = {order[session - 1]}
+    elif session in sids:
+        wanted = {session}
     else:
-        wanted = {session} if session in sids else set()
-    if session is not None and not wanted:
-        raise ValueError(f"no records of session {session!r} in the log (sessions: {', '.join(sids) or 'none'})")
+        raise ValueError(f"no records of session {session!r} in the log (sessions: {', '.join(order) or 'none'})")
     texts: List[str] = []
     words: List[Word] = []
     for record in records:
@@ -213,3 +418,7 @@ def transcript_from_events(
         for item in record.get("words") or ():
             words.append(Word(item["word"], item["start"], item["end"]))
     return "".join(texts), tuple(words)
+
+
+def _count(sessions: int) -> str:
+    return "no session" if sessions == 0 else f"{sessions} session{'s' if sessions > 1 else ''}"

@@ -175,6 +175,8 @@ def test_serve_runs_until_ctrl_c(tmp_path):
 def test_serve_refuses_a_public_address_without_allow_remote():
     result = run_cli("serve", "--host", "0.0.0.0", "--port", "0", "--engine", "scripted")
     assert result.returncode == 1 and "loopback" in result.stderr
+    assert "--allow-remote" in result.stderr and "allow_remote" not in result.stderr
+    assert "Traceback" not in result.stderr and result.stderr.count("\n") == 1
 
 
 def test_progress_bar_is_drawn_when_stderr_is_a_terminal(server, wav):

@@ -251,11 +251,15 @@ def test_sessions_append_to_one_file(log_path):
     sids = log.sessions
     for sid, session in zip(sids, (first, second, third)):
         assert transcript_from_events(log, session=sid) == (session.text, session.words)
-    assert transcript_from_events(log, session=third.number) == (third.text, third.words)
+    for number, session in enumerate((first, second, third), start=1):  # numbered in file order
+        assert transcript_from_events(log, session=number) == (session.text, session.words)
+    assert [(s.number, s.id) for s in log.session_summaries()] == [(1, sids[0]), (2, sids[1]), (3, sids[2])]
     with pytest.raises(ValueError, match="sessions"):
         transcript_from_events(log)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="no-such-session"):
         transcript_from_events(log, session="no-such-session")
+    with pytest.raises(ValueError, match="numbered 1 to 3"):
+        transcript_from_events(log, session=4)
 
 
 def test_concurrent_sessions_share_one_writer(log_path):
@@ -590,13 +594,38 @@ def test_closed_file_object_is_reported(tmp_path):
     assert failures and isinstance(failures[0].__cause__, ValueError)
 
 
+class FinalSeen:
+    """Sets ``reached`` once a final transcript's words reach ``end`` seconds (on the receiver thread)."""
+
+    name = "final-seen"
+
+    def __init__(self, end: float) -> None:
+        self.end = end
+        self.reached = threading.Event()
+
+    @hookimpl
+    def on_transcript(self, transcript):
+        if transcript.is_final and transcript.words and transcript.words[-1].end >= self.end:
+            self.reached.set()
+
+
 def test_a_reconnect_is_logged_and_the_logged_transcript_stays_continuous(log_path):
+    # The server makes a final every 0.25 s of audio and drops the connection when the frame that
+    # crosses 20,000 bytes (0.625 s) arrives. The second final (0.5 s) must have been read before
+    # that: a sender that finds the socket broken shuts it, and a final still unread in the socket
+    # is then never read, so the session would resume at 0.25 s. Sending the audio in two parts,
+    # the second only once the 0.5 s final arrived, makes that order certain on a loaded machine too.
     scenario = Scenario(drop_after_bytes=20000, faulty_connections=1)
+    seen = FinalSeen(0.5)
     with FakeCartesia(scenario=scenario, segment_bytes=8000) as fake:
-        client = cartesia_sync.Client(url=fake.url, plugins=[EventLog(log_path)], load_entrypoints=False,
+        client = cartesia_sync.Client(url=fake.url, plugins=[EventLog(log_path), seen], load_entrypoints=False,
                                       reconnect_delay=0.05)
         with client.connect(realtime=8.0) as session:
-            for _ in range(10):
+            for _ in range(6):  # 19,200 bytes: two finals, no drop yet
+                session.send(pcm(0.1))
+            assert seen.reached.wait(10), "the final ending at 0.5 s never arrived"
+            assert session.stats.reconnects == 0
+            for _ in range(4):  # the first of these crosses 20,000 bytes: the server drops the connection
                 session.send(pcm(0.1))
     records = lines_of(log_path)
     check_common(records)
