@@ -163,6 +163,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return int(exc.code or 0)
     if args.debug:
         logging.basicConfig(level=logging.DEBUG, format="%(asctime)s %(threadName)s %(name)s: %(message)s")
+    else:
+        _show_plugin_warnings()
     try:
         return int(args.handler(args))
     except KeyboardInterrupt:
@@ -173,6 +175,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             logging.getLogger("cartesia_sync").exception("failed")
         print(f"cartesia-sync: error: {_one_line(exc)}", file=sys.stderr)
         return EXIT_FAILURE
+
+
+def _show_plugin_warnings() -> None:
+    """A broken installed plugin is skipped with a warning: show it as one line, the command goes on."""
+    plugin_logger = logging.getLogger("cartesia_sync.plugin_manager")
+    if any(getattr(handler, "cartesia_sync_cli", False) for handler in plugin_logger.handlers):
+        return  # main() called again in the same process
+    handler = logging.StreamHandler()  # sys.stderr at the time of each message
+    handler.setFormatter(logging.Formatter("cartesia-sync: warning: %(message)s"))
+    handler.setLevel(logging.WARNING)
+    handler.cartesia_sync_cli = True  # type: ignore[attr-defined]
+    plugin_logger.addHandler(handler)
 
 
 def _one_line(exc: BaseException) -> str:

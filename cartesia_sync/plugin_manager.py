@@ -21,7 +21,7 @@ import threading
 import traceback
 import types
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Optional, Set, Tuple
 
 import pluggy
 
@@ -152,6 +152,10 @@ def create_plugin_manager(plugins: Iterable[object] = (), load_entrypoints: bool
 # It also lets one entry point that fails to import stop the loading, and so every client. The loop
 # below otherwise mirrors pluggy's: blocked and already registered names are skipped before importing,
 # plugins are registered under the entry point's name, and their distribution is recorded.
+#: Broken entry points already warned about in this process (``(name, value)``).
+_warned: Set[Tuple[str, str]] = set()
+
+
 def _load_entry_points(pm: CartesiaSyncPluginManager) -> None:
     for ep in importlib.metadata.entry_points(group=PROJECT_NAME):
         if pm.is_blocked(ep.name):
@@ -175,7 +179,10 @@ def _load_entry_points(pm: CartesiaSyncPluginManager) -> None:
             )
             error.__cause__ = exc.__cause__
             pm.broken_plugins.append(BrokenPlugin(ep.name, ep.value, dist_name, version, error))
-            logger.warning("%s", error)
+            # Every client builds its own manager: warn once per process and entry point, not per client.
+            level = logging.DEBUG if (ep.name, ep.value) in _warned else logging.WARNING
+            _warned.add((ep.name, ep.value))
+            logger.log(level, "%s", error)
             if exc.__cause__ is not None:
                 logger.debug("why the plugin %r could not be loaded", ep.name, exc_info=exc.__cause__)
             continue

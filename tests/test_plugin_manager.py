@@ -278,6 +278,8 @@ def test_the_command_line_transcribes_and_lists_a_broken_plugin(site, server, tm
     transcribed = cli("transcribe", str(wav), "--url", server.url)
     assert transcribed.returncode == 0, transcribed.stderr
     assert transcribed.stdout == "seg1:3200b\n"
+    warnings = [line for line in transcribed.stderr.splitlines() if line.startswith("cartesia-sync: warning: ")]
+    assert len(warnings) == 1 and "'needs-config'" in warnings[0]  # once, though client and server load plugins
     listing = cli("plugins")
     assert listing.returncode == 0, listing.stderr
     listed = {item["name"]: item for item in json.loads(listing.stdout)}
