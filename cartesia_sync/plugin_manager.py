@@ -2,9 +2,13 @@
 
 There is no global plugin manager: every :class:`~cartesia_sync.Client` builds
 its own with :func:`create_plugin_manager`. Every hook call in the library goes
-through :meth:`HookDispatcher.emit`, which calls each implementation on its own
-so that one failing plugin cannot silence the others or kill the thread that
-dispatches.
+through :meth:`HookDispatcher.emit`, which calls each plugin's implementation
+on its own (through a pluggy hook caller for that plugin alone) so that one
+failing plugin cannot silence the others or kill the thread that dispatches,
+while pluggy's tracing (``pm.trace``, ``enable_tracing``) and hook-call
+monitoring (``add_hookcall_monitoring``) see every call.
+``$CARTESIA_SYNC_TRACE_HOOKS`` turns on such monitoring, logging each call at
+DEBUG on the ``cartesia_sync.hooks`` logger.
 
 Installed plugins (the ``cartesia_sync`` entry-point group) are loaded by
 :func:`create_plugin_manager` itself, not by pluggy: an entry point may name a
@@ -143,7 +147,19 @@ def create_plugin_manager(plugins: Iterable[object] = (), load_entrypoints: bool
         pm.check_pending()
     except pluggy.PluginValidationError as exc:
         raise ConfigurationError(f"plugin {exc.plugin!r} is invalid: {exc}") from exc
+    if os.environ.get(TRACE_ENV):
+        pm.add_hookcall_monitoring(_trace_before, _trace_after)
     return pm
+
+
+def _trace_before(hook_name: str, impls: List[Any], kwargs: Dict[str, Any]) -> None:
+    names = ", ".join(repr(impl.plugin_name) for impl in reversed(impls))
+    trace_logger.debug("calling %s of plugin %s", hook_name, names)
+
+
+def _trace_after(outcome: Any, hook_name: str, impls: List[Any], kwargs: Dict[str, Any]) -> None:
+    if outcome.exception is not None:
+        trace_logger.debug("%s raised %s: %s", hook_name, type(outcome.exception).__name__, outcome.exception)
 
 
 # The project loads its entry points itself instead of calling pluggy's load_setuptools_entrypoints(),
@@ -294,7 +310,7 @@ class HookDispatcher:
         self._session = session
         self._record_error = record_error
         self._scrub = scrub
-        self._trace = bool(os.environ.get(TRACE_ENV))
+        self._callers: Dict[str, List[Tuple[str, Any]]] = {}
         self._final_thread: Optional[threading.Thread] = None
 
     def emit_last(self, hook_name: str, **kwargs: Any) -> None:
@@ -315,18 +331,34 @@ class HookDispatcher:
         A failing ``on_error`` implementation is only logged.
         """
         kwargs["session"] = self._session
-        caller = getattr(self._pm.hook, hook_name)
-        for impl in reversed(caller.get_hookimpls()):
+        for plugin_name, call in self._callers_of(hook_name):
             final = self._final_thread
             if final is not None and final is not threading.current_thread():
-                logger.debug("dropped %s for plugin %r: the session has ended", hook_name, impl.plugin_name)
+                logger.debug("dropped %s for plugin %r: the session has ended", hook_name, plugin_name)
                 return
-            if self._trace:
-                trace_logger.debug("calling %s of plugin %r", hook_name, impl.plugin_name)
             try:
-                impl.function(*[kwargs[arg] for arg in impl.argnames])
+                call(**kwargs)
             except Exception as exc:
-                self._plugin_failed(hook_name, impl.plugin_name, exc)
+                self._plugin_failed(hook_name, plugin_name, exc)
+
+    def _callers_of(self, hook_name: str) -> List[Tuple[str, Any]]:
+        """Per plugin implementing ``hook_name``, newest first: its name and a pluggy caller of it alone.
+
+        pluggy stops a hook call at the first implementation that raises; a
+        caller per plugin (``subset_hook_caller``) keeps each call going through
+        pluggy, so its tracing and monitoring see it, and isolates the plugin.
+        Plugins are fixed once a session starts, so the callers are made once.
+        """
+        callers = self._callers.get(hook_name)
+        if callers is None:
+            impls = getattr(self._pm.hook, hook_name).get_hookimpls()
+            callers = [
+                (impl.plugin_name,
+                 self._pm.subset_hook_caller(hook_name, [other.plugin for other in impls if other is not impl]))
+                for impl in reversed(impls)
+            ]
+            self._callers[hook_name] = callers
+        return callers
 
     def report(self, error: CartesiaSyncError) -> None:
         """Report a library error through ``on_error``."""

@@ -462,3 +462,35 @@ def test_the_engine_example_in_the_plugin_guide_runs():
             session.send(pcm(0.25))
     assert session.text == " hello hello"
     assert [(w.start, w.end) for w in session.words] == [(0.0, 0.5), (0.5, 0.75)]
+
+
+def test_pluggy_tracing_and_monitoring_see_every_hook_call(make_client, recorder):
+    """Dispatch goes through pluggy: hook-call monitoring and pm.trace see each plugin's call, a failing one too."""
+
+    class Failing:
+        name = "failing"
+
+        @hookimpl
+        def on_transcript(self, transcript):
+            raise RuntimeError("boom")
+
+    client = make_client(plugins=[recorder, Failing()], raise_errors=False)
+    seen = []
+    client.plugin_manager.add_hookcall_monitoring(
+        lambda hook_name, impls, kwargs: seen.append((hook_name, tuple(i.plugin_name for i in impls))),
+        lambda outcome, hook_name, impls, kwargs: None,
+    )
+    traced = []
+    client.plugin_manager.trace.root.setwriter(traced.append)
+    undo = client.plugin_manager.enable_tracing()
+    try:
+        with client.connect() as session:
+            session.send(pcm(0.1))
+    finally:
+        undo()
+    transcript_calls = [plugins for hook, plugins in seen if hook == "on_transcript"]
+    assert ("failing",) in transcript_calls and ("recorder",) in transcript_calls
+    assert transcript_calls.index(("failing",)) < transcript_calls.index(("recorder",))  # newest first, both called
+    assert recorder.payloads("on_transcript")
+    assert any("on_transcript" in line for line in traced)
+    assert any(hook == "on_error" for hook, _ in seen)  # the failure was reported through pluggy too
