@@ -312,6 +312,7 @@ def _result_json(path: str, result: Optional[TranscriptionResult]) -> dict:
         "audio_recognised": round(result.stats.audio_acknowledged, 3),
         "wall_seconds": round(result.wall_seconds, 3),
         "request_id": result.request_id,
+        "reconnects": result.stats.reconnects,
         "complete": result.complete,
     }
 

@@ -81,8 +81,8 @@ def test_ten_minutes_through_the_cli_with_no_key(ten_minutes):
     assert result.stderr.count("\n") == 1 and "using the embedded local server" in result.stderr
     text = result.stdout.strip()
     assert not result.stdout.startswith(" ")
-    assert recall(ten_minutes.words, text) > 0.8
-    assert recall(tail_words(ten_minutes), " ".join(text.split()[-80:])) > 0.7
+    assert recall(ten_minutes.words, text) > 0.75
+    assert recall(tail_words(ten_minutes), " ".join(text.split()[-80:])) > 0.75
 
 
 @pytest.mark.slow
@@ -91,10 +91,10 @@ def test_ten_minutes_through_the_python_api_with_no_key(ten_minutes, monkeypatch
     for name in ("CARTESIA_API_KEY", "CARTESIA_STT_URL"):
         monkeypatch.delenv(name, raising=False)
     result = cartesia_sync.transcribe(ten_minutes.path, load_entrypoints=False)
-    assert result.complete
+    assert result.complete and result.stats.reconnects == 0
     assert result.audio_seconds == pytest.approx(600)
     assert result.stats.audio_acknowledged == pytest.approx(600, abs=0.1)
-    assert recall(ten_minutes.words, result.text) > 0.8
+    assert recall(ten_minutes.words, result.text) > 0.75
     assert result.words[-1].end > 590 - 15  # the last sentence is there, at its time
     assert "using the embedded local server" in capsys.readouterr().err
 
@@ -119,7 +119,8 @@ def test_an_hour_through_the_cli_with_flat_memory(tmp_path):
     out.seek(0)
     result = json.load(out)
     assert result["complete"] and result["audio_recognised"] == pytest.approx(3600, abs=0.1)
-    assert recall(recording.words, result["text"]) > 0.8
+    assert result["reconnects"] == 0  # the server kept up with its backlog without cutting the client off
+    assert recall(recording.words, result["text"]) > 0.75
     # After the first quarter the engine's decoders are built; from there on nothing may grow with the
     # audio (the hour is 115 MB of samples; 60 MiB would be holding half of what is left of it).
     settled = samples[len(samples) // 4:]
@@ -145,7 +146,7 @@ def test_a_plugin_that_raises_keeps_the_whole_transcript(one_minute, local_serve
         cartesia_sync.transcribe(one_minute.path, url=local_server.url, plugins=[Raises()], load_entrypoints=False)
     partial = raised.value.partial_result
     assert partial.complete  # the stream itself ended well: only the plugin failed
-    assert recall(one_minute.words, partial.text) > 0.8
+    assert recall(one_minute.words, partial.text) > 0.75
 
 
 def test_a_server_error_part_way_keeps_what_was_recognised(one_minute):

@@ -69,6 +69,9 @@ STT_PATH = "/stt/websocket"
 #: client that sends an hour unpaced is held back by TCP instead of piling the hour up here.
 INCOMING_FRAMES = 16
 RECEIVE_BUFFER_BYTES = 128 * 1024  # the kernel doubles it: about 8 s of 16 kHz s16le audio
+# For the same reason the server sends no keepalive pings of its own: a client's pong queues behind
+# the audio the server has not read yet, so a client with a long backlog (an hour sent unpaced) looks
+# dead after websockets' 20 s and was cut off with 1011. Dead clients are found by ``idle_timeout``.
 
 
 def engine_registry(load_entrypoints: bool = True) -> EngineRegistry:
@@ -168,7 +171,7 @@ class LocalServer:
             listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER_BYTES)
             self._server = serve(
                 self._handle, sock=listener, process_request=self._process_request,
-                compression=None, max_size=2**22, max_queue=INCOMING_FRAMES,
+                compression=None, max_size=2**22, max_queue=INCOMING_FRAMES, ping_interval=None,
                 server_header="cartesia-sync-local", logger=wire_logger,
             )
             self._thread = threading.Thread(
