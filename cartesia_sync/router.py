@@ -40,17 +40,19 @@ class EventRouter:
     :param dispatcher: calls the hooks.
     :param fail: ends the session with a fatal error and reports it.
     :param record: keeps a non-fatal error.
+    :param done: set when ``done`` arrives (the session's lifecycle event; a new one by default).
     """
 
     def __init__(self, transcript: TranscriptAccumulator, stats: StatsCounter, dispatcher: HookDispatcher,
-                 fail: Callable[[CartesiaSyncError], None], record: Callable[[CartesiaSyncError], None]) -> None:
+                 fail: Callable[[CartesiaSyncError], None], record: Callable[[CartesiaSyncError], None],
+                 done: Optional[threading.Event] = None) -> None:
         self._transcript = transcript
         self._stats = stats
         self._dispatcher = dispatcher
         self._fail = fail
         self._record = record
         self.tickets: Deque[FlushTicket] = deque()
-        self.done = threading.Event()
+        self.done = done if done is not None else threading.Event()
         self.request_id: Optional[str] = None
 
     def route(self, event: Event) -> None:

@@ -16,7 +16,6 @@ Each error is raised once. ``Client(raise_errors=False)`` turns re-raising off.
 from __future__ import annotations
 
 import contextlib
-import enum
 import itertools
 import logging
 import os
@@ -37,17 +36,17 @@ from .events import FlushDone, Transcript, Word
 from .frames import StreamSocket
 from .headway import Headway
 from .intake import AudioIntake
+from .lifecycle import Lifecycle, SessionState
 from .link import Link
 from .liveness import Liveness
 from .plugin_manager import HookDispatcher
 from .receiver import Receiver
-from .reconnect import Reconnector
 from .result import TranscriptionResult
 from .router import EventRouter, FlushTicket
-from .session_events import ConnectionEvents
 from .secrets import redact
 from .sender import Sender
 from .stats import SessionStats, StatsCounter
+from .supervisor import ConnectionSupervisor
 from .transcript import TranscriptAccumulator
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -63,15 +62,7 @@ _session_numbers = itertools.count(1)
 _SILENCE_BYTE = {"pcm_mulaw": b"\xff", "pcm_alaw": b"\xd5"}
 
 
-class SessionState(enum.Enum):
-    """Where a session is in its life."""
-
-    OPEN = "open"
-    CLOSING = "closing"
-    CLOSED = "closed"
-
-
-class Session(ConnectionEvents):
+class Session:
     """One open streaming connection. Create it with :meth:`Client.connect`.
 
     ``send()`` and ``send_file()`` may be called from any thread. Hooks run on
@@ -99,41 +90,34 @@ class Session(ConnectionEvents):
         self._queue = AudioQueue(round(options.max_buffer_seconds * self._bytes_per_second), options.buffer_policy)
         self._intake = AudioIntake(settings, options, self._queue, self._stats, self._audio_dropped)
         self._book = ErrorBook(self._stats, options.raise_errors)
+        self._lifecycle = Lifecycle()
         self._dispatcher = HookDispatcher(plugin_manager, self, self._book.keep, self._scrub)
         self._router = EventRouter(self._transcript, self._stats, self._dispatcher,
-                                   self._server_failed, self._book.keep)
+                                   self._server_error, self._book.keep, done=self._lifecycle.done)
         self._link = Link(ws, round(options.replay_seconds * self._bytes_per_second), ENCODINGS[settings.encoding],
                           self._bytes_per_second, self._stats)
         self._liveness = Liveness(options.ping_interval, options.ping_timeout)
         self._headway = Headway()
         ws.write_patience = self._liveness.dead_after or options.join_timeout
-
-        self._state = SessionState.OPEN
-        self._state_lock = threading.Lock()
-        self._closer: Optional[threading.Thread] = None  # the thread running close() or abort()
         self._ending_deadline = 0.0  # when the closing thread will have finished, unless the session moves on
         self._ending_patience = 0.0  # how long the closing thread may go without headway
-        self._ending = threading.Event()  # teardown began or an abort was asked for: every wait stops
-        self._closed_event = threading.Event()
-        self._failed_event = threading.Event()
-        self._dispatch_closed = False
-        self._end_command: Optional[Command] = None
-        self._done_event = self._router.done
-        self._stream_ended = threading.Event()
-        self._expect_close = False
-        self._ended_by_server: Optional[str] = None  # why the server ended an idle session
 
+        self._supervisor = ConnectionSupervisor(
+            settings, options, self._link, self._lifecycle, self._router, self._queue, self._book,
+            self._dispatcher, self._headway, self._stats, self._transcript,
+            fail=self._fail_and_report, stop=self._stop_everything, scrub=self._scrub,
+        )
         keepalive = _SILENCE_BYTE.get(settings.encoding, b"\x00") * self._intake.frame_bytes
         self._sender = Sender(
             ws, self._queue, self._stats,
             bytes_per_second=self._bytes_per_second, speed=speed,
             keepalive_interval=options.keepalive_interval, keepalive_frame=keepalive,
             liveness=self._liveness, headway=self._headway, replay=self._link.replay,
-            on_failure=self._sender_failed, name=f"cartesia-sync-sender-{self.number}",
+            on_failure=self._supervisor.sender_failed, name=f"cartesia-sync-sender-{self.number}",
         )
-        self._receiver = Receiver(ws, self, self._stats, self._liveness, name=f"cartesia-sync-receiver-{self.number}")
-        self._reconnector = Reconnector(settings, options, self._link, self._sender, self._stats, self._transcript,
-                                        self._ending, self._announce_reconnect)
+        self._supervisor.attach(self._sender)
+        self._receiver = Receiver(ws, self._supervisor, self._stats, self._liveness,
+                                  name=f"cartesia-sync-receiver-{self.number}")
 
     # -- lifecycle ----------------------------------------------------------
 
@@ -155,13 +139,13 @@ class Session(ConnectionEvents):
 
     @property
     def state(self) -> SessionState:
-        """``OPEN``, ``CLOSING`` or ``CLOSED``."""
-        return self._state
+        """Where the session is in its life (see :class:`SessionState`)."""
+        return self._lifecycle.state
 
     @property
     def closed(self) -> bool:
         """True once ``close()`` or ``abort()`` has finished."""
-        return self._state is SessionState.CLOSED
+        return self._lifecycle.state is SessionState.CLOSED
 
     # -- results ------------------------------------------------------------
 
@@ -202,7 +186,7 @@ class Session(ConnectionEvents):
         Such a session ends without an error: sending raises
         :class:`SessionClosedError`, ``close()`` just releases it.
         """
-        return self._ended_by_server
+        return self._lifecycle.ended_by_server
 
     def result(self) -> TranscriptionResult:
         """What the session has produced so far, as a :class:`TranscriptionResult`.
@@ -221,7 +205,7 @@ class Session(ConnectionEvents):
             realtime_factor=(wall / stats.audio_sent) if stats.audio_sent else None,
             stats=stats,
             request_id=self.request_id,
-            complete=self._done_event.is_set() and self._book.failure is None,
+            complete=self._lifecycle.done.is_set() and self._book.failure is None,
         )
 
     @property
@@ -361,7 +345,7 @@ class Session(ConnectionEvents):
             return
         own_error: Optional[StreamTimeout] = None
         try:
-            if self._book.failure is None and not self._ending.is_set():
+            if self._book.failure is None and not self._lifecycle.stopping.is_set():
                 own_error = self._drain(timeout)
         except StreamTimeout as exc:
             own_error = exc
@@ -406,17 +390,23 @@ class Session(ConnectionEvents):
         self._check_open()
 
     def _check_open(self) -> None:
-        if self._state is not SessionState.OPEN or self._book.failure is not None or self._ended_by_server is not None:
+        if not self._lifecycle.is_open or self._book.failure is not None:
             raise self._closed_error()
 
     def _closed_error(self) -> CartesiaSyncError:
-        if self._ended_by_server is not None and self._book.failure is None:
-            return SessionClosedError(self._ended_by_server)
-        return self._book.closed_error(self._state.value)
+        ended_by_server = self._lifecycle.ended_by_server
+        if ended_by_server is not None and self._book.failure is None:
+            return SessionClosedError(ended_by_server)
+        return self._book.closed_error(self._lifecycle.state.value)
 
     def _raise_if_ended(self) -> None:
-        if self._book.failure is not None or self._ending.is_set() or self._state is not SessionState.OPEN:
+        if self._book.failure is not None or self._lifecycle.stopping.is_set() or not self._lifecycle.is_open:
             raise self._closed_error()
+
+    @property
+    def _end_command(self) -> Optional[Command]:
+        """The end command, once ``close()`` queued it."""
+        return self._lifecycle.end_command
 
     # -- internals: ending ----------------------------------------------------
 
@@ -433,22 +423,20 @@ class Session(ConnectionEvents):
 
         An abort made while another thread is closing cuts that close short.
         """
-        current = threading.current_thread()
-        with self._state_lock:
-            if self._state is SessionState.OPEN:
-                self._state = SessionState.CLOSING
-                self._closer = current
-                queued = self._queue.audio_bytes / self._bytes_per_second
-                self._ending_patience = self._budget(timeout, queued) + self._teardown_budget()
-                self._ending_deadline = time.monotonic() + self._ending_patience
-                return True
+        lifecycle = self._lifecycle
+        queued = self._queue.audio_bytes / self._bytes_per_second
+        patience = self._budget(timeout, queued) + self._teardown_budget()
+        if lifecycle.begin_close(drain=not aborting):
+            self._ending_patience = patience
+            self._ending_deadline = time.monotonic() + patience
+            return True
         if aborting:
             self._stop_everything("the session was aborted")
-        if current is self._closer:  # a hook running on the closing thread: it is closing already
+        if threading.current_thread() is lifecycle.closer:  # a hook running on the closing thread: it is closing
             return False
         # The closing thread waits as long as the session makes headway; so does this one, a little longer.
         slack = self._teardown_budget()
-        while not self._closed_event.wait(0.05):
+        while not lifecycle.closed.wait(0.05):
             if time.monotonic() > self._headway.deadline(self._ending_patience, self._ending_deadline) + slack:
                 raise StreamTimeout("another thread is still closing this session; it did not finish in time")
         return False
@@ -465,18 +453,19 @@ class Session(ConnectionEvents):
 
         :returns: a :class:`StreamTimeout` to raise when ``done`` never came.
         """
+        lifecycle = self._lifecycle
         command = Command(self.settings.end_command)
-        self._end_command = command
+        lifecycle.end_command = command
         try:
             self._intake.add_command(command)
         except SessionClosedError:
             return None  # the session failed or was aborted meanwhile
         if not self._wait_sent(command, timeout):
-            if self._book.failure is not None or self._ending.is_set():
+            if self._book.failure is not None or lifecycle.stopping.is_set():
                 return None
             raise self._not_sent_error(command.text, timeout)
-        if not self._wait_any(self._done_event, timeout, self._stream_ended, patience=timeout):
-            if self._book.failure is not None or self._ending.is_set():
+        if not self._wait_any(lifecycle.done, timeout, lifecycle.stream_ended, patience=timeout):
+            if self._book.failure is not None or lifecycle.stopping.is_set():
                 return None
             error = StreamTimeout(
                 f"no 'done' from {self.settings.display_url}: the server sent nothing for {timeout:g} s after "
@@ -486,10 +475,10 @@ class Session(ConnectionEvents):
             self._book.record(error, raised=True)
             self._dispatcher.report(error)
             return error
-        self._expect_close = True
-        if not self._done_event.is_set():
+        lifecycle.expect_close()
+        if not lifecycle.done.is_set():
             logger.warning("the server closed the connection after %r without sending done", command.text)
-        elif not self._wait_any(self._stream_ended, self.options.close_grace):
+        elif not self._wait_any(lifecycle.stream_ended, self.options.close_grace):
             logger.debug("server did not close %.1f s after done; closing from this side", self.options.close_grace)
         return None
 
@@ -518,8 +507,9 @@ class Session(ConnectionEvents):
             only after ``patience`` seconds without any.
         """
         deadline = time.monotonic() + timeout
+        stopping = self._lifecycle.stopping
         while not event.is_set():
-            if self._failed_event.is_set() or self._ending.is_set() or any(other.is_set() for other in others):
+            if stopping.is_set() or any(other.is_set() for other in others):
                 break
             if patience is not None:
                 deadline = self._headway.deadline(patience, deadline)
@@ -531,7 +521,7 @@ class Session(ConnectionEvents):
 
     def _stop_everything(self, reason: str) -> None:
         """Stop sending at once and wake every waiter; what was not sent is counted as unsent."""
-        self._ending.set()
+        self._lifecycle.stop()
         self._link.stop_switching()  # a reconnect under way installs nothing now
         self._sender.stop()
         unsent = self._queue.close(reason) + self._intake.discard()
@@ -541,30 +531,28 @@ class Session(ConnectionEvents):
         self._router.wake_waiters()
 
     def _teardown(self) -> None:
+        lifecycle = self._lifecycle
         try:
-            self._expect_close = True
+            lifecycle.tear_down()
             self._stop_everything("the session is closed")
             self._sender.join(min(0.2, self.options.join_timeout))
-            if not self._sender.is_alive() and not self._stream_ended.is_set():
+            if not self._sender.is_alive() and not lifecycle.stream_ended.is_set():
                 # A sender still alive is stuck in a write: a close frame would wait behind it.
                 self._link.send_close_frame()
-                self._stream_ended.wait(min(0.5, self.options.close_grace))
+                lifecycle.stream_ended.wait(min(0.5, self.options.close_grace))
             self._link.close()
             for thread in (self._sender, self._receiver):
                 if thread.is_alive() and thread is not threading.current_thread():
                     thread.join(self.options.join_timeout)
                     if thread.is_alive():
                         logger.error("thread %s did not stop within %.1f s", thread.name, self.options.join_timeout)
-            self._dispatch_closed = True
+            lifecycle.close_hooks()
             self._stats.mark_ended()
             self._dispatcher.emit_last("on_session_end")
         finally:
-            self._dispatch_closed = True
             self._link.close()
             self._stats.mark_ended()
-            with self._state_lock:
-                self._state = SessionState.CLOSED
-            self._closed_event.set()
+            lifecycle.finish()
 
     # -- internals: errors ----------------------------------------------------
 
@@ -578,16 +566,20 @@ class Session(ConnectionEvents):
         """
         if not self._book.record(error, fatal=True):
             return False
-        self._failed_event.set()
+        self._lifecycle.fail()
         self._stop_everything(f"the session ended because of an error: {error}")
         return True
 
     def _fail_and_report(self, error: CartesiaSyncError) -> None:
-        if self._fail(error) and not self._dispatch_closed:
+        if self._fail(error) and not self._lifecycle.hooks_closed:
             self._dispatcher.report(error)
+
+    def _server_error(self, error: CartesiaSyncError) -> None:
+        """A fatal ``error`` message, found by the router: the supervisor decides between reconnecting and failing."""
+        self._supervisor.server_failed(error)
 
     def __repr__(self) -> str:
         return (
-            f"<Session #{self.number} {self._state.value} url={self.settings.display_url!r} "
+            f"<Session #{self.number} {self._lifecycle.state.value} url={self.settings.display_url!r} "
             f"sent={self.audio_sent:.1f}s finals={self._stats.get('final_transcripts'):.0f}>"
         )
