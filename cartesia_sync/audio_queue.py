@@ -17,9 +17,7 @@ from typing import Deque, List, Optional, Union
 
 from .errors import SessionClosedError, StreamTimeout
 
-__all__ = ["AudioFrame", "KeepaliveFrame", "Command", "AudioQueue", "BUFFER_POLICIES"]
-
-BUFFER_POLICIES = ("block", "drop_oldest")
+__all__ = ["AudioFrame", "KeepaliveFrame", "Command", "AudioQueue"]
 
 
 #: One binary frame of wire-format audio is plain ``bytes``, on purpose: the garbage collector does
@@ -55,12 +53,10 @@ class AudioQueue:
     """A FIFO of frames and commands, bounded in bytes of audio.
 
     :param capacity: the most bytes of audio it holds.
-    :param policy: ``"block"`` or ``"drop_oldest"``.
+    :param policy: ``"block"`` or ``"drop_oldest"`` (validated by :class:`~cartesia_sync.SessionOptions`).
     """
 
     def __init__(self, capacity: int, policy: str = "block") -> None:
-        if policy not in BUFFER_POLICIES:
-            raise ValueError(f"buffer policy must be one of {BUFFER_POLICIES}, got {policy!r}")
         self._items: Deque[Item] = collections.deque()
         self._capacity = max(1, capacity)
         self._policy = policy

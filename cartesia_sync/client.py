@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import threading
@@ -25,9 +26,13 @@ from .errors import ConfigurationError
 from .plugin_manager import create_plugin_manager, list_plugins, register_plugin
 from .secrets import ApiKey
 from .session import Session
-from .transport import open_websocket
+from .wire import WireConnection
 
 __all__ = ["Client"]
+
+#: The fields of SessionOptions, which Client also takes one by one, and their defaults.
+_OPTION_FIELDS = frozenset(field.name for field in dataclasses.fields(SessionOptions))
+_OPTION_DEFAULTS = {field.name: field.default for field in dataclasses.fields(SessionOptions)}
 
 logger = logging.getLogger(__name__)
 
@@ -63,10 +68,10 @@ class Client:
     :param ca_certs: a CA bundle for servers with private certificates;
         verification itself is always on.
     :param extra_headers: more handshake headers.
-    :param session_options: any :class:`~cartesia_sync.config.SessionOptions`
-        field (``frame_duration``, ``max_buffer_seconds``, ``buffer_policy``,
-        ``send_timeout``, ``keepalive_interval``, ``finalize_timeout``,
-        ``close_timeout``, ``close_grace``, ``join_timeout``, ``raise_errors``).
+    :param options: how sessions behave, as one :class:`SessionOptions`
+        object; or pass its fields one by one as the keyword arguments below
+        (``frame_duration`` to ``ping_timeout``, documented on
+        :class:`SessionOptions`), not both.
     :raises ConfigurationError: a setting is invalid or unsafe.
     """
 
@@ -90,15 +95,41 @@ class Client:
         connect_timeout: float = 10.0,
         ca_certs: Optional[str] = None,
         extra_headers: Optional[Mapping[str, str]] = None,
-        **session_options: Any,
+        options: Optional[SessionOptions] = None,
+        frame_duration: float = 0.1,
+        max_buffer_seconds: float = 30.0,
+        buffer_policy: str = "block",
+        send_timeout: float = 30.0,
+        keepalive_interval: Optional[float] = 10.0,
+        finalize_timeout: float = 10.0,
+        close_timeout: float = 10.0,
+        close_grace: float = 2.0,
+        join_timeout: float = 5.0,
+        raise_errors: bool = True,
+        reconnect: bool = True,
+        reconnect_attempts: int = 5,
+        reconnect_delay: float = 0.5,
+        reconnect_max_delay: float = 10.0,
+        replay_seconds: float = 30.0,
+        ping_interval: Optional[float] = 10.0,
+        ping_timeout: Optional[float] = 10.0,
     ) -> None:
         raw_key = api_key if api_key is not None else os.environ.get(API_KEY_ENV) or None
         if isinstance(keyterms, str):
             keyterms = (keyterms,)
-        try:
-            self.options = SessionOptions(**session_options)
-        except TypeError as exc:
-            raise ConfigurationError(f"unknown Client argument: {exc}") from None
+        # The keyword arguments named after SessionOptions fields, validated once, by SessionOptions.
+        fields = {name: value for name, value in locals().items() if name in _OPTION_FIELDS}
+        if options is None:
+            self.options = SessionOptions(**fields)
+        elif not isinstance(options, SessionOptions):
+            raise ConfigurationError(f"options must be a SessionOptions, got {type(options).__name__}")
+        else:
+            changed = sorted(name for name, value in fields.items() if value != _OPTION_DEFAULTS[name])
+            if changed:
+                raise ConfigurationError(
+                    f"pass session options either as options= or as keyword arguments, not both (got {', '.join(changed)})"
+                )
+            self.options = options
         self.settings = ConnectionSettings(
             url=url or os.environ.get(URL_ENV) or DEFAULT_URL,
             api_key=ApiKey(raw_key) if raw_key else None,
@@ -163,7 +194,7 @@ class Client:
             self._frozen = True
         logger.debug("connecting to %s", self.settings.display_url)
         started = time.monotonic()
-        ws = open_websocket(self.settings)
+        ws = WireConnection(self.settings).open()
         elapsed = time.monotonic() - started
         logger.debug("connected to %s in %.3f s", self.settings.display_url, elapsed)
         session = Session(ws, self.settings, self.options, self._plugin_manager, speed, connect_seconds=elapsed)

@@ -20,6 +20,7 @@ __all__ = [
     "resolve_speed",
     "DEFAULT_CARTESIA_VERSION",
     "ENCODINGS",
+    "BUFFER_POLICIES",
     "ConnectionSettings",
     "is_loopback_host",
 ]
@@ -32,6 +33,9 @@ DEFAULT_URL = "wss://api.cartesia.ai/stt/websocket"
 HOSTED_HOST = urlsplit(DEFAULT_URL).hostname
 #: The newest documented API version; from it on, errors are structured JSON.
 DEFAULT_CARTESIA_VERSION = "2026-03-01"
+
+#: What a full send buffer does: make ``send()`` wait, or discard the oldest audio.
+BUFFER_POLICIES = ("block", "drop_oldest")
 
 #: Wire encodings the endpoint accepts, with their bytes per sample.
 ENCODINGS: Dict[str, int] = {
@@ -278,7 +282,7 @@ class SessionOptions:
             raise ConfigurationError(
                 f"frame_duration must be between 0.005 and 1.0 seconds, got {self.frame_duration!r}; 0.1 is recommended"
             )
-        if self.buffer_policy not in ("block", "drop_oldest"):
+        if self.buffer_policy not in BUFFER_POLICIES:
             raise ConfigurationError(f"buffer_policy must be 'block' or 'drop_oldest', got {self.buffer_policy!r}")
         for name in ("max_buffer_seconds", "send_timeout", "finalize_timeout", "close_timeout", "close_grace",
                      "join_timeout", "reconnect_delay", "reconnect_max_delay", "replay_seconds"):

@@ -1,28 +1,18 @@
-"""WebSocket frames the session writes itself, and the socket class that reads them.
+"""The bytes of the WebSocket frames a client writes (RFC 6455 section 5): headers, mask keys, masking.
 
-Every frame the session writes goes through :func:`write_encoded`, under
-websocket-client's send lock: audio (several frames per write when the queue
-is deep), commands and pings from the sender, pongs and the close frame
-(through :class:`StreamSocket`) from the receiver.
-The socket has a short timeout (:data:`SOCKET_POLL`), so a blocked write or an
-idle read comes back now and then: a writer can give up when it must (the
-session ends, the peer stopped reading), and the receiver can notice that the
-server has gone silent. websocket-client keeps a partly read frame across
-such timeouts, so reads simply resume.
+Pure functions, no socket: :mod:`.wire` writes what they make. Every frame
+gets a fresh mask key from the operating system's random source, and a run of
+audio frames is masked in one numpy operation.
 """
 
 from __future__ import annotations
 
 import os
-import socket
-import ssl
 import struct
 import threading
-import time
-from typing import Callable, List, Optional, Sequence, Tuple, Union
+from typing import List, Optional, Sequence, Tuple, Union
 
 import numpy as np
-import websocket
 
 __all__ = [
     "OPCODE_TEXT",
@@ -30,24 +20,14 @@ __all__ = [
     "OPCODE_CLOSE",
     "OPCODE_PING",
     "OPCODE_PONG",
-    "SOCKET_POLL",
-    "StreamSocket",
     "close_frame_status",
     "encode_binary_frames",
     "encode_frame",
-    "write_encoded",
-    "write_frame",
     "xor_mask",
 ]
 
 #: Opcodes (RFC 6455 section 5.2).
 OPCODE_TEXT, OPCODE_BINARY, OPCODE_CLOSE, OPCODE_PING, OPCODE_PONG = 0x1, 0x2, 0x8, 0x9, 0xA
-
-#: The socket timeout: how often a blocked write or an idle read comes back to look around.
-SOCKET_POLL = 0.5
-
-#: What a socket write raises when the send buffer stayed full for ``SOCKET_POLL``.
-_WRITE_BLOCKED = (BlockingIOError, InterruptedError, ssl.SSLWantWriteError, socket.timeout)
 
 _HEADER_16 = struct.Struct("!BBH")
 _HEADER_64 = struct.Struct("!BBQ")
@@ -130,81 +110,12 @@ def encode_binary_frames(payloads: Sequence[bytes]) -> bytes:
     return b"".join(parts)
 
 
-def write_frame(ws: websocket.WebSocket, opcode: int, payload: bytes, while_blocked: Callable[[], None]) -> None:
-    """Write one masked frame, under websocket-client's send lock.
-
-    The frame is built here, with numpy masking, instead of through
-    websocket-client's general ``ABNF`` path: for the many small audio frames
-    of a session that path costs more than the socket write itself.
-
-    :param while_blocked: called each time the send buffer stayed full for
-        :data:`SOCKET_POLL`; it may raise to give up, and the connection must
-        then be dropped (part of a frame may have gone out).
-    :raises websocket.WebSocketConnectionClosedException: the socket is already closed.
-    :raises OSError: the write failed.
-    """
-    write_encoded(ws, encode_frame(opcode, payload), while_blocked)
-
-
-def write_encoded(ws: websocket.WebSocket, data: bytes, while_blocked: Callable[[], None]) -> None:
-    """Write already encoded frames (:func:`encode_frame`, :func:`encode_binary_frames`) in one go.
-
-    Same lock, errors and ``while_blocked`` as :func:`write_frame`; several
-    frames in one write cost one system call instead of one each.
-    """
-    view = memoryview(data)
-    with ws.lock:
-        sock = ws.sock
-        if sock is None:
-            raise websocket.WebSocketConnectionClosedException("the socket is already closed")
-        while view:
-            try:
-                sent = sock.send(view)
-            except _WRITE_BLOCKED:
-                while_blocked()
-                continue
-            view = view[sent:]
-
-
 def _header(opcode: int, size: int) -> bytes:
     if size < 126:
         return bytes((0x80 | opcode, 0x80 | size))
     if size < 65536:
         return _HEADER_16.pack(0x80 | opcode, 0xFE, size)
     return _HEADER_64.pack(0x80 | opcode, 0xFF, size)
-
-
-class StreamSocket(websocket.WebSocket):
-    """websocket-client's ``WebSocket``, with the frames it writes on its own (pong, close) written patiently.
-
-    websocket-client answers a ping and echoes a close frame from inside
-    ``recv_data_frame``, on the receiver thread. Written the usual way, a full
-    send buffer would make them fail after one socket timeout; here they wait
-    up to :attr:`write_patience` seconds for room, then give up with a
-    connection error (the peer stopped reading).
-    """
-
-    write_patience: float = 10.0
-
-    def pong(self, payload: Union[str, bytes] = "") -> None:
-        self._write_patiently(OPCODE_PONG, payload.encode() if isinstance(payload, str) else payload, "a pong")
-
-    def send_close(self, status: int = 1000, reason: bytes = b"") -> None:
-        if not 0 <= status < 65536:
-            raise ValueError("the close code must be between 0 and 65535")
-        self.connected = False
-        self._write_patiently(OPCODE_CLOSE, struct.pack("!H", status) + reason, "the close frame")
-
-    def _write_patiently(self, opcode: int, payload: bytes, what: str) -> None:
-        deadline = time.monotonic() + self.write_patience
-
-        def while_blocked() -> None:
-            if time.monotonic() >= deadline:
-                raise websocket.WebSocketConnectionClosedException(
-                    f"could not write {what} for {self.write_patience:g} s: the peer stopped reading"
-                )
-
-        write_frame(self, opcode, payload, while_blocked)
 
 
 def close_frame_status(payload: bytes) -> Tuple[Optional[int], str]:

@@ -13,10 +13,9 @@ from typing import Optional
 
 from .errors import CartesiaSyncError
 from .events import Done, Event, FlushDone, Transcript
-from .frames import StreamSocket
 from .replay import Replay, ReplayBuffer
 from .stats import StatsCounter
-from .transport import send_close_frame, shutdown_socket
+from .wire import WireConnection
 
 __all__ = ["Link"]
 
@@ -31,7 +30,7 @@ class Link:
     :param stats: where the acknowledged audio is counted.
     """
 
-    def __init__(self, ws: StreamSocket, replay_bytes: int, sample_bytes: int, bytes_per_second: int,
+    def __init__(self, ws: WireConnection, replay_bytes: int, sample_bytes: int, bytes_per_second: int,
                  stats: StatsCounter) -> None:
         self._lock = threading.Lock()
         self._replay_args = (replay_bytes, sample_bytes, bytes_per_second)
@@ -39,7 +38,7 @@ class Link:
         self.ws = ws
         self.replay = ReplayBuffer(*self._replay_args)
         self.base = 0  # bytes of session audio before this connection's first byte
-        self.connecting: Optional[StreamSocket] = None  # a handshake in progress, to interrupt at teardown
+        self.connecting: Optional[WireConnection] = None  # a handshake in progress, to interrupt at teardown
         self.error: Optional[CartesiaSyncError] = None  # why this side is dropping the connection
         self._closed = False
 
@@ -62,20 +61,20 @@ class Link:
         """Give up on the current connection because of ``error``: its reader will see it end."""
         if self.error is None:
             self.error = error
-        shutdown_socket(self.ws)
+        self.ws.shutdown()
 
-    def new_socket(self, ws: StreamSocket) -> bool:
+    def new_socket(self, ws: WireConnection) -> bool:
         """A handshake is about to start on ``ws``; False (and nothing kept) once the link is closed."""
         with self._lock:
             self.connecting = None if self._closed else ws
             return not self._closed
 
-    def switch(self, ws: StreamSocket, replay: Replay) -> Optional[ReplayBuffer]:
+    def switch(self, ws: WireConnection, replay: Replay) -> Optional[ReplayBuffer]:
         """Make ``ws`` current; its audio starts where ``replay`` resumes. ``None`` once the link is closed."""
         with self._lock:
             self.connecting = None
             if self._closed:
-                shutdown_socket(ws)
+                ws.shutdown()
                 return None
             ws.write_patience = self.ws.write_patience
             self.ws = ws
@@ -86,7 +85,7 @@ class Link:
 
     def send_close_frame(self) -> None:
         """Start the close handshake on the current connection; never raises."""
-        send_close_frame(self.ws)
+        self.ws.send_close()
 
     def stop_switching(self) -> None:
         """The session is ending: interrupt any handshake in progress and install nothing more."""
@@ -94,9 +93,9 @@ class Link:
             self._closed = True
             connecting, self.connecting = self.connecting, None
         if connecting is not None:
-            shutdown_socket(connecting)
+            connecting.shutdown()
 
     def close(self) -> None:
         """Shut the current connection and any handshake in progress; install nothing more."""
         self.stop_switching()
-        shutdown_socket(self.ws)
+        self.ws.shutdown()

@@ -15,14 +15,11 @@ import threading
 import time
 from typing import Optional, Protocol, Tuple
 
-import websocket
-
 from .errors import ProtocolError
 from .events import Event, parse_message
-from .frames import close_frame_status
 from .liveness import Liveness
 from .stats import StatsCounter
-from .transport import shutdown_socket
+from .wire import ConnectionBroken, WireConnection
 
 __all__ = ["Receiver", "MessageSink"]
 
@@ -38,10 +35,10 @@ class MessageSink(Protocol):
     def handle_junk(self, error: ProtocolError) -> None:
         """A frame that could not be understood."""
 
-    def handle_close(self, code: Optional[int], reason: str) -> Optional[websocket.WebSocket]:
+    def handle_close(self, code: Optional[int], reason: str) -> Optional[WireConnection]:
         """The server sent a close frame; returns the next connection to read, if the session reconnected."""
 
-    def handle_lost(self, detail: str, *, retry: bool = True) -> Optional[websocket.WebSocket]:
+    def handle_lost(self, detail: str, *, retry: bool = True) -> Optional[WireConnection]:
         """The connection ended without a close frame; returns the next connection to read, if any.
 
         ``retry`` is false when the end was this thread's own failure, not the network's.
@@ -57,10 +54,10 @@ class Receiver(threading.Thread):
     :param liveness: told whenever the server is heard; judged whenever a read times out.
     """
 
-    def __init__(self, ws: websocket.WebSocket, sink: MessageSink, stats: StatsCounter, liveness: Liveness,
+    def __init__(self, ws: WireConnection, sink: MessageSink, stats: StatsCounter, liveness: Liveness,
                  name: str = "cartesia-sync-receiver") -> None:
         super().__init__(name=name, daemon=True)
-        self._ws: Optional[websocket.WebSocket] = ws
+        self._ws: Optional[WireConnection] = ws
         self._sink = sink
         self._stats = stats
         self._liveness = liveness
@@ -72,23 +69,25 @@ class Receiver(threading.Thread):
                 code, reason, lost = self._read(ws)
                 # Nothing more can arrive after a close frame or the end of the stream: release the
                 # TCP connection now, as the peer expects once the close handshake is complete.
-                shutdown_socket(ws)
+                ws.shutdown()
                 self._ws = self._sink.handle_lost(lost) if lost is not None else self._sink.handle_close(code, reason)
         except BaseException as exc:  # a bug, or SystemExit in a hook, must not leave the session hanging
             logger.exception("the receiver thread failed")
             self._sink.handle_lost(f"the receiver thread failed: {type(exc).__name__}: {exc}", retry=False)
         finally:
             if self._ws is not None:
-                shutdown_socket(self._ws)
+                self._ws.shutdown()
 
-    def _read(self, ws: websocket.WebSocket) -> Tuple[Optional[int], str, Optional[str]]:
+    def _read(self, ws: WireConnection) -> Tuple[Optional[int], str, Optional[str]]:
         """Read one connection to its end: ``(close code, close reason, None)`` or ``(None, "", what went wrong)``."""
         liveness = self._liveness
         liveness.restart()
         while True:
             try:
-                opcode, frame = ws.recv_data_frame(True)
-            except websocket.WebSocketTimeoutException:
+                incoming = ws.read()
+            except ConnectionBroken as exc:
+                return None, "", str(exc)
+            if incoming is None:  # nothing for a poll interval: is the server still there?
                 silence = liveness.silence(time.monotonic())
                 if silence is not None:
                     return None, "", (
@@ -96,23 +95,20 @@ class Receiver(threading.Thread):
                         "the connection is half-open or the server hung"
                     )
                 continue
-            except (websocket.WebSocketException, OSError, ValueError) as exc:
-                return None, "", str(exc) or type(exc).__name__
             liveness.heard()
-            if opcode == websocket.ABNF.OPCODE_CLOSE:
-                code, reason = close_frame_status(frame.data)
-                return code, reason, None
-            if opcode not in (websocket.ABNF.OPCODE_TEXT, websocket.ABNF.OPCODE_BINARY):
-                continue  # ping and pong: websocket-client already answered pings
+            if incoming.kind == "close":
+                return incoming.close_code, incoming.close_reason, None
+            if incoming.kind == "control":
+                continue  # ping and pong: the ping was answered already
             self._stats.add("messages_received")
-            if opcode == websocket.ABNF.OPCODE_BINARY:
+            if incoming.kind == "binary":
                 self._sink.handle_junk(ProtocolError(
-                    f"server sent a binary frame of {len(frame.data)} bytes; only JSON text frames are expected",
-                    raw=repr(bytes(frame.data[:60])),
+                    f"server sent a binary frame of {len(incoming.data)} bytes; only JSON text frames are expected",
+                    raw=repr(incoming.data[:60]),
                 ))
             else:
                 try:
-                    event = parse_message(frame.data)
+                    event = parse_message(incoming.data)
                 except ProtocolError as exc:
                     self._sink.handle_junk(exc)
                 else:

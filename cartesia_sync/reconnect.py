@@ -27,13 +27,12 @@ from typing import Callable, Iterator, Optional
 
 from .config import ConnectionSettings, SessionOptions
 from .errors import CartesiaSyncError, ConnectError, ConnectionLostError, ServerError
-from .frames import StreamSocket
 from .link import Link
 from .replay import Replay
 from .sender import Sender
 from .stats import StatsCounter
 from .transcript import TranscriptAccumulator
-from .transport import new_socket, open_websocket
+from .wire import WireConnection
 
 __all__ = ["Reconnected", "Reconnector", "backoff_delays", "is_transient", "TRANSIENT_CLOSE_CODES"]
 
@@ -113,7 +112,7 @@ class Reconnector:
         self._tried = 0  # handshakes since the session last made progress
         self._acknowledged_then = -1.0  # the acknowledged audio when the last reconnect was made
 
-    def replace(self, error: CartesiaSyncError) -> StreamSocket:
+    def replace(self, error: CartesiaSyncError) -> WireConnection:
         """Open a new connection after ``error`` and hand it to the sender.
 
         :returns: the new connection, for the receiver to read.
@@ -133,7 +132,7 @@ class Reconnector:
             self._stats.add("audio_unsent", replay.first_send_bytes)  # it will never go out now
             raise
 
-    def _reconnect(self, error: CartesiaSyncError, replay: Replay, started: float) -> StreamSocket:
+    def _reconnect(self, error: CartesiaSyncError, replay: Replay, started: float) -> WireConnection:
         bytes_per_second = self._settings.bytes_per_second
         acknowledged = self._stats.get("audio_acknowledged")
         if acknowledged > self._acknowledged_then:
@@ -147,11 +146,11 @@ class Reconnector:
             attempts += 1
             self._tried += 1
             self._stats.add("reconnect_attempts")
-            ws = new_socket(self._settings)
+            ws = WireConnection(self._settings)
             if not self._link.new_socket(ws):
                 break
             try:
-                ws = open_websocket(self._settings, ws)
+                ws.open()
             except ConnectError as exc:
                 logger.info("reconnect attempt %d to %s failed: %s", attempts, self._settings.display_url, exc)
                 last = exc

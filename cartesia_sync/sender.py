@@ -26,15 +26,13 @@ import time
 from collections import deque
 from typing import Callable, Deque, Iterable, List, Optional, Tuple
 
-import websocket
-
 from .audio_queue import AudioQueue, Command, Item, KeepaliveFrame
 from .errors import ConnectionLostError
-from .frames import OPCODE_PING, OPCODE_TEXT, encode_binary_frames, write_encoded, write_frame
 from .headway import Headway
 from .liveness import Liveness
 from .replay import ReplayBuffer
 from .stats import StatsCounter
+from .wire import ConnectionBroken, WireConnection
 
 __all__ = ["Sender"]
 
@@ -71,7 +69,7 @@ class Sender(threading.Thread):
 
     def __init__(
         self,
-        ws: websocket.WebSocket,
+        ws: WireConnection,
         queue: AudioQueue,
         stats: StatsCounter,
         *,
@@ -120,7 +118,7 @@ class Sender(threading.Thread):
         self._wake.set()
         return self._parked.wait(timeout) or not self.is_alive()
 
-    def resume(self, ws: websocket.WebSocket, replay: ReplayBuffer, items: Iterable[Tuple[Item, bool]]) -> None:
+    def resume(self, ws: WireConnection, replay: ReplayBuffer, items: Iterable[Tuple[Item, bool]]) -> None:
         """Continue on a new connection: ``items`` (each with its "replayed" flag) first, then the queue."""
         self._ws = ws
         self._replay = replay
@@ -141,7 +139,7 @@ class Sender(threading.Thread):
                     self._serve()
                 except _LetGo:
                     pass
-                except (websocket.WebSocketException, OSError) as exc:
+                except ConnectionBroken as exc:
                     if not (self._stop_requested.is_set() or self._let_go.is_set()):
                         self._on_failure(ConnectionLostError(f"sending failed, the connection is gone: {exc}"))
                 if not self._park():
@@ -173,7 +171,7 @@ class Sender(threading.Thread):
         while True:
             self._check()
             if self._liveness.ping_due(time.monotonic()):
-                write_frame(self._ws, OPCODE_PING, b"", self._check)
+                self._ws.write_ping(self._check)
                 self._stats.add("pings_sent")
             batch, starved = self._next_batch()
             if not batch:
@@ -223,7 +221,7 @@ class Sender(threading.Thread):
     def _write_audio(self, batch: List[Tuple[Item, bool]]) -> None:
         """Write a run of audio frames; if the write fails, the replay buffer has them for the next connection."""
         self._replay.writing(batch)
-        write_encoded(self._ws, encode_binary_frames([item for item, _ in batch]), self._check)  # type: ignore[misc]
+        self._ws.write_audio([item for item, _ in batch], self._check)  # type: ignore[misc]
         sent = frames = replayed_bytes = keepalive = 0
         for item, replayed in batch:
             size = len(item)  # type: ignore[arg-type]
@@ -247,7 +245,7 @@ class Sender(threading.Thread):
     def _write_command(self, command: Command, replayed: bool) -> None:
         """Write a command; if the write fails, the replay buffer has it for the next connection."""
         self._replay.writing(((command, replayed),))
-        write_frame(self._ws, OPCODE_TEXT, command.text.encode(), self._check)
+        self._ws.write_text(command.text, self._check)
         self._stats.add("commands_sent")
         command.sent.set()
         self._last_write = time.monotonic()

@@ -33,7 +33,6 @@ from .errors import (
     StreamTimeout,
 )
 from .events import FlushDone, Transcript, Word
-from .frames import StreamSocket
 from .headway import Headway
 from .intake import AudioIntake
 from .lifecycle import Lifecycle, SessionState
@@ -48,6 +47,7 @@ from .sender import Sender
 from .stats import SessionStats, StatsCounter
 from .supervisor import ConnectionSupervisor
 from .transcript import TranscriptAccumulator
+from .wire import WireConnection
 
 if TYPE_CHECKING:  # pragma: no cover
     import pluggy
@@ -71,7 +71,7 @@ class Session:
 
     def __init__(
         self,
-        ws: StreamSocket,
+        ws: WireConnection,
         settings: ConnectionSettings,
         options: SessionOptions,
         plugin_manager: "pluggy.PluginManager",

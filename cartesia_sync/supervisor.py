@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Callable, Optional
 
 from .errors import CartesiaSyncError, ConnectionLostError, ProtocolError
 from .events import Event
-from .frames import StreamSocket
 from .reconnect import Reconnected, Reconnector, is_transient
+from .wire import WireConnection
 
 if TYPE_CHECKING:  # pragma: no cover
     from .audio_queue import AudioQueue
@@ -135,7 +135,7 @@ class ConnectionSupervisor:
         self._book.keep(error)
         self._dispatcher.report(error)
 
-    def handle_close(self, code: Optional[int], reason: str) -> Optional[StreamSocket]:
+    def handle_close(self, code: Optional[int], reason: str) -> Optional[WireConnection]:
         """The server closed the connection: normal after ``done``, an idle close, or a failure."""
         lifecycle = self._lifecycle
         end_command = lifecycle.end_command
@@ -153,7 +153,7 @@ class ConnectionSupervisor:
         lifecycle.stream_ended.set()
         return None
 
-    def handle_lost(self, detail: str, *, retry: bool = True) -> Optional[StreamSocket]:
+    def handle_lost(self, detail: str, *, retry: bool = True) -> Optional[WireConnection]:
         """The connection broke without a close frame."""
         if self._lifecycle.close_expected or self._lifecycle.done.is_set():
             self._lifecycle.stream_ended.set()
@@ -162,7 +162,7 @@ class ConnectionSupervisor:
             f"the connection to {self._settings.display_url} was lost ({self._scrub(detail)})"
         ), retry)
 
-    def _connection_failed(self, error: CartesiaSyncError, retry: bool = True) -> Optional[StreamSocket]:
+    def _connection_failed(self, error: CartesiaSyncError, retry: bool = True) -> Optional[WireConnection]:
         """Reconnect after a transient failure, or end the session with the error."""
         stopping = self._lifecycle.stopping
         if retry and self._options.reconnect and is_transient(error) and not stopping.is_set() \

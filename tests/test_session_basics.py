@@ -210,3 +210,26 @@ def test_every_frame_length_encoding_arrives_intact(make_client, server, frame_d
     record = server.wait_finished()
     assert bytes(record.audio) == audio
     assert len(record.audio_frames[0].data) == round(frame_duration * sample_rate) * 2
+
+
+def test_client_takes_session_options_one_by_one_or_as_one_object(server):
+    import dataclasses
+    import inspect
+
+    signature = inspect.signature(cartesia_sync.Client)
+    for field in dataclasses.fields(cartesia_sync.SessionOptions):  # typed, explicit, same defaults
+        parameter = signature.parameters[field.name]
+        assert parameter.kind is inspect.Parameter.KEYWORD_ONLY and parameter.default == field.default
+    one_by_one = cartesia_sync.Client(url=server.url, close_timeout=3.0, load_entrypoints=False)
+    as_object = cartesia_sync.Client(url=server.url, options=cartesia_sync.SessionOptions(close_timeout=3.0),
+                                     load_entrypoints=False)
+    assert one_by_one.options == as_object.options
+    with as_object.connect() as session:
+        session.send(b"\0" * 3200)
+    assert session.text == " seg1:3200b"
+    with pytest.raises(cartesia_sync.ConfigurationError, match="not both.*close_timeout"):
+        cartesia_sync.Client(url=server.url, options=cartesia_sync.SessionOptions(), close_timeout=1.0)
+    with pytest.raises(cartesia_sync.ConfigurationError, match="buffer_policy must be"):
+        cartesia_sync.Client(url=server.url, buffer_policy="newest")
+    with pytest.raises(TypeError, match="close_timout"):
+        cartesia_sync.Client(url=server.url, close_timout=1.0)  # a misspelt option is caught by Python itself

@@ -6,12 +6,12 @@ from typing import Callable, Dict
 
 import numpy as np
 
+from ..config import ENCODINGS
+
 __all__ = ["SAMPLE_BYTES", "decoder_for"]
 
-#: Bytes per sample of each wire encoding.
-SAMPLE_BYTES: Dict[str, int] = {
-    "pcm_s16le": 2, "pcm_s32le": 4, "pcm_f16le": 2, "pcm_f32le": 4, "pcm_mulaw": 1, "pcm_alaw": 1,
-}
+#: Bytes per sample of each wire encoding: the client's own table, so both sides always agree.
+SAMPLE_BYTES: Dict[str, int] = dict(ENCODINGS)
 
 
 def _float_to_int16(samples: np.ndarray) -> np.ndarray:

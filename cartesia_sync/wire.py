@@ -1,0 +1,332 @@
+"""The wire seam: the one module that touches websocket-client.
+
+Everything below it (the handshake, the socket, its lock, the frames
+websocket-client writes on its own) is used here and nowhere else. The rest
+of the library sees a :class:`WireConnection` with a narrow interface:
+:meth:`~WireConnection.open`, :meth:`~WireConnection.write_audio`,
+:meth:`~WireConnection.write_text`, :meth:`~WireConnection.write_ping`,
+:meth:`~WireConnection.read`, :meth:`~WireConnection.send_close` and
+:meth:`~WireConnection.shutdown`; failures of the connection come out as
+:class:`ConnectionBroken`, failures of the handshake as
+:class:`~cartesia_sync.ConnectError` subclasses carrying the HTTP status and
+the server's body, with the key scrubbed.
+
+Why the library writes frames itself instead of calling ``send_binary``:
+:mod:`.frames` masks a deep queue of audio frames in one numpy operation and
+writes them in one system call (measured: a third of websocket-client's CPU
+per audio hour), and a write blocked on a full send buffer must come back
+every :data:`SOCKET_POLL` so that the session can give up when it ends or the
+peer stopped reading. For that, this module relies on three things of
+websocket-client, pinned by ``tests/test_wire_contract.py`` for every version
+the package allows: the ``lock`` and ``sock`` attributes of a connected
+``WebSocket`` (writes go through that lock, so they never interleave with a
+pong or close frame websocket-client writes), and that ``recv_data_frame``
+answers a ping through ``self.pong(payload)`` and a close frame through
+``self.send_close(...)``, which :class:`_StreamSocket` overrides to write them
+patiently too.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import ssl
+import struct
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, Optional, Sequence, Type, Union
+from urllib.parse import urlsplit
+
+import websocket
+
+from .config import ConnectionSettings
+from .errors import AuthenticationError, ConnectError, PaymentRequiredError, RateLimitError
+from .frames import (
+    OPCODE_BINARY,
+    OPCODE_CLOSE,
+    OPCODE_PING,
+    OPCODE_PONG,
+    OPCODE_TEXT,
+    close_frame_status,
+    encode_binary_frames,
+    encode_frame,
+)
+from .secrets import redact
+
+__all__ = ["SOCKET_POLL", "ConnectionBroken", "Incoming", "WireConnection"]
+
+logger = logging.getLogger(__name__)
+
+#: The socket timeout: how often a blocked write or an idle read comes back to look around.
+SOCKET_POLL = 0.5
+
+#: What a socket write raises when the send buffer stayed full for ``SOCKET_POLL``.
+_WRITE_BLOCKED = (BlockingIOError, InterruptedError, ssl.SSLWantWriteError, socket.timeout)
+
+_BODY_LIMIT = 500
+
+_STATUS_ERRORS: Dict[int, Any] = {
+    401: (AuthenticationError, "the server refused the API key; check CARTESIA_API_KEY or api_key="),
+    403: (AuthenticationError, "the API key is not allowed to use this endpoint; check its permissions"),
+    402: (PaymentRequiredError, "the account has no credits left; top it up and try again"),
+    429: (RateLimitError, "too many concurrent connections for this plan; close other sessions or retry later"),
+}
+
+
+class ConnectionBroken(Exception):
+    """The connection is gone (closed, reset, or the peer stopped reading); the message says how."""
+
+
+@dataclass(frozen=True)
+class Incoming:
+    """One frame read from the server.
+
+    :ivar kind: ``"text"``, ``"binary"``, ``"close"`` or ``"control"`` (a ping
+        or pong, already answered: it only shows the peer is alive).
+    :ivar data: the payload (text frames: the raw UTF-8 bytes).
+    :ivar close_code: for ``"close"``, the code, if the frame had one.
+    :ivar close_reason: for ``"close"``, the reason.
+    """
+
+    kind: str
+    data: bytes = b""
+    close_code: Optional[int] = None
+    close_reason: str = ""
+
+
+_KINDS = {OPCODE_TEXT: "text", OPCODE_BINARY: "binary", OPCODE_PING: "control", OPCODE_PONG: "control"}
+
+
+class WireConnection:
+    """One WebSocket connection to the endpoint. Thread-safe for one reader and any number of writers.
+
+    Made unconnected, so that another thread can interrupt the handshake with
+    :meth:`shutdown`; :meth:`open` performs it.
+
+    :param settings: the endpoint, credentials and TLS options.
+    """
+
+    def __init__(self, settings: ConnectionSettings) -> None:
+        self._settings = settings
+        sslopt: Dict[str, Any] = {"cert_reqs": ssl.CERT_REQUIRED, "check_hostname": True}
+        if settings.ca_certs:
+            sslopt["ca_certs"] = settings.ca_certs
+        self._ws = _StreamSocket(sslopt=sslopt, enable_multithread=True, skip_utf8_validation=True)
+
+    @property
+    def write_patience(self) -> float:
+        """How long the frames websocket-client writes by itself (pong, close reply) wait for room."""
+        return self._ws.write_patience
+
+    @write_patience.setter
+    def write_patience(self, seconds: float) -> None:
+        self._ws.write_patience = seconds
+
+    # -- the handshake -----------------------------------------------------------------------
+
+    def open(self) -> "WireConnection":
+        """Connect and complete the handshake; returns itself.
+
+        Redirects are not followed, so the key is only ever sent to the host
+        named in the URL. TLS certificates and host names are always verified.
+        A plaintext handshake to loopback never goes through a proxy from the
+        environment (it holds the key).
+
+        :raises AuthenticationError: HTTP 401 or 403.
+        :raises PaymentRequiredError: HTTP 402.
+        :raises RateLimitError: HTTP 429.
+        :raises ConnectError: any other refused handshake, DNS, TCP or TLS
+            failure, or a timeout after ``settings.connect_timeout`` seconds.
+        """
+        settings = self._settings
+        ws = self._ws
+        options: Dict[str, Any] = {}
+        error: Optional[ConnectError] = None
+        try:
+            if settings.is_loopback and settings.url.startswith("ws://"):
+                options["socket"] = socket.create_connection(
+                    (settings.host, urlsplit(settings.url).port or 80), timeout=settings.connect_timeout
+                )
+            ws.connect(settings.handshake_url(), header=settings.handshake_headers(),
+                       timeout=settings.connect_timeout, suppress_origin=True, redirect_limit=0, **options)
+        except (websocket.WebSocketException, OSError, ValueError) as exc:
+            # translated here, raised below outside this block, so no __context__ keeps the raw text
+            error = _translate(exc, ws, settings)
+        if error is not None:
+            raise error
+        ws.settimeout(SOCKET_POLL)
+        sock = ws.sock
+        if sock is not None:
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:  # pragma: no cover - not every socket family has it
+                pass
+        return self
+
+    # -- writing -------------------------------------------------------------------------------
+
+    def write_audio(self, payloads: Sequence[bytes], while_blocked: Callable[[], None]) -> None:
+        """Write audio frames, one binary frame per payload, in one socket write.
+
+        :param while_blocked: called each time the send buffer stayed full for
+            :data:`SOCKET_POLL`; it may raise to give up, and the connection
+            must then be dropped (part of a frame may have gone out).
+        :raises ConnectionBroken: the connection is gone.
+        """
+        self._write(encode_binary_frames(payloads), while_blocked)
+
+    def write_text(self, text: str, while_blocked: Callable[[], None]) -> None:
+        """Write one text frame (a command). Same ``while_blocked`` and errors as :meth:`write_audio`."""
+        self._write(encode_frame(OPCODE_TEXT, text.encode()), while_blocked)
+
+    def write_ping(self, while_blocked: Callable[[], None]) -> None:
+        """Write an empty ping. Same ``while_blocked`` and errors as :meth:`write_audio`."""
+        self._write(encode_frame(OPCODE_PING, b""), while_blocked)
+
+    def _write(self, data: bytes, while_blocked: Callable[[], None]) -> None:
+        try:
+            _write_locked(self._ws, data, while_blocked)
+        except (websocket.WebSocketException, OSError) as exc:
+            raise ConnectionBroken(str(exc) or type(exc).__name__) from exc
+
+    # -- reading --------------------------------------------------------------------------------
+
+    def read(self) -> Optional[Incoming]:
+        """The next frame, or ``None`` when nothing arrived for :data:`SOCKET_POLL` seconds.
+
+        Pings are answered and close frames echoed before this returns. A
+        frame partly read when the poll timed out is resumed by the next call.
+
+        :raises ConnectionBroken: the connection ended without a close frame, or failed.
+        """
+        try:
+            opcode, frame = self._ws.recv_data_frame(True)
+        except websocket.WebSocketTimeoutException:
+            return None
+        except (websocket.WebSocketException, OSError, ValueError) as exc:
+            raise ConnectionBroken(str(exc) or type(exc).__name__) from exc
+        data = bytes(frame.data) if frame is not None and frame.data is not None else b""
+        if opcode == OPCODE_CLOSE:
+            code, reason = close_frame_status(data)
+            return Incoming("close", data, code, reason)
+        return Incoming(_KINDS.get(opcode, "control"), data)
+
+    # -- ending ---------------------------------------------------------------------------------
+
+    def send_close(self, wait: float = 1.0) -> None:
+        """Send a normal close frame, waiting at most ``wait`` seconds for room on the socket. Never raises."""
+        try:
+            self._ws.write_patience = wait
+            self._ws.send_close(1000, b"")
+        except Exception:
+            logger.debug("could not send the close frame", exc_info=True)
+
+    def shutdown(self) -> None:
+        """Wake every thread blocked on the socket, then close it. Never raises; safe before :meth:`open`."""
+        sock: Optional[socket.socket] = self._ws.sock
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        try:
+            self._ws.shutdown()
+        except Exception:  # pragma: no cover - websocket-client swallows most of these itself
+            logger.debug("closing the socket failed", exc_info=True)
+
+
+class _StreamSocket(websocket.WebSocket):
+    """websocket-client's ``WebSocket``, with the frames it writes on its own (pong, close) written patiently.
+
+    websocket-client answers a ping and echoes a close frame from inside
+    ``recv_data_frame``, on the receiver thread. Written the usual way, a full
+    send buffer would make them fail after one socket timeout; here they wait
+    up to :attr:`write_patience` seconds for room, then give up with a
+    connection error (the peer stopped reading).
+    """
+
+    write_patience: float = 10.0
+
+    def pong(self, payload: Union[str, bytes] = "") -> None:
+        self._write_patiently(OPCODE_PONG, payload.encode() if isinstance(payload, str) else payload, "a pong")
+
+    def send_close(self, status: int = 1000, reason: bytes = b"", *args: Any, **kwargs: Any) -> None:
+        # Extra arguments are accepted and ignored: websocket-client has changed this signature before.
+        if not 0 <= status < 65536:
+            raise ValueError("the close code must be between 0 and 65535")
+        self.connected = False
+        self._write_patiently(OPCODE_CLOSE, struct.pack("!H", status) + reason, "the close frame")
+
+    def _write_patiently(self, opcode: int, payload: bytes, what: str) -> None:
+        deadline = time.monotonic() + self.write_patience
+
+        def while_blocked() -> None:
+            if time.monotonic() >= deadline:
+                raise websocket.WebSocketConnectionClosedException(
+                    f"could not write {what} for {self.write_patience:g} s: the peer stopped reading"
+                )
+
+        _write_locked(self, encode_frame(opcode, payload), while_blocked)
+
+
+def _write_locked(ws: websocket.WebSocket, data: bytes, while_blocked: Callable[[], None]) -> None:
+    """Write already encoded frames in one go, under websocket-client's send lock."""
+    view = memoryview(data)
+    with ws.lock:
+        sock = ws.sock
+        if sock is None:
+            raise websocket.WebSocketConnectionClosedException("the socket is already closed")
+        while view:
+            try:
+                sent = sock.send(view)
+            except _WRITE_BLOCKED:
+                while_blocked()
+                continue
+            view = view[sent:]
+
+
+def _translate(exc: Exception, ws: websocket.WebSocket, settings: ConnectionSettings) -> ConnectError:
+    """Turn a failure of websocket-client's connect into our error, with the key scrubbed."""
+    where = settings.display_url
+    if isinstance(exc, websocket.WebSocketBadStatusException):
+        return _status_error(int(exc.status_code), exc.status_message, exc.resp_body, settings)
+    response = getattr(ws, "handshake_response", None)
+    if response is not None and 300 <= int(response.status) < 400:
+        location = (response.headers or {}).get("location", "")
+        body = f"Location: {location}" if location else None
+        return _status_error(int(response.status), None, body.encode() if body else None, settings)
+    if isinstance(exc, (websocket.WebSocketTimeoutException, socket.timeout)):
+        return ConnectError(
+            f"timed out after {settings.connect_timeout:g} s connecting to {where}; "
+            "check the URL and the network, or raise connect_timeout"
+        )
+    if isinstance(exc, websocket.WebSocketAddressException):
+        return ConnectError(f"cannot resolve the host of {where}: {redact(str(exc), settings.api_key)}; check the URL")
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return ConnectError(
+            f"TLS certificate verification failed for {where}: {exc.verify_message or exc}; "
+            "pass ca_certs= with the CA bundle that signed the server's certificate"
+        )
+    message = redact(str(exc), settings.api_key) or type(exc).__name__
+    return ConnectError(f"cannot connect to {where}: {message}")
+
+
+def _status_error(status: int, status_message: Optional[str], resp_body: Optional[bytes],
+                  settings: ConnectionSettings) -> ConnectError:
+    body = ""
+    if resp_body:
+        raw = resp_body if isinstance(resp_body, bytes) else str(resp_body).encode()
+        body = redact(raw[:_BODY_LIMIT].decode("utf-8", errors="replace"), settings.api_key).strip()
+    cls: Type[ConnectError]
+    if status in _STATUS_ERRORS:
+        cls, advice = _STATUS_ERRORS[status]
+    elif 300 <= status < 400:
+        cls, advice = ConnectError, "the server answered with a redirect, which is not followed; use the final URL"
+    elif status >= 500:
+        cls, advice = ConnectError, "the server failed; try again later"
+    else:
+        cls, advice = ConnectError, "check the URL and the query parameters"
+    reason = f" {status_message}" if status_message else ""
+    detail = f": {body}" if body else ""
+    message = f"handshake refused with HTTP {status}{reason} by {settings.display_url}{detail}; {advice}"
+    return cls(message, status_code=status, body=body or None)

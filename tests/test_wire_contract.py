@@ -1,0 +1,220 @@
+"""What cartesia_sync.wire relies on in websocket-client, pinned against the real library over loopback.
+
+The wire seam writes frames itself under websocket-client's send lock and
+overrides the two frames websocket-client writes on its own (the pong and the
+close reply). If a websocket-client release changes any of this, these tests
+say which assumption broke; CI runs them against the lowest and the highest
+version the package allows.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import socket
+import struct
+import threading
+import time
+from typing import Callable, List, Optional
+
+import pytest
+import websocket
+
+from cartesia_sync.frames import OPCODE_CLOSE, OPCODE_PING, OPCODE_TEXT
+
+_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 section 1.3
+
+
+def server_frame(opcode: int, payload: bytes) -> bytes:
+    """An unmasked server frame."""
+    size = len(payload)
+    if size < 126:
+        header = bytes((0x80 | opcode, size))
+    else:
+        header = struct.pack("!BBH", 0x80 | opcode, 126, size)
+    return header + payload
+
+
+def read_client_frame(conn: socket.socket) -> tuple:
+    """One masked client frame: (opcode, payload)."""
+    head = _exactly(conn, 2)
+    opcode, size = head[0] & 0x0F, head[1] & 0x7F
+    if size == 126:
+        size = struct.unpack("!H", _exactly(conn, 2))[0]
+    elif size == 127:
+        size = struct.unpack("!Q", _exactly(conn, 8))[0]
+    key = _exactly(conn, 4)
+    data = _exactly(conn, size)
+    return opcode, bytes(b ^ key[i % 4] for i, b in enumerate(data))
+
+
+def _exactly(conn: socket.socket, count: int) -> bytes:
+    data = b""
+    while len(data) < count:
+        chunk = conn.recv(count - len(data))
+        if not chunk:
+            raise ConnectionError("closed")
+        data += chunk
+    return data
+
+
+class RawServer:
+    """A one-connection WebSocket server on loopback whose every byte the test scripts."""
+
+    def __init__(self, script: Callable[[socket.socket], None]) -> None:
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        self.received: List[tuple] = []
+        self._script = script
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        conn, _ = self._listener.accept()
+        with conn:
+            request = b""
+            while b"\r\n\r\n" not in request:
+                request += conn.recv(4096)
+            key = next(line.split(b":", 1)[1].strip() for line in request.split(b"\r\n")
+                       if line.lower().startswith(b"sec-websocket-key"))
+            accept = base64.b64encode(hashlib.sha1(key + _GUID).digest())
+            conn.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                         b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n")
+            try:
+                self._script(conn)
+            except (ConnectionError, OSError):
+                pass
+
+    def close(self) -> None:
+        self._listener.close()
+        self._thread.join(5)
+
+
+class Recording(websocket.WebSocket):
+    """websocket-client's WebSocket, noting the calls the wire seam overrides."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.calls: List[tuple] = []
+
+    def pong(self, payload=""):
+        self.calls.append(("pong", payload))
+        super().pong(payload)
+
+    def send_close(self, *args, **kwargs):
+        self.calls.append(("send_close", args, kwargs))
+        super().send_close(*args, **kwargs)
+
+
+def connect(port: int, cls=Recording) -> websocket.WebSocket:
+    ws = cls(enable_multithread=True, skip_utf8_validation=True)
+    ws.connect(f"ws://127.0.0.1:{port}/stt/websocket", timeout=5, suppress_origin=True, redirect_limit=0)
+    return ws
+
+
+def test_a_connected_socket_has_a_send_lock_and_a_socket():
+    server = RawServer(lambda conn: conn.recv(1))
+    try:
+        ws = connect(server.port)
+        assert isinstance(ws.sock, socket.socket)
+        with ws.lock:  # the lock websocket-client holds while it writes (pong, close reply)
+            pass
+        assert ws.lock.acquire(timeout=1)
+        ws.lock.release()
+        ws.shutdown()
+        assert ws.sock is None
+    finally:
+        server.close()
+
+
+def test_a_ping_is_answered_through_pong_with_its_payload():
+    def script(conn):
+        conn.sendall(server_frame(OPCODE_PING, b"are you there"))
+        server.received.append(read_client_frame(conn))
+
+    server = RawServer(script)
+    try:
+        ws = connect(server.port)
+        opcode, frame = ws.recv_data_frame(True)
+        assert opcode == OPCODE_PING and frame.data == b"are you there"
+        assert ws.calls == [("pong", b"are you there")]
+        deadline = time.monotonic() + 5
+        while not server.received and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert server.received == [(0xA, b"are you there")]
+        ws.shutdown()
+    finally:
+        server.close()
+
+
+def test_a_close_frame_is_echoed_through_send_close_and_returned():
+    def script(conn):
+        conn.sendall(server_frame(OPCODE_CLOSE, struct.pack("!H", 1000) + b"bye"))
+        server.received.append(read_client_frame(conn))
+
+    server = RawServer(script)
+    try:
+        ws = connect(server.port)
+        opcode, frame = ws.recv_data_frame(True)
+        assert opcode == OPCODE_CLOSE and frame.data == struct.pack("!H", 1000) + b"bye"
+        assert [call[0] for call in ws.calls] == ["send_close"]
+        deadline = time.monotonic() + 5
+        while not server.received and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert server.received and server.received[0][0] == OPCODE_CLOSE
+        ws.shutdown()
+    finally:
+        server.close()
+
+
+def test_a_frame_cut_by_a_read_timeout_is_resumed_by_the_next_read():
+    whole = server_frame(OPCODE_TEXT, b'{"type":"transcript","text":"hello"}')
+
+    def script(conn):
+        conn.sendall(whole[:7])
+        time.sleep(0.6)  # longer than the read timeout below
+        conn.sendall(whole[7:])
+        conn.recv(1)
+
+    server = RawServer(script)
+    try:
+        ws = connect(server.port)
+        ws.settimeout(0.2)
+        with pytest.raises(websocket.WebSocketTimeoutException):
+            ws.recv_data_frame(True)
+        opcode: Optional[int] = None
+        deadline = time.monotonic() + 5
+        while opcode is None and time.monotonic() < deadline:
+            try:
+                opcode, frame = ws.recv_data_frame(True)
+            except websocket.WebSocketTimeoutException:
+                continue
+        assert opcode == OPCODE_TEXT and frame.data == b'{"type":"transcript","text":"hello"}'
+        ws.shutdown()
+    finally:
+        server.close()
+
+
+def test_a_refused_handshake_carries_status_message_and_body():
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def refuse():
+        conn, _ = listener.accept()
+        with conn:
+            conn.recv(4096)
+            body = b'{"message":"Invalid API key"}'
+            conn.sendall(b"HTTP/1.1 401 Unauthorized\r\nContent-Length: " + str(len(body)).encode() +
+                         b"\r\nConnection: close\r\n\r\n" + body)
+
+    thread = threading.Thread(target=refuse, daemon=True)
+    thread.start()
+    try:
+        with pytest.raises(websocket.WebSocketBadStatusException) as raised:
+            connect(port, websocket.WebSocket)
+        error = raised.value
+        assert error.status_code == 401 and error.status_message == "Unauthorized"
+        assert b"Invalid API key" in error.resp_body
+    finally:
+        thread.join(5)
+        listener.close()
