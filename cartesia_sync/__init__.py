@@ -11,8 +11,8 @@ See :class:`Client` and :class:`Session` for streaming, and
 
 import logging
 
-from .client import Client
-from .config import SessionOptions
+from ._client import Client
+from ._config import SessionOptions
 from .errors import (
     AudioFormatError,
     AuthenticationError,
@@ -29,14 +29,14 @@ from .errors import (
     SessionClosedError,
     StreamTimeout,
 )
-from .events import Done, Event, FlushDone, ServerErrorEvent, Transcript, UnknownMessage, Word, parse_message
+from ._events import Done, Event, FlushDone, ServerErrorEvent, Transcript, UnknownMessage, Word, parse_message
 from .hookspecs import hookimpl
-from .native_stderr import capture_native_stderr, native_stderr_filtered
-from .reconnect import Reconnected
-from .session import Session, SessionState
-from .result import TranscriptionResult
-from .stats import SessionStats
-from .transcribe import transcribe
+from ._native_stderr import capture_native_stderr, native_stderr_filtered
+from ._reconnect import Reconnected
+from ._session import Session, SessionState
+from ._result import TranscriptionResult
+from ._stats import SessionStats
+from ._transcribe import transcribe
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 

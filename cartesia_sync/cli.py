@@ -16,14 +16,14 @@ import time
 from typing import Any, Iterator, List, Optional, Sequence
 
 from . import __version__
-from .audio_files import open_audio_file
-from .client import Client
-from .config import API_KEY_ENV, URL_ENV
-from .embedded import embedded_server
+from ._audio_files import open_audio_file
+from ._client import Client
+from ._config import API_KEY_ENV, URL_ENV
+from ._embedded import embedded_server
 from .errors import AuthenticationError, CartesiaSyncError, ConfigurationError, PaymentRequiredError
-from .progress import ProgressLine
-from .result import TranscriptionResult
-from .transcribe import transcribe
+from ._progress import ProgressLine
+from ._result import TranscriptionResult
+from ._transcribe import transcribe
 
 __all__ = ["main", "build_parser", "EXIT_OK", "EXIT_FAILURE", "EXIT_USAGE", "EXIT_INTERRUPTED"]
 
@@ -423,7 +423,7 @@ def _print_sessions(headline: str, sessions: Sequence[Any]) -> None:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from .config import is_loopback_host
+    from ._config import is_loopback_host
     from .local import LocalServer
 
     if not is_loopback_host(args.host) and not args.allow_remote:

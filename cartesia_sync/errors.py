@@ -35,7 +35,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Mapping, Optional
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .result import TranscriptionResult
+    from ._result import TranscriptionResult
 
 __all__ = [
     "CartesiaSyncError",

@@ -20,9 +20,9 @@ import pluggy
 
 if TYPE_CHECKING:  # pragma: no cover
     from .errors import CartesiaSyncError
-    from .events import Done, Event, FlushDone, Transcript
-    from .reconnect import Reconnected
-    from .session import Session
+    from ._events import Done, Event, FlushDone, Transcript
+    from ._reconnect import Reconnected
+    from ._session import Session
 
 __all__ = ["PROJECT_NAME", "hookspec", "hookimpl"]
 

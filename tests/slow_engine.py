@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Iterable, List, Optional
 
-from cartesia_sync.events import Word
+from cartesia_sync._events import Word
 from cartesia_sync.local.engine import Recognition, StreamOptions
 
 __all__ = ["BYTES_PER_SECOND", "SlowEngine"]

@@ -1,4 +1,4 @@
-"""Tests for cartesia_sync.audio: converting caller audio to s16le mono at the session rate."""
+"""Tests for cartesia_sync._audio: converting caller audio to s16le mono at the session rate."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import soxr
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cartesia_sync.audio import SAMPLE_WIDTH, AudioConverter, duration_of, silence
+from cartesia_sync._audio import SAMPLE_WIDTH, AudioConverter, duration_of, silence
 from cartesia_sync.errors import AudioFormatError
 
 TARGET = 16000

@@ -1,4 +1,4 @@
-"""Tests for cartesia_sync.audio_files: WAV parsing, soundfile formats, block streaming, errors."""
+"""Tests for cartesia_sync._audio_files: WAV parsing, soundfile formats, block streaming, errors."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from cartesia_sync.audio_files import AudioFileInfo, AudioFileReader, open_audio_file
+from cartesia_sync._audio_files import AudioFileInfo, AudioFileReader, open_audio_file
 from cartesia_sync.errors import AudioFormatError
 
 RATE = 22050
@@ -382,7 +382,7 @@ def test_missing_path_and_directory(tmp_path: Path) -> None:
 
 
 def test_importing_does_not_load_soundfile() -> None:
-    code = "import sys, cartesia_sync.audio_files; sys.exit('soundfile' in sys.modules)"
+    code = "import sys, cartesia_sync._audio_files; sys.exit('soundfile' in sys.modules)"
     root = str(Path(__file__).resolve().parent.parent)
     env = {**os.environ, "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")}
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)

@@ -260,7 +260,7 @@ def test_the_progress_bar_shows_recognised_audio_not_sent_audio():
 
     import cartesia_sync
     from cartesia_sync.local import LocalServer
-    from cartesia_sync.progress import ProgressLine
+    from cartesia_sync._progress import ProgressLine
     from slow_engine import BYTES_PER_SECOND, SlowEngine
 
     class Terminal(io.StringIO):

@@ -141,7 +141,7 @@ def test_parser_never_raises_anything_but_protocol_error(frame):
 def test_fast_masking_matches_the_reference(key, data):
     import websocket
 
-    from cartesia_sync.frames import xor_mask
+    from cartesia_sync._frames import xor_mask
 
     assert xor_mask(key, data) == websocket.ABNF.mask(key, data)
     assert xor_mask(key, xor_mask(key, data)) == data

@@ -63,7 +63,7 @@ from cartesia_sync import (
     Word,
     parse_message,
 )
-from cartesia_sync.transcript import TranscriptAccumulator
+from cartesia_sync._transcript import TranscriptAccumulator
 
 Frame = Union[str, bytes]
 EVENT_TYPES = (Transcript, FlushDone, Done, ServerErrorEvent, UnknownMessage)

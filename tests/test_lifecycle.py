@@ -8,7 +8,7 @@ import pytest
 
 import cartesia_sync
 from cartesia_sync import SessionState, hookimpl
-from cartesia_sync.lifecycle import TRANSITIONS, Lifecycle
+from cartesia_sync._lifecycle import TRANSITIONS, Lifecycle
 from cartesia_sync.testing import Scenario
 from conftest import pcm
 

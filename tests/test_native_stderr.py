@@ -10,7 +10,7 @@ import threading
 import pytest
 
 from cartesia_sync import capture_native_stderr, native_stderr_filtered
-from cartesia_sync.native_stderr import DECODER_NOISE
+from cartesia_sync._native_stderr import DECODER_NOISE
 
 
 def test_the_capture_takes_what_c_code_writes_and_restores_the_descriptor(capfd):

@@ -47,7 +47,7 @@ def test_loopback_default_is_unpaced(make_client, server):
 
 
 def test_remote_default_is_one_x():
-    from cartesia_sync.config import resolve_speed
+    from cartesia_sync._config import resolve_speed
 
     assert resolve_speed(None, loopback=False) == 1.0
     assert resolve_speed(None, loopback=True) is None

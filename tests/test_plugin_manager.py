@@ -21,7 +21,7 @@ import pytest
 
 import cartesia_sync
 from cartesia_sync import ConfigurationError, hookimpl
-from cartesia_sync.plugin_manager import create_plugin_manager, list_plugins
+from cartesia_sync._plugin_manager import create_plugin_manager, list_plugins
 
 from conftest import pcm
 

@@ -29,8 +29,8 @@ def private_imports(source: str) -> list:
 
 
 def test_the_checker_catches_private_names():
-    assert private_imports("from cartesia_sync.session import Session") == ["cartesia_sync.session"]
-    assert private_imports("import cartesia_sync.events") == ["cartesia_sync.events"]
+    assert private_imports("from cartesia_sync._session import Session") == ["cartesia_sync._session"]
+    assert private_imports("import cartesia_sync._events") == ["cartesia_sync._events"]
     assert private_imports("from cartesia_sync import _private, hookimpl") == ["cartesia_sync._private"]
     assert private_imports("import plugins.subtitles") == ["plugins.subtitles"]
     assert private_imports("from cartesia_sync import hookimpl, Transcript\nfrom . import sibling") == []

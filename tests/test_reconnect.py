@@ -27,7 +27,7 @@ from cartesia_sync import (
     SessionClosedError,
     hookimpl,
 )
-from cartesia_sync.reconnect import backoff_delays, is_transient
+from cartesia_sync._reconnect import backoff_delays, is_transient
 from cartesia_sync.testing import FakeCartesia, Scenario
 
 SEGMENT = 8000  # bytes: 0.25 s of 16 kHz s16le, one final word each
@@ -225,7 +225,7 @@ def test_a_refused_key_on_reconnect_is_permanent_and_not_retried():
             FaultProxy(server.port, faults=lambda i: Faults(reset_after_up=40_000) if i == 0 else Faults()) as proxy:
         client = cartesia_sync.Client(url=proxy.url(), api_key="sk_right", load_entrypoints=False, reconnect_delay=0.05)
         session = client.connect(realtime=8.0)
-        server._api_key = cartesia_sync.secrets.ApiKey("sk_rotated")  # the key is revoked mid-session
+        server._api_key = cartesia_sync._secrets.ApiKey("sk_rotated")  # the key is revoked mid-session
         with pytest.raises(AuthenticationError) as caught:
             for start in range(0, len(speech()), 3200):
                 session.send(speech()[start:start + 3200])

@@ -18,9 +18,9 @@ import websocket
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cartesia_sync.audio_queue import AudioFrame, AudioQueue, Command, KeepaliveFrame
-from cartesia_sync.frames import OPCODE_BINARY, encode_binary_frames
-from cartesia_sync.replay import ReplayBuffer
+from cartesia_sync._audio_queue import AudioFrame, AudioQueue, Command, KeepaliveFrame
+from cartesia_sync._frames import OPCODE_BINARY, encode_binary_frames
+from cartesia_sync._replay import ReplayBuffer
 
 
 class _KeyRecordingReader(websocket._abnf.frame_buffer):
@@ -178,7 +178,7 @@ def test_a_keepalive_frame_keeps_its_kind_through_a_replay():
 
 
 def test_mask_keys_come_from_the_os_random_source_and_are_never_handed_out_twice(monkeypatch):
-    from cartesia_sync import frames
+    from cartesia_sync import _frames as frames
 
     fetched = []
 

@@ -1,4 +1,4 @@
-"""What cartesia_sync.wire relies on in websocket-client, pinned against the real library over loopback.
+"""What cartesia_sync._wire relies on in websocket-client, pinned against the real library over loopback.
 
 The wire seam writes frames itself under websocket-client's send lock and
 overrides the two frames websocket-client writes on its own (the pong and the
@@ -20,7 +20,7 @@ from typing import Callable, List, Optional
 import pytest
 import websocket
 
-from cartesia_sync.frames import OPCODE_CLOSE, OPCODE_PING, OPCODE_TEXT
+from cartesia_sync._frames import OPCODE_CLOSE, OPCODE_PING, OPCODE_TEXT
 
 _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 section 1.3
 

@@ -38,7 +38,7 @@ from typing import Any, Deque, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from ..events import Word
+from .._events import Word
 from .engine import ENGINE_SAMPLE_RATE, Recognition, StreamOptions, words_between
 
 __all__ = ["RecognizerSettings", "StreamRecognizer", "DecoderCache", "main"]

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Dict, Iterable, List, Optional, Protocol, Tuple, runtime_checkable
 
 from ..errors import ConfigurationError
-from ..events import Word
+from .._events import Word
 
 __all__ = [
     "ENGINE_SAMPLE_RATE",

@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 from typing import Callable, Iterable, List, Optional, Sequence
 
-from ..events import Word
+from .._events import Word
 from .engine import Recognition, StreamOptions, words_between
 from .wire_audio import SAMPLE_BYTES
 

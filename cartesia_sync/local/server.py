@@ -25,10 +25,10 @@ from http import HTTPStatus
 from typing import Any, FrozenSet, Iterable, List, Optional, Union
 from urllib.parse import parse_qsl, urlsplit
 
-from ..config import is_loopback_host
+from .._config import is_loopback_host
 from ..errors import ConfigurationError
-from ..plugin_manager import create_plugin_manager
-from ..secrets import ApiKey
+from .._plugin_manager import create_plugin_manager
+from .._secrets import ApiKey
 from .bundled import BundledEngines
 from .connection import Conversation, ConversationConfig
 from .engine import Engine, EngineRegistry

@@ -6,7 +6,7 @@ from typing import Callable, Dict
 
 import numpy as np
 
-from ..config import ENCODINGS
+from .._config import ENCODINGS
 
 __all__ = ["SAMPLE_BYTES", "decoder_for"]
 

@@ -35,7 +35,7 @@ from cartesia_sync_plugins.microphone import (
     find_input_device,
     list_input_devices,
 )
-from cartesia_sync.native_stderr import split_lines
+from cartesia_sync._native_stderr import split_lines
 
 import cartesia_sync
 from cartesia_sync.testing import FakeCartesia

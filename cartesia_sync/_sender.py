@@ -26,17 +26,17 @@ import time
 from collections import deque
 from typing import Callable, Deque, Iterable, List, Optional, Tuple
 
-from .audio_queue import AudioQueue, Command, Item, KeepaliveFrame
+from ._audio_queue import AudioQueue, Command, Item, KeepaliveFrame
 from .errors import ConnectionLostError
-from .headway import Headway
-from .liveness import Liveness
-from .replay import ReplayBuffer
-from .stats import StatsCounter
-from .wire import ConnectionBroken, WireConnection
+from ._headway import Headway
+from ._liveness import Liveness
+from ._replay import ReplayBuffer
+from ._stats import StatsCounter
+from ._wire import ConnectionBroken, WireConnection
 
 __all__ = ["Sender"]
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("cartesia_sync.sender")
 
 #: How long the sender sleeps at most between looks at its stop flag.
 _POLL = 0.25

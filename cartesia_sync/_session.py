@@ -23,38 +23,38 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, Iterator, Optional, Tuple, Union
 
-from .audio_files import AudioFileInfo
-from .audio_queue import AudioQueue, Command
-from .config import ENCODINGS, ConnectionSettings, SessionOptions
-from .error_book import ErrorBook
+from ._audio_files import AudioFileInfo
+from ._audio_queue import AudioQueue, Command
+from ._config import ENCODINGS, ConnectionSettings, SessionOptions
+from ._error_book import ErrorBook
 from .errors import (
     CartesiaSyncError,
     SessionClosedError,
     StreamTimeout,
 )
-from .events import FlushDone, Transcript, Word
-from .headway import Headway
-from .intake import AudioIntake
-from .lifecycle import Lifecycle, SessionState
-from .link import Link
-from .liveness import Liveness
-from .plugin_manager import HookDispatcher
-from .receiver import Receiver
-from .result import TranscriptionResult
-from .router import EventRouter, FlushTicket
-from .secrets import redact
-from .sender import Sender
-from .stats import SessionStats, StatsCounter
-from .supervisor import ConnectionSupervisor
-from .transcript import TranscriptAccumulator
-from .wire import WireConnection
+from ._events import FlushDone, Transcript, Word
+from ._headway import Headway
+from ._intake import AudioIntake
+from ._lifecycle import Lifecycle, SessionState
+from ._link import Link
+from ._liveness import Liveness
+from ._plugin_manager import HookDispatcher
+from ._receiver import Receiver
+from ._result import TranscriptionResult
+from ._router import EventRouter, FlushTicket
+from ._secrets import redact
+from ._sender import Sender
+from ._stats import SessionStats, StatsCounter
+from ._supervisor import ConnectionSupervisor
+from ._transcript import TranscriptAccumulator
+from ._wire import WireConnection
 
 if TYPE_CHECKING:  # pragma: no cover
     import pluggy
 
 __all__ = ["Session", "SessionState"]
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("cartesia_sync.session")
 
 _session_numbers = itertools.count(1)
 

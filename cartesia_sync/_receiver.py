@@ -16,14 +16,14 @@ import time
 from typing import Optional, Protocol, Tuple
 
 from .errors import ProtocolError
-from .events import Event, parse_message
-from .liveness import Liveness
-from .stats import StatsCounter
-from .wire import ConnectionBroken, WireConnection
+from ._events import Event, parse_message
+from ._liveness import Liveness
+from ._stats import StatsCounter
+from ._wire import ConnectionBroken, WireConnection
 
 __all__ = ["Receiver", "MessageSink"]
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("cartesia_sync.receiver")
 
 
 class MessageSink(Protocol):

@@ -15,7 +15,7 @@ import os
 import sys
 from typing import Iterator, Optional, TextIO
 
-from .config import API_KEY_ENV, URL_ENV
+from ._config import API_KEY_ENV, URL_ENV
 from .errors import ConfigurationError
 
 __all__ = ["wants_embedded", "embedded_server"]

@@ -16,11 +16,11 @@ from typing import Any, BinaryIO, Iterator, Optional, Union
 import numpy as np
 
 from .errors import AudioFormatError
-from .native_stderr import DECODER_NOISE, native_stderr_filtered
+from ._native_stderr import DECODER_NOISE, native_stderr_filtered
 
 __all__ = ["AudioFileInfo", "AudioFileReader", "open_audio_file"]
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("cartesia_sync.audio_files")
 
 _SUPPORTED = "WAV (PCM 8/16/24/32-bit, float 32/64-bit), FLAC, OGG, MP3, AIFF"
 _PCM, _FLOAT, _EXTENSIBLE = 1, 3, 0xFFFE

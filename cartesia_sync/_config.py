@@ -10,7 +10,7 @@ from typing import Dict, Optional, Tuple
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from .errors import ConfigurationError
-from .secrets import ApiKey
+from ._secrets import ApiKey
 
 __all__ = [
     "API_KEY_ENV",

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional, Tuple
 
-from .events import Word
-from .stats import SessionStats
+from ._events import Word
+from ._stats import SessionStats
 
 __all__ = ["TranscriptionResult"]
 

@@ -39,9 +39,9 @@ from urllib.parse import urlsplit
 
 import websocket
 
-from .config import ConnectionSettings
+from ._config import ConnectionSettings
 from .errors import AuthenticationError, ConnectError, PaymentRequiredError, RateLimitError
-from .frames import (
+from ._frames import (
     OPCODE_BINARY,
     OPCODE_CLOSE,
     OPCODE_PING,
@@ -51,11 +51,11 @@ from .frames import (
     encode_binary_frames,
     encode_frame,
 )
-from .secrets import redact
+from ._secrets import redact
 
 __all__ = ["SOCKET_POLL", "ConnectionBroken", "Incoming", "WireConnection"]
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("cartesia_sync.wire")
 
 #: The socket timeout: how often a blocked write or an idle read comes back to look around.
 SOCKET_POLL = 0.5

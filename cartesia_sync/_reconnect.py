@@ -25,18 +25,18 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Iterator, Optional
 
-from .config import ConnectionSettings, SessionOptions
+from ._config import ConnectionSettings, SessionOptions
 from .errors import CartesiaSyncError, ConnectError, ConnectionLostError, ServerError
-from .link import Link
-from .replay import Replay
-from .sender import Sender
-from .stats import StatsCounter
-from .transcript import TranscriptAccumulator
-from .wire import WireConnection
+from ._link import Link
+from ._replay import Replay
+from ._sender import Sender
+from ._stats import StatsCounter
+from ._transcript import TranscriptAccumulator
+from ._wire import WireConnection
 
 __all__ = ["Reconnected", "Reconnector", "backoff_delays", "is_transient", "TRANSIENT_CLOSE_CODES"]
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("cartesia_sync.reconnect")
 
 #: Close codes after which a new connection may well succeed.
 TRANSIENT_CLOSE_CODES = frozenset({1000, 1001, 1006, 1011, 1012, 1013, 1014})

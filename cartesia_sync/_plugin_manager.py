@@ -42,7 +42,7 @@ __all__ = [
     "CartesiaSyncPluginManager",
 ]
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("cartesia_sync.plugin_manager")
 trace_logger = logging.getLogger("cartesia_sync.hooks")
 
 DISABLE_ENV = "CARTESIA_SYNC_DISABLE_PLUGINS"

@@ -12,11 +12,11 @@ import contextlib
 import os
 from typing import Any, Iterator, Optional, Union
 
-from .client import Client
-from .embedded import embedded_server, wants_embedded
+from ._client import Client
+from ._embedded import embedded_server, wants_embedded
 from .errors import CartesiaSyncError, ConfigurationError
-from .result import TranscriptionResult
-from .session import Session
+from ._result import TranscriptionResult
+from ._session import Session
 
 __all__ = ["TranscriptionResult", "transcribe"]
 

@@ -31,13 +31,13 @@ import threading
 from typing import TYPE_CHECKING, Dict, FrozenSet, Optional
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .audio_queue import Command
+    from ._audio_queue import Command
 
 __all__ = ["SessionState", "Lifecycle", "TRANSITIONS"]
 
 
 class SessionState(enum.Enum):
-    """Where a session is in its life (see :mod:`cartesia_sync.lifecycle` for the moves)."""
+    """Where a session is in its life (see :mod:`cartesia_sync._lifecycle` for the moves)."""
 
     OPEN = "open"
     DRAINING = "draining"

@@ -14,14 +14,14 @@ from collections import deque
 from typing import Callable, Deque, Optional
 
 from .errors import CartesiaSyncError
-from .events import Done, Event, FlushDone, ServerErrorEvent, Transcript, UnknownMessage
-from .plugin_manager import HookDispatcher
-from .stats import StatsCounter
-from .transcript import TranscriptAccumulator
+from ._events import Done, Event, FlushDone, ServerErrorEvent, Transcript, UnknownMessage
+from ._plugin_manager import HookDispatcher
+from ._stats import StatsCounter
+from ._transcript import TranscriptAccumulator
 
 __all__ = ["FlushTicket", "EventRouter"]
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("cartesia_sync.router")
 
 
 class FlushTicket:

@@ -6,7 +6,7 @@ import threading
 from typing import List, Optional, Tuple
 
 from .errors import CartesiaSyncError, PluginError, ProtocolError, SessionClosedError
-from .stats import StatsCounter
+from ._stats import StatsCounter
 
 __all__ = ["ErrorBook"]
 

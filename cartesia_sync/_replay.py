@@ -21,7 +21,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Deque, List, Sequence, Tuple
 
-from .audio_queue import Command, Item
+from ._audio_queue import Command, Item
 
 __all__ = ["ReplayBuffer", "Replay"]
 

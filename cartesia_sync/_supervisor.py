@@ -1,8 +1,8 @@
 """The connection supervisor: what happens to a session when its connection reports something.
 
-It owns the session's :class:`~cartesia_sync.link.Link` (the current
-connection and its replay buffer) and :class:`~cartesia_sync.reconnect.Reconnector`,
-and it is the receiver's :class:`~cartesia_sync.receiver.MessageSink`. For
+It owns the session's :class:`~cartesia_sync._link.Link` (the current
+connection and its replay buffer) and :class:`~cartesia_sync._reconnect.Reconnector`,
+and it is the receiver's :class:`~cartesia_sync._receiver.MessageSink`. For
 every message it moves the acknowledged point, then hands the event to the
 session's event router (in that order: the router's hooks may read the
 acknowledged audio). For the end of every connection, and for a failed write
@@ -19,22 +19,22 @@ import logging
 from typing import TYPE_CHECKING, Callable, Optional
 
 from .errors import CartesiaSyncError, ConnectionLostError, ProtocolError
-from .events import Event
-from .reconnect import Reconnected, Reconnector, is_transient
-from .wire import WireConnection
+from ._events import Event
+from ._reconnect import Reconnected, Reconnector, is_transient
+from ._wire import WireConnection
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .audio_queue import AudioQueue
-    from .config import ConnectionSettings, SessionOptions
-    from .error_book import ErrorBook
-    from .headway import Headway
-    from .lifecycle import Lifecycle
-    from .link import Link
-    from .plugin_manager import HookDispatcher
-    from .router import EventRouter
-    from .sender import Sender
-    from .stats import StatsCounter
-    from .transcript import TranscriptAccumulator
+    from ._audio_queue import AudioQueue
+    from ._config import ConnectionSettings, SessionOptions
+    from ._error_book import ErrorBook
+    from ._headway import Headway
+    from ._lifecycle import Lifecycle
+    from ._link import Link
+    from ._plugin_manager import HookDispatcher
+    from ._router import EventRouter
+    from ._sender import Sender
+    from ._stats import StatsCounter
+    from ._transcript import TranscriptAccumulator
 
 __all__ = ["ConnectionSupervisor"]
 
@@ -119,7 +119,7 @@ class ConnectionSupervisor:
     # -- MessageSink: called on the receiver thread -------------------------------------
 
     def handle_event(self, event: Event) -> None:
-        """Acknowledge audio for one parsed message, then route it (see :class:`~cartesia_sync.router.EventRouter`)."""
+        """Acknowledge audio for one parsed message, then route it (see :class:`~cartesia_sync._router.EventRouter`)."""
         if self._lifecycle.hooks_closed:
             logger.debug("dropped a %s message that arrived after the session ended", event.type)
             return

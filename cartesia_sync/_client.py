@@ -7,12 +7,12 @@ import logging
 import os
 import threading
 import time
-from typing import Any, Iterable, Mapping, Optional, Sequence, Union
+from typing import Any, Iterable, Mapping, NoReturn, Optional, Sequence, Union
 from urllib.parse import urlsplit
 
 import pluggy
 
-from .config import (
+from ._config import (
     API_KEY_ENV,
     DEFAULT_CARTESIA_VERSION,
     HOSTED_HOST,
@@ -23,10 +23,10 @@ from .config import (
     resolve_speed,
 )
 from .errors import ConfigurationError
-from .plugin_manager import create_plugin_manager, list_plugins, register_plugin
-from .secrets import ApiKey
-from .session import Session
-from .wire import WireConnection
+from ._plugin_manager import create_plugin_manager, list_plugins, register_plugin
+from ._secrets import ApiKey
+from ._session import Session
+from ._wire import WireConnection
 
 __all__ = ["Client"]
 
@@ -34,7 +34,7 @@ __all__ = ["Client"]
 _OPTION_FIELDS = frozenset(field.name for field in dataclasses.fields(SessionOptions))
 _OPTION_DEFAULTS = {field.name: field.default for field in dataclasses.fields(SessionOptions)}
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("cartesia_sync.client")
 
 
 
@@ -113,7 +113,11 @@ class Client:
         replay_seconds: float = 30.0,
         ping_interval: Optional[float] = 10.0,
         ping_timeout: Optional[float] = 10.0,
+        **unknown: NoReturn,
     ) -> None:
+        if unknown:  # typed NoReturn: a type checker flags any extra keyword; at run time, say which
+            names = ", ".join(sorted(unknown))
+            raise ConfigurationError(f"unknown Client argument: {names}; see help(cartesia_sync.Client)")
         raw_key = api_key if api_key is not None else os.environ.get(API_KEY_ENV) or None
         if isinstance(keyterms, str):
             keyterms = (keyterms,)

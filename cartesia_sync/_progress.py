@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from typing import Any, Optional, TextIO
 
-from .events import Event
+from ._events import Event
 from .hookspecs import hookimpl
 
 __all__ = ["ProgressLine"]

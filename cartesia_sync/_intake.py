@@ -11,12 +11,12 @@ import os
 import threading
 from typing import Any, Callable, Optional, Union
 
-from .audio import AudioConverter
-from .audio_files import AudioFileInfo, open_audio_file
-from .audio_queue import AudioQueue, Command
-from .config import ENCODINGS, ConnectionSettings, SessionOptions
+from ._audio import AudioConverter
+from ._audio_files import AudioFileInfo, open_audio_file
+from ._audio_queue import AudioQueue, Command
+from ._config import ENCODINGS, ConnectionSettings, SessionOptions
 from .errors import AudioFormatError, StreamTimeout
-from .stats import StatsCounter
+from ._stats import StatsCounter
 
 __all__ = ["AudioIntake"]
 

@@ -12,10 +12,10 @@ import threading
 from typing import Optional
 
 from .errors import CartesiaSyncError
-from .events import Done, Event, FlushDone, Transcript
-from .replay import Replay, ReplayBuffer
-from .stats import StatsCounter
-from .wire import WireConnection
+from ._events import Done, Event, FlushDone, Transcript
+from ._replay import Replay, ReplayBuffer
+from ._stats import StatsCounter
+from ._wire import WireConnection
 
 __all__ = ["Link"]
 

@@ -6,7 +6,7 @@ import dataclasses
 import threading
 from typing import List, Optional, Tuple
 
-from .events import Transcript, Word
+from ._events import Transcript, Word
 
 __all__ = ["TranscriptAccumulator"]
 
