@@ -119,12 +119,15 @@ def _normalise(arr: np.ndarray) -> np.ndarray:
         native = arr.astype(np.int16, copy=False)
         if native.ndim == 1:
             return native
-        return native.mean(axis=1) / 32768.0
+        mixed: np.ndarray = native.mean(axis=1) / 32768.0
+        return mixed
     if kind == "i" and size == 4:
         if arr.ndim == 1:
             wide = (arr.astype(np.int64) + 0x8000) >> 16
-            return np.clip(wide, -32768, 32767).astype(np.int16)
-        return arr.astype(np.float64).mean(axis=1) / 2.0**31
+            narrowed: np.ndarray = np.clip(wide, -32768, 32767).astype(np.int16)
+            return narrowed
+        mixed = arr.astype(np.float64).mean(axis=1) / 2.0**31
+        return mixed
     if kind == "u":
         floats = (arr.astype(np.float64) - 128.0) / 128.0
         return floats if floats.ndim == 1 else floats.mean(axis=1)

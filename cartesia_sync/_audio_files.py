@@ -256,7 +256,8 @@ class _SoundFileReader(AudioFileReader):
         with native_stderr_filtered(DECODER_NOISE, logger, f"libmpg123 printed while decoding {self.info.path}"):  # libmpg123 chatters
             if self._file.tell() != position:
                 self._file.seek(position)
-            return self._file.read(frames, dtype=self._dtype, always_2d=True)
+            block: np.ndarray = self._file.read(frames, dtype=self._dtype, always_2d=True)
+            return block
 
     def close(self) -> None:
         self._file.close()

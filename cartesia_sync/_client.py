@@ -7,7 +7,7 @@ import logging
 import os
 import threading
 import time
-from typing import Any, Iterable, Mapping, NoReturn, Optional, Sequence, Union
+from typing import Any, Dict, Iterable, List, Mapping, NoReturn, Optional, Sequence, Union
 from urllib.parse import urlsplit
 
 import pluggy
@@ -172,7 +172,7 @@ class Client:
                 raise RuntimeError("register plugins before the first connect(); sessions may be running hooks now")
             return register_plugin(self._plugin_manager, plugin)
 
-    def plugins(self) -> list:
+    def plugins(self) -> List[Dict[str, Any]]:
         """The registered plugins: name, version and hooks of each."""
         return list_plugins(self._plugin_manager)
 

@@ -6,7 +6,7 @@ import ipaddress
 import math
 import os
 from dataclasses import dataclass, field
-from typing import Dict, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from .errors import ConfigurationError
@@ -156,7 +156,7 @@ class ConnectionSettings:
         """Bytes of mono audio per second on the wire."""
         return ENCODINGS[self.encoding] * self.sample_rate
 
-    def _query(self, *, with_key: bool) -> list:
+    def _query(self, *, with_key: bool) -> List[Tuple[str, str]]:
         query = parse_qsl(urlsplit(self.url).query, keep_blank_values=True)
         query.append(("model", self.model))
         if self.language:
@@ -175,7 +175,7 @@ class ConnectionSettings:
                 query.append(("api_key", self.api_key.reveal()))
         return query
 
-    def _with_query(self, query: list, suffix: str = "") -> str:
+    def _with_query(self, query: List[Tuple[str, str]], suffix: str = "") -> str:
         parts = urlsplit(self.url)
         host = parts.hostname or ""
         if ":" in host:
@@ -185,7 +185,8 @@ class ConnectionSettings:
         except ValueError:
             port = None
         netloc = f"{host}:{port}" if port is not None else host
-        return urlunsplit((parts.scheme, netloc, parts.path or "/", urlencode(query, quote_via=_quote) + suffix, ""))
+        encoded = urlencode(query, quote_via=_quote)  # type: ignore[arg-type]  # quote's own signature
+        return urlunsplit((parts.scheme, netloc, parts.path or "/", encoded + suffix, ""))
 
     def handshake_url(self) -> str:
         """The URL to open. Carries the key only when ``auth="query"`` was chosen."""

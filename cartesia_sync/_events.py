@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Optional, Tuple, Union
+from typing import Any, Callable, Dict, Mapping, Optional, Tuple, Union
 
 from .errors import ProtocolError, ServerError
 
@@ -287,7 +287,7 @@ def _parse_error(data: Mapping[str, Any]) -> ServerErrorEvent:
     )
 
 
-_PARSERS = {
+_PARSERS: Dict[str, Callable[[Dict[str, Any]], Event]] = {
     "transcript": _parse_transcript,
     "flush_done": _parse_flush_done,
     "done": _parse_done,

@@ -74,7 +74,7 @@ def xor_mask(key: bytes, data: bytes) -> bytes:
     """
     whole = len(data) - len(data) % 8
     key8 = np.frombuffer(key * 2, dtype=np.uint64)[0]
-    masked = (np.frombuffer(data, dtype=np.uint64, count=whole // 8) ^ key8).tobytes()
+    masked: bytes = (np.frombuffer(data, dtype=np.uint64, count=whole // 8) ^ key8).tobytes()
     tail = bytes(b ^ key[i % 4] for i, b in enumerate(data[whole:]))
     return masked + tail
 

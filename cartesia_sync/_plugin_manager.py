@@ -25,7 +25,7 @@ import threading
 import traceback
 import types
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Iterable, List, Optional, Set, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
 
 import pluggy
 
@@ -152,12 +152,13 @@ def create_plugin_manager(plugins: Iterable[object] = (), load_entrypoints: bool
     return pm
 
 
-def _trace_before(hook_name: str, impls: List[Any], kwargs: Dict[str, Any]) -> None:
+def _trace_before(hook_name: str, impls: Sequence[pluggy.HookImpl], kwargs: Mapping[str, Any]) -> None:
     names = ", ".join(repr(impl.plugin_name) for impl in reversed(impls))
     trace_logger.debug("calling %s of plugin %s", hook_name, names)
 
 
-def _trace_after(outcome: Any, hook_name: str, impls: List[Any], kwargs: Dict[str, Any]) -> None:
+def _trace_after(outcome: "pluggy.Result[Any]", hook_name: str, impls: Sequence[pluggy.HookImpl],
+                 kwargs: Mapping[str, Any]) -> None:
     if outcome.exception is not None:
         trace_logger.debug("%s raised %s: %s", hook_name, type(outcome.exception).__name__, outcome.exception)
 

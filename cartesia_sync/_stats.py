@@ -115,4 +115,4 @@ class StatsCounter:
         for name in self._BYTE_FIELDS:
             values[name] = values[name] / self._bytes_per_second
         values["wall_seconds"] = end - self._started
-        return SessionStats(**values)
+        return SessionStats(**values)  # type: ignore[arg-type]  # counts are ints, amounts floats

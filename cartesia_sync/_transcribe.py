@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from typing import Any, Iterator, Optional, Union
+from typing import Any, Dict, Iterator, Optional, Union
 
 from ._client import Client
 from ._embedded import embedded_server, wants_embedded
@@ -69,7 +69,7 @@ def transcribe(
 
 
 @contextlib.contextmanager
-def _endpoint(local: Optional[bool], client_kwargs: dict) -> Iterator[Optional[str]]:
+def _endpoint(local: Optional[bool], client_kwargs: Dict[str, Any]) -> Iterator[Optional[str]]:
     """The URL of the embedded server when it is to be used, else ``None`` (the client's own choice)."""
     if local is None:
         local = wants_embedded(client_kwargs.get("api_key"), client_kwargs.get("url"))

@@ -147,7 +147,7 @@ class WireConnection:
                 options["socket"] = socket.create_connection(
                     (settings.host, urlsplit(settings.url).port or 80), timeout=settings.connect_timeout
                 )
-            ws.connect(settings.handshake_url(), header=settings.handshake_headers(),
+            ws.connect(settings.handshake_url(), header=settings.handshake_headers(),  # type: ignore[no-untyped-call]
                        timeout=settings.connect_timeout, suppress_origin=True, redirect_limit=0, **options)
         except (websocket.WebSocketException, OSError, ValueError) as exc:
             # translated here, raised below outside this block, so no __context__ keeps the raw text
@@ -230,7 +230,7 @@ class WireConnection:
             except OSError:
                 pass
         try:
-            self._ws.shutdown()
+            self._ws.shutdown()  # type: ignore[no-untyped-call]
         except Exception:  # pragma: no cover - websocket-client swallows most of these itself
             logger.debug("closing the socket failed", exc_info=True)
 
@@ -250,12 +250,13 @@ class _StreamSocket(websocket.WebSocket):
     def pong(self, payload: Union[str, bytes] = "") -> None:
         self._write_patiently(OPCODE_PONG, payload.encode() if isinstance(payload, str) else payload, "a pong")
 
-    def send_close(self, status: int = 1000, reason: bytes = b"", *args: Any, **kwargs: Any) -> None:
+    def send_close(self, status: int = 1000, reason: Union[str, bytes] = b"", *args: Any, **kwargs: Any) -> None:
         # Extra arguments are accepted and ignored: websocket-client has changed this signature before.
         if not 0 <= status < 65536:
             raise ValueError("the close code must be between 0 and 65535")
         self.connected = False
-        self._write_patiently(OPCODE_CLOSE, struct.pack("!H", status) + reason, "the close frame")
+        data = reason.encode() if isinstance(reason, str) else reason
+        self._write_patiently(OPCODE_CLOSE, struct.pack("!H", status) + data, "the close frame")
 
     def _write_patiently(self, opcode: int, payload: bytes, what: str) -> None:
         deadline = time.monotonic() + self.write_patience

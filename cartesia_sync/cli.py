@@ -13,7 +13,7 @@ import logging
 import os
 import sys
 import time
-from typing import Any, Iterator, List, Optional, Sequence
+from typing import Any, Dict, Iterator, List, Optional, Sequence
 
 from . import __version__
 from ._audio_files import open_audio_file
@@ -213,7 +213,7 @@ def _transcribe(args: argparse.Namespace) -> int:
     if error:
         print(f"cartesia-sync: error: {error}", file=sys.stderr)
         return EXIT_USAGE
-    results: List[dict] = []
+    results: List[Dict[str, Any]] = []
     failures = 0
     try:
         with _endpoint(args) as url:
@@ -249,7 +249,7 @@ def _check_subtitle_paths(args: argparse.Namespace) -> Optional[str]:
     for option, suffix in ((args.srt, ".srt"), (args.vtt, ".vtt")):
         if option is None or len(args.files) < 2:
             continue
-        seen: dict = {}
+        seen: Dict[str, str] = {}
         for path in args.files:
             stem = os.path.splitext(os.path.basename(path))[0]
             target = option.replace("{stem}", stem) if "{stem}" in option else os.path.join(option, stem + suffix)
@@ -260,7 +260,7 @@ def _check_subtitle_paths(args: argparse.Namespace) -> Optional[str]:
     return None
 
 
-def _transcribe_one(args: argparse.Namespace, url: Optional[str], path: str, results: List[dict]) -> bool:
+def _transcribe_one(args: argparse.Namespace, url: Optional[str], path: str, results: List[Dict[str, Any]]) -> bool:
     """Transcribe one file and print its text (or JSON entry); False when it failed (the error is printed)."""
     progress = ProgressLine(sys.stderr, label=os.path.basename(path))
     try:
@@ -289,7 +289,7 @@ def _transcribe_one(args: argparse.Namespace, url: Optional[str], path: str, res
     return True
 
 
-def _print_result(args: argparse.Namespace, path: str, result: Optional[TranscriptionResult], results: List[dict],
+def _print_result(args: argparse.Namespace, path: str, result: Optional[TranscriptionResult], results: List[Dict[str, Any]],
                   error: Optional[str] = None) -> None:
     """Print a file's text (or keep its JSON entry), whole or as far as it got before ``error``."""
     if args.json:
@@ -301,7 +301,7 @@ def _print_result(args: argparse.Namespace, path: str, result: Optional[Transcri
         print(result.text.strip(), flush=True)
 
 
-def _result_json(path: str, result: Optional[TranscriptionResult]) -> dict:
+def _result_json(path: str, result: Optional[TranscriptionResult]) -> Dict[str, Any]:
     if result is None:
         return {"file": path, "text": "", "words": [], "complete": False}
     return {

@@ -186,10 +186,10 @@ def _audio_seconds(records: List[Dict[str, Any]]) -> Optional[float]:
             sent = _number(record["stats"].get("audio_sent"))
             if sent is not None:
                 return sent
-    ends = [_number(word.get("end")) for r in records
-            if r.get("event") == "transcript" and r.get("is_final") is True and isinstance(r.get("words"), list)
-            for word in r["words"] if isinstance(word, dict)]
-    ends = [end for end in ends if end is not None]
+    found = [_number(word.get("end")) for r in records
+             if r.get("event") == "transcript" and r.get("is_final") is True and isinstance(r.get("words"), list)
+             for word in r["words"] if isinstance(word, dict)]
+    ends = [end for end in found if end is not None]
     return max(ends) if ends else None
 
 
@@ -359,7 +359,8 @@ def _json_document(data: bytes) -> Optional[str]:
         value = json.loads(data.decode("utf-8"))
     except ValueError:
         return None
-    return {dict: "object", list: "array", str: "string"}.get(type(value), "value")
+    kinds: Dict[type, str] = {dict: "object", list: "array", str: "string"}
+    return kinds.get(type(value), "value")
 
 
 def _torn(result: LogReadResult, name: str, number: int, size: int, reason: str, strict: bool) -> None:

@@ -33,7 +33,7 @@ import math
 import unicodedata
 from collections import deque
 from dataclasses import dataclass
-from typing import Deque, Iterable, List, Optional, Sequence, Tuple
+from typing import Deque, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from cartesia_sync import Word
 
@@ -260,7 +260,7 @@ class CueBuilder:
         self._watermark = 0  # latest end of any committed word, in the server's own times
         self._server_last_start = 0  # latest start the server gave, before any adjustment
         self._recent: Deque[Tuple[str, float, float]] = deque(maxlen=_REPEAT_MEMORY)
-        self._recent_set: dict = {}
+        self._recent_set: Dict[Tuple[str, float, float], int] = {}
         self._finished = False
         self.dropped_words = 0  # words ignored: empty text, non-finite times, repeats
 

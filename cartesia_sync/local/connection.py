@@ -147,7 +147,9 @@ class Conversation:
 
     def _converse(self) -> None:
         try:
-            options, encoding, sample_rate = parse_query(self._conn.request.path, self._config.models)
+            request = self._conn.request
+            assert request is not None  # the handler runs after the handshake
+            options, encoding, sample_rate = parse_query(request.path, self._config.models)
             self._language = options.language
             self._stream = self._config.engine.open_stream(options)
         except QueryError as exc:

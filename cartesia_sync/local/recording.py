@@ -41,7 +41,8 @@ class ConnectionRecord:
         """Record one received frame."""
         self.frames.append(Received(time.monotonic(), kind, data))
         if kind == "audio":
-            self.audio += data  # type: ignore[operator]
+            assert isinstance(data, (bytes, bytearray))
+            self.audio += data
 
     @property
     def texts(self) -> List[str]:

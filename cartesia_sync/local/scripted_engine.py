@@ -15,7 +15,7 @@ for the endpoints a real engine detects by itself).
 from __future__ import annotations
 
 import hashlib
-from typing import Callable, Iterable, List, Optional, Sequence
+from typing import Callable, Iterable, List, Optional, Sequence, Tuple
 
 from .._events import Word
 from .engine import Recognition, StreamOptions, words_between
@@ -122,7 +122,7 @@ class ScriptedStream:
         start = self._segment_start / self._bytes_per_second
         end = (self._segment_start + len(self._segment)) / self._bytes_per_second
         if not text.strip():
-            words: tuple = ()
+            words: Tuple[Word, ...] = ()
         elif self._engine.word_per_segment:
             words = (Word(text.strip(), start, end),)
         else:

@@ -22,7 +22,7 @@ import re
 import socket
 import threading
 from http import HTTPStatus
-from typing import Any, FrozenSet, Iterable, List, Optional, Union
+from typing import Any, Dict, FrozenSet, Iterable, List, Optional, Set, TypeVar, Union
 from urllib.parse import parse_qsl, urlsplit
 
 from .._config import is_loopback_host
@@ -62,6 +62,8 @@ wire_logger.addFilter(_CredentialScrubber())
 DEFAULT_MODELS: FrozenSet[str] = frozenset({"ink-whisper", "ink-whisper-2025-06-04", "ink-2"})
 
 STT_PATH = "/stt/websocket"
+
+_Server = TypeVar("_Server", bound="LocalServer")
 
 #: Backpressure. A connection's handler reads a frame only when the engine has decoded the one
 #: before, so the server must not read ahead of it either: websockets stops reading the socket once
@@ -154,11 +156,11 @@ class LocalServer:
         self._thread: Optional[threading.Thread] = None
         self._lock = threading.Lock()
         self._handshakes = 0
-        self._open_connections: set = set()
+        self._open_connections: Set[Any] = set()
 
     # -- lifecycle ----------------------------------------------------------------
 
-    def start(self) -> "LocalServer":
+    def start(self: _Server) -> _Server:
         """Bind and serve on a background thread; returns once it accepts connections."""
         from websockets.sync.server import serve
 
@@ -327,8 +329,8 @@ def _masked_query(query: str, keep_secrets: bool) -> List[Any]:
             for name, value in parse_qsl(query, keep_blank_values=True)]
 
 
-def _masked_headers(request: Any, keep_secrets: bool) -> dict:
-    secret = set() if keep_secrets else {"x-api-key", "authorization"}
+def _masked_headers(request: Any, keep_secrets: bool) -> Dict[str, str]:
+    secret: Set[str] = set() if keep_secrets else {"x-api-key", "authorization"}
     return {name.lower(): ("***" if name.lower() in secret else value) for name, value in request.headers.raw_items()}
 
 
