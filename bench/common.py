@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
@@ -30,8 +31,9 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Iterable, Sequence
 from importlib import metadata
-from typing import Any, Dict, Iterable, List, Optional, Sequence
+from typing import Any
 
 FRAME_BYTES = 3200  # 100 ms of 16 kHz s16le mono
 FRAME_SECONDS = 0.1
@@ -39,6 +41,7 @@ SAMPLE_RATE = 16000
 
 
 # -- machine facts and output ------------------------------------------------------------------
+
 
 def _cpu_model() -> str:
     try:
@@ -51,14 +54,14 @@ def _cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
-def _version(dist: str) -> Optional[str]:
+def _version(dist: str) -> str | None:
     try:
         return metadata.version(dist)
     except metadata.PackageNotFoundError:
         return None
 
 
-def machine_facts() -> Dict[str, Any]:
+def machine_facts() -> dict[str, Any]:
     """Cores, CPU model, memory, OS, Python and the versions of the libraries involved."""
     try:
         mem_gib = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
@@ -70,13 +73,15 @@ def machine_facts() -> Dict[str, Any]:
         "memory_gib": mem_gib,
         "os": f"{platform.system()} {platform.release()}",
         "python": f"{platform.python_implementation()} {platform.python_version()}",
-        "versions": {name: _version(name) for name in (
-            "cartesia-sync", "websocket-client", "websockets", "cartesia", "wsaccel", "pluggy")},
+        "versions": {
+            name: _version(name)
+            for name in ("cartesia-sync", "websocket-client", "websockets", "cartesia", "wsaccel", "pluggy")
+        },
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
     }
 
 
-def print_facts(facts: Dict[str, Any]) -> None:
+def print_facts(facts: dict[str, Any]) -> None:
     v = ", ".join(f"{k} {val}" for k, val in facts["versions"].items() if val)
     print(f"machine: {facts['cores']} cores, {facts['cpu_model']}, {facts['memory_gib']} GiB, {facts['os']}")
     print(f"python: {facts['python']}; {v}")
@@ -85,10 +90,10 @@ def print_facts(facts: Dict[str, Any]) -> None:
 def print_table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
     rows = [[_fmt(c) for c in row] for row in rows]
     widths = [max(len(str(h)), *(len(r[i]) for r in rows)) if rows else len(str(h)) for i, h in enumerate(headers)]
-    print(" | ".join(str(h).ljust(w) for h, w in zip(headers, widths)))
+    print(" | ".join(str(h).ljust(w) for h, w in zip(headers, widths, strict=False)))
     print("-+-".join("-" * w for w in widths))
     for r in rows:
-        print(" | ".join(c.ljust(w) for c, w in zip(r, widths)))
+        print(" | ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)))
 
 
 def _fmt(value: Any) -> str:
@@ -99,7 +104,7 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-def write_json(path: str, payload: Dict[str, Any]) -> None:
+def write_json(path: str, payload: dict[str, Any]) -> None:
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with open(path, "w") as fh:
         json.dump(payload, fh, indent=2)
@@ -119,7 +124,7 @@ def percentile(values: Sequence[float], q: float) -> float:
     return s[k]
 
 
-def summary(values: Sequence[float]) -> Dict[str, float]:
+def summary(values: Sequence[float]) -> dict[str, float]:
     return {
         "n": len(values),
         "p50": percentile(values, 50),
@@ -149,10 +154,11 @@ def silence_frame() -> bytes:
 
 # -- the sink server, in a subprocess --------------------------------------------------------
 
+
 class SinkProcess:
     """Start ``python -m bench.common sink`` as a child process; ``.port``, ``.url``, ``.stop()``."""
 
-    def __init__(self, record_dir: Optional[str] = None, latency_count: int = 0, latency_rate: float = 100.0) -> None:
+    def __init__(self, record_dir: str | None = None, latency_count: int = 0, latency_rate: float = 100.0) -> None:
         cmd = [sys.executable, "-m", "bench.common", "sink", "--port", "0"]
         if record_dir:
             cmd += ["--record-dir", record_dir]
@@ -181,14 +187,14 @@ class SinkProcess:
             self.proc.kill()
             self.proc.wait()
 
-    def __enter__(self) -> "SinkProcess":
+    def __enter__(self) -> SinkProcess:
         return self
 
     def __exit__(self, *exc: Any) -> None:
         self.stop()
 
 
-def read_records(record_dir: str) -> List[Dict[str, Any]]:
+def read_records(record_dir: str) -> list[dict[str, Any]]:
     out = []
     for name in sorted(os.listdir(record_dir)):
         if name.startswith("conn-") and name.endswith(".json"):
@@ -197,7 +203,7 @@ def read_records(record_dir: str) -> List[Dict[str, Any]]:
     return out
 
 
-def wait_records(record_dir: str, count: int, timeout: float = 30.0) -> List[Dict[str, Any]]:
+def wait_records(record_dir: str, count: int, timeout: float = 30.0) -> list[dict[str, Any]]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         recs = read_records(record_dir)
@@ -207,7 +213,7 @@ def wait_records(record_dir: str, count: int, timeout: float = 30.0) -> List[Dic
     return read_records(record_dir)
 
 
-def schedule_errors(arrivals: Sequence[float], frame_seconds: float = FRAME_SECONDS) -> List[float]:
+def schedule_errors(arrivals: Sequence[float], frame_seconds: float = FRAME_SECONDS) -> list[float]:
     """Arrival of frame k minus its ideal time ``arrivals[0] + k * frame_seconds``, in seconds."""
     if not arrivals:
         return []
@@ -224,7 +230,7 @@ async def _serve(args: argparse.Namespace) -> None:
     async def handler(conn: Any) -> None:
         counter[0] += 1
         number = counter[0]
-        arrivals: List[float] = []
+        arrivals: list[float] = []
         record = args.record_dir is not None
         nbytes = 0
         sender_task = None
@@ -237,8 +243,18 @@ async def _serve(args: argparse.Namespace) -> None:
                 delay = due - time.monotonic()
                 if delay > 0:
                     await asyncio.sleep(delay)
-                await conn.send(json.dumps({"type": "transcript", "is_final": True, "text": " w",
-                                            "request_id": "bench", "i": i, "t": time.monotonic()}))
+                await conn.send(
+                    json.dumps(
+                        {
+                            "type": "transcript",
+                            "is_final": True,
+                            "text": " w",
+                            "request_id": "bench",
+                            "i": i,
+                            "t": time.monotonic(),
+                        }
+                    )
+                )
 
         try:
             async for msg in conn:
@@ -267,16 +283,25 @@ async def _serve(args: argparse.Namespace) -> None:
                     json.dump({"arrivals": arrivals, "bytes": nbytes}, fh)
                 os.replace(path + ".tmp", path)
 
-    async with serve(handler, "127.0.0.1", args.port, compression=None, max_size=2**20,
-                     ping_interval=None, max_queue=64, backlog=2048) as server:
+    async with serve(
+        handler,
+        "127.0.0.1",
+        args.port,
+        compression=None,
+        max_size=2**20,
+        ping_interval=None,
+        max_queue=64,
+        backlog=2048,
+    ) as server:
         port = server.sockets[0].getsockname()[1]
         print(f"PORT {port}", flush=True)
         await asyncio.Future()
 
 
-def main(argv: Optional[Sequence[str]] = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.common", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.common", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     sink = sub.add_parser("sink", help="run the sink server (prints 'PORT <n>')")
     sink.add_argument("--port", type=int, default=0)
@@ -289,10 +314,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         print(json.dumps(machine_facts(), indent=2))
         return
     raise_fd_limit()
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(_serve(args))
-    except KeyboardInterrupt:
-        pass
 
 
 if __name__ == "__main__":

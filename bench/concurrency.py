@@ -30,12 +30,23 @@ import gc
 import resource
 import tempfile
 import time
-from typing import Any, Dict, List
+from typing import Any
 
 import cartesia_sync
-from bench.common import (SinkProcess, default_json, machine_facts, print_facts, print_table,
-                          raise_fd_limit, rss_bytes, schedule_errors, silence_frame, summary, wait_records,
-                          write_json)
+from bench.common import (
+    SinkProcess,
+    default_json,
+    machine_facts,
+    print_facts,
+    print_table,
+    raise_fd_limit,
+    rss_bytes,
+    schedule_errors,
+    silence_frame,
+    summary,
+    wait_records,
+    write_json,
+)
 
 
 def cpu_now() -> float:
@@ -43,7 +54,7 @@ def cpu_now() -> float:
     return r.ru_utime + r.ru_stime
 
 
-def run_n(n: int, seconds: float) -> Dict[str, Any]:
+def run_n(n: int, seconds: float) -> dict[str, Any]:
     frames = int(round(seconds * 10))
     audio = silence_frame() * frames
     with tempfile.TemporaryDirectory() as rec:
@@ -70,7 +81,7 @@ def run_n(n: int, seconds: float) -> Dict[str, Any]:
                 errors.extend(repr(e) for e in s.errors)
             cpu1, wall1, srv1 = cpu_now(), time.monotonic(), sink.cpu_seconds()
             recs = wait_records(rec, len(sessions), timeout=30)
-    errs: List[float] = []
+    errs: list[float] = []
     short = after_audio = 0
     for r in recs:
         # Frames beyond the audio are the library's keepalive silence: a session whose audio has all
@@ -83,20 +94,29 @@ def run_n(n: int, seconds: float) -> Dict[str, Any]:
     drifts = [schedule_errors(r["arrivals"])[-1] * 1000 for r in recs if r["arrivals"]]
     wall = wall1 - wall0
     return {
-        "n": n, "sessions_opened": len(sessions), "records": len(recs), "records_short": short,
+        "n": n,
+        "sessions_opened": len(sessions),
+        "records": len(recs),
+        "records_short": short,
         "keepalive_frames_after_audio": after_audio,
-        "audio_seconds_each": seconds, "connect_all_s": connect_wall, "wall_s": wall,
-        "pacing_abs_error_ms": summary(errs), "drift_ms_max": max((abs(d) for d in drifts), default=None),
-        "client_cpu_s": cpu1 - cpu0, "client_cpu_pct_of_core": (cpu1 - cpu0) / wall * 100,
+        "audio_seconds_each": seconds,
+        "connect_all_s": connect_wall,
+        "wall_s": wall,
+        "pacing_abs_error_ms": summary(errs),
+        "drift_ms_max": max((abs(d) for d in drifts), default=None),
+        "client_cpu_s": cpu1 - cpu0,
+        "client_cpu_pct_of_core": (cpu1 - cpu0) / wall * 100,
         "server_cpu_pct_of_core": (srv1 - srv0) / wall * 100,
         "rss_per_session_kib": (rss_streaming - rss0) / max(1, len(sessions)) / 1024,
-        "errors": len(errors), "error_samples": errors[:5],
+        "errors": len(errors),
+        "error_samples": errors[:5],
     }
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.concurrency", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.concurrency", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--ns", default="10,100,500", help="comma-separated session counts (default 10,100,500)")
     parser.add_argument("--seconds", type=float, default=20.0, help="audio per session (default 20)")
     parser.add_argument("--json", default=default_json("concurrency"))
@@ -121,17 +141,55 @@ def main() -> None:
             rows.append([r["n"], "failed", "", "", "", "", "", "", "", ""])
             continue
         e = r["pacing_abs_error_ms"]
-        rows.append([r["n"], r["sessions_opened"], e["p50"], e["p99"], e["max"], r["client_cpu_pct_of_core"],
-                     r["server_cpu_pct_of_core"], r["rss_per_session_kib"], r["errors"],
-                     r["keepalive_frames_after_audio"]])
-    print_table(["N", "opened", "|err| p50 ms", "|err| p99 ms", "|err| max ms", "client CPU %core",
-                 "server CPU %core", "RSS/session KiB", "errors", "keepalive frames"], rows)
-    ok = [r["n"] for r in results if "failed" not in r and r["errors"] == 0
-          and r["sessions_opened"] == r["n"] and r["pacing_abs_error_ms"]["p99"] < 20]
+        rows.append(
+            [
+                r["n"],
+                r["sessions_opened"],
+                e["p50"],
+                e["p99"],
+                e["max"],
+                r["client_cpu_pct_of_core"],
+                r["server_cpu_pct_of_core"],
+                r["rss_per_session_kib"],
+                r["errors"],
+                r["keepalive_frames_after_audio"],
+            ]
+        )
+    print_table(
+        [
+            "N",
+            "opened",
+            "|err| p50 ms",
+            "|err| p99 ms",
+            "|err| max ms",
+            "client CPU %core",
+            "server CPU %core",
+            "RSS/session KiB",
+            "errors",
+            "keepalive frames",
+        ],
+        rows,
+    )
+    ok = [
+        r["n"]
+        for r in results
+        if "failed" not in r
+        and r["errors"] == 0
+        and r["sessions_opened"] == r["n"]
+        and r["pacing_abs_error_ms"]["p99"] < 20
+    ]
     best = max(ok) if ok else None
     print(f"largest N with p99 pacing error under 20 ms and no errors: {best}")
-    write_json(args.json, {"benchmark": "concurrency", "machine": facts, "results": results,
-                           "largest_n_p99_under_20ms": best, "target": {"p99_ms_max": 20.0}})
+    write_json(
+        args.json,
+        {
+            "benchmark": "concurrency",
+            "machine": facts,
+            "results": results,
+            "largest_n_p99_under_20ms": best,
+            "target": {"p99_ms_max": 20.0},
+        },
+    )
 
 
 if __name__ == "__main__":

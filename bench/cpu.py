@@ -23,12 +23,22 @@ import importlib.util
 import resource
 import statistics
 import time
-from typing import Callable, Dict, List
+from collections.abc import Callable
 
 import websocket
 
-from bench.common import (read_until_done, FRAME_BYTES, FRAME_SECONDS, SinkProcess, default_json, machine_facts, print_facts,
-                          print_table, silence_frame, write_json)
+from bench.common import (
+    FRAME_BYTES,
+    FRAME_SECONDS,
+    SinkProcess,
+    default_json,
+    machine_facts,
+    print_facts,
+    print_table,
+    read_until_done,
+    silence_frame,
+    write_json,
+)
 
 
 def cpu_now() -> float:
@@ -47,6 +57,7 @@ def run_floor(sink: SinkProcess, frames: int) -> None:
 
 def run_library(sink: SinkProcess, frames: int) -> None:
     import cartesia_sync
+
     frame = silence_frame()
     client = cartesia_sync.Client(api_key="x", url=sink.url, load_entrypoints=False)
     session = client.connect(realtime=False)
@@ -59,10 +70,12 @@ def run_library(sink: SinkProcess, frames: int) -> None:
 
 def run_sdk(sink: SinkProcess, frames: int) -> None:
     from cartesia import Cartesia
+
     frame = silence_frame()
     client = Cartesia(api_key="x", base_url=sink.base_url)
-    with client.stt.manual_finalize.websocket(model="ink-whisper", encoding="pcm_s16le", sample_rate=16000,
-                                              websocket_connection_options={"compression": None}) as conn:
+    with client.stt.manual_finalize.websocket(
+        model="ink-whisper", encoding="pcm_s16le", sample_rate=16000, websocket_connection_options={"compression": None}
+    ) as conn:
         for _ in range(frames):
             conn.send_raw(frame)
         conn.send("close")
@@ -73,25 +86,28 @@ def run_sdk(sink: SinkProcess, frames: int) -> None:
 
 SDK = "official cartesia SDK"
 
-CLIENTS: Dict[str, Callable[[SinkProcess, int], None]] = {
+CLIENTS: dict[str, Callable[[SinkProcess, int], None]] = {
     "raw websocket-client (floor)": run_floor,
     "cartesia_sync": run_library,
     SDK: run_sdk,
 }
 
 
-def available_clients() -> Dict[str, Callable[[SinkProcess, int], None]]:
+def available_clients() -> dict[str, Callable[[SinkProcess, int], None]]:
     """The clients this environment can run: the official SDK only when it is installed."""
     if importlib.util.find_spec("cartesia") is not None:
         return dict(CLIENTS)
-    print("the official cartesia SDK is not installed, so it is left out: "
-          "pip install -e '.[bench]' to compare with it", flush=True)
+    print(
+        "the official cartesia SDK is not installed, so it is left out: pip install -e '.[bench]' to compare with it",
+        flush=True,
+    )
     return {name: fn for name, fn in CLIENTS.items() if name != SDK}
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.cpu", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.cpu", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--frames", type=int, default=36000, help="100 ms frames per run (default 36000 = 1 h)")
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--profile", action="store_true", help="profile one cartesia_sync run with pyinstrument")
@@ -101,7 +117,7 @@ def main() -> None:
     print_facts(facts)
     hours = args.frames * FRAME_SECONDS / 3600
     clients = available_clients()
-    runs: Dict[str, List[Dict[str, float]]] = {name: [] for name in clients}
+    runs: dict[str, list[dict[str, float]]] = {name: [] for name in clients}
     with SinkProcess() as sink:
         for fn in clients.values():  # warm-up: imports, first connection
             fn(sink, 50)
@@ -115,6 +131,7 @@ def main() -> None:
         profile_text = None
         if args.profile:
             from pyinstrument import Profiler
+
             prof = Profiler(interval=0.0005, async_mode="disabled")
             prof.start()
             run_library(sink, args.frames)
@@ -125,19 +142,36 @@ def main() -> None:
     for name, rs in runs.items():
         per_hour = statistics.median(r["cpu_s"] for r in rs) / hours
         wall = statistics.median(r["wall_s"] for r in rs)
-        summary_out[name] = {"cpu_s_per_audio_hour": per_hour, "ratio_to_floor": per_hour / floor,
-                             "wall_s_median": wall, "us_per_frame": per_hour / 36000 * 1e6, "runs": rs}
+        summary_out[name] = {
+            "cpu_s_per_audio_hour": per_hour,
+            "ratio_to_floor": per_hour / floor,
+            "wall_s_median": wall,
+            "us_per_frame": per_hour / 36000 * 1e6,
+            "runs": rs,
+        }
         table.append([name, per_hour, per_hour / floor, per_hour / 36000 * 1e6, wall])
     print_table(["client", "CPU s / audio hour (median)", "x floor", "CPU us / frame", "wall s / run"], table)
     lib = summary_out["cartesia_sync"]
     sdk = f"{summary_out[SDK]['cpu_s_per_audio_hour']:.2f} s" if SDK in summary_out else "not measured"
-    print(f"target: cartesia_sync <= 1.3x floor (got {lib['ratio_to_floor']:.2f}x) and below the official SDK "
-          f"({lib['cpu_s_per_audio_hour']:.2f} s vs {sdk})")
+    print(
+        f"target: cartesia_sync <= 1.3x floor (got {lib['ratio_to_floor']:.2f}x) and below the official SDK "
+        f"({lib['cpu_s_per_audio_hour']:.2f} s vs {sdk})"
+    )
     if profile_text:
         print(profile_text)
-    write_json(args.json, {"benchmark": "cpu", "machine": facts, "frames": args.frames, "reps": args.reps,
-                           "frame_bytes": FRAME_BYTES, "results": summary_out, "profile": profile_text,
-                           "target": {"ratio_to_floor_max": 1.3, "below_official_sdk": True}})
+    write_json(
+        args.json,
+        {
+            "benchmark": "cpu",
+            "machine": facts,
+            "frames": args.frames,
+            "reps": args.reps,
+            "frame_bytes": FRAME_BYTES,
+            "results": summary_out,
+            "profile": profile_text,
+            "target": {"ratio_to_floor_max": 1.3, "below_official_sdk": True},
+        },
+    )
 
 
 if __name__ == "__main__":

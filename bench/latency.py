@@ -18,13 +18,20 @@ import argparse
 import json
 import threading
 import time
-from typing import List
 
 import websocket
 
 import cartesia_sync
-from bench.common import (SinkProcess, default_json, machine_facts, print_facts, print_table, silence_frame,
-                          summary, write_json)
+from bench.common import (
+    SinkProcess,
+    default_json,
+    machine_facts,
+    print_facts,
+    print_table,
+    silence_frame,
+    summary,
+    write_json,
+)
 
 
 class StampPlugin:
@@ -32,7 +39,7 @@ class StampPlugin:
 
     def __init__(self, count: int) -> None:
         self.count = count
-        self.latencies: List[float] = []
+        self.latencies: list[float] = []
         self.finished = threading.Event()
 
     @cartesia_sync.hookimpl
@@ -43,7 +50,7 @@ class StampPlugin:
             self.finished.set()
 
 
-def run_library(url: str, count: int, timeout: float) -> List[float]:
+def run_library(url: str, count: int, timeout: float) -> list[float]:
     plugin = StampPlugin(count)
     client = cartesia_sync.Client(api_key="x", url=url, plugins=[plugin], load_entrypoints=False)
     session = client.connect(realtime=False)
@@ -53,10 +60,10 @@ def run_library(url: str, count: int, timeout: float) -> List[float]:
     return plugin.latencies
 
 
-def run_raw(url: str, count: int, timeout: float) -> List[float]:
+def run_raw(url: str, count: int, timeout: float) -> list[float]:
     ws = websocket.create_connection(url, header={"X-API-Key": "x"}, skip_utf8_validation=True)
     ws.send_binary(silence_frame())
-    out: List[float] = []
+    out: list[float] = []
     while len(out) < count:
         msg = ws.recv()
         now = time.monotonic()
@@ -73,8 +80,9 @@ def run_raw(url: str, count: int, timeout: float) -> List[float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.latency", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.latency", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--count", type=int, default=5000, help="transcript messages per client (default 5000)")
     parser.add_argument("--rate", type=float, default=100.0, help="messages per second (default 100)")
     parser.add_argument("--json", default=default_json("latency"))
@@ -85,15 +93,28 @@ def main() -> None:
     results = {}
     with SinkProcess(latency_count=args.count, latency_rate=args.rate) as sink:
         run_raw(sink.url, min(50, args.count), timeout) if args.count >= 50 else None  # warm-up
-        for name, fn in (("raw websocket-client recv loop", run_raw), ("cartesia_sync on_transcript hook", run_library)):
+        for name, fn in (
+            ("raw websocket-client recv loop", run_raw),
+            ("cartesia_sync on_transcript hook", run_library),
+        ):
             print(f"{name}: {args.count} messages at {args.rate:g}/s ...", flush=True)
             lat = fn(sink.url, args.count, timeout)
             results[name] = {k: (v * 1000 if k != "n" else v) for k, v in summary(lat).items()}
     rows = [[name, r["n"], r["p50"], r["p99"], r["max"], r["mean"]] for name, r in results.items()]
     print_table(["client", "messages", "p50 (ms)", "p99 (ms)", "max (ms)", "mean (ms)"], rows)
     print("target: cartesia_sync p99 under 1 ms")
-    write_json(args.json, {"benchmark": "latency", "machine": facts, "count": args.count, "rate": args.rate,
-                           "unit": "ms", "results": results, "target": {"p99_ms_max": 1.0}})
+    write_json(
+        args.json,
+        {
+            "benchmark": "latency",
+            "machine": facts,
+            "count": args.count,
+            "rate": args.rate,
+            "unit": "ms",
+            "results": results,
+            "target": {"p99_ms_max": 1.0},
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -58,9 +58,10 @@ import tempfile
 import threading
 import time
 import wave
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -68,13 +69,14 @@ sys.path.insert(0, str(ROOT))
 import cartesia_sync  # noqa: E402
 from cartesia_sync.local.decoder_worker import RecognizerSettings  # noqa: E402
 from cartesia_sync.local.engine import StreamOptions  # noqa: E402
+from cartesia_sync.local.metrics import normalise_words  # noqa: E402
+from cartesia_sync.local.metrics import word_error_rate as wer
 from cartesia_sync.local.pocketsphinx_engine import PocketSphinxEngine  # noqa: E402
-from cartesia_sync.local.metrics import normalise_words, word_error_rate as wer  # noqa: E402
 from cartesia_sync.local.server import LocalServer  # noqa: E402
 
 RATE = 16000
 CHUNK = 3200
-Clip = Tuple[bytes, str]
+Clip = tuple[bytes, str]
 
 #: The dev set: ordinary sentences, none of them in the fixtures or the sample.
 DEV_SENTENCES = [
@@ -100,7 +102,12 @@ DEV_SENTENCES = [
     "the quick brown fox jumps over the lazy dog",
 ]
 DEV_VOICES = [
-    ("en-us", 150), ("en-us+klatt4", 150), ("en-us+m3", 175), ("en-us+f3", 150), ("en-us", 130), ("en-gb", 150),
+    ("en-us", 150),
+    ("en-us+klatt4", 150),
+    ("en-us+m3", 175),
+    ("en-us+f3", 150),
+    ("en-us", 130),
+    ("en-gb", 150),
 ]
 
 SETTINGS = {
@@ -124,7 +131,7 @@ def silence(seconds: float) -> bytes:
     return bytes(2 * int(seconds * RATE))
 
 
-def fixtures() -> List[Clip]:
+def fixtures() -> list[Clip]:
     data = ROOT / "tests" / "data"
     out = []
     for line in (data / "fixtures.tsv").read_text().splitlines():
@@ -133,24 +140,41 @@ def fixtures() -> List[Clip]:
     return out
 
 
-def sample() -> List[Clip]:
+def sample() -> list[Clip]:
     path = ROOT / "samples" / "hello.wav"
     return [(read_wav(path), path.with_suffix(".txt").read_text())]
 
 
-def dev_sets(workdir: Path) -> Dict[str, List[Clip]]:
+def dev_sets(workdir: Path) -> dict[str, list[Clip]]:
     if not (shutil.which("espeak-ng") and shutil.which("sox")):
         print("espeak-ng or sox missing: no dev set", file=sys.stderr)
         return {}
-    sets: Dict[str, List[Clip]] = {}
+    sets: dict[str, list[Clip]] = {}
     for voice, rate in DEV_VOICES:
         clips = []
         for i, text in enumerate(DEV_SENTENCES):
             raw, out = workdir / "speech.wav", workdir / f"{voice}-{rate}-{i}.wav"
             subprocess.run(["espeak-ng", "-v", voice, "-s", str(rate), "-w", str(raw), text], check=True)
             subprocess.run(
-                ["sox", str(raw), "-D", "-b", "16", "-e", "signed-integer", str(out), "gain", "-3", "rate", "16000",
-                 "channels", "1", "pad", "0.3", "0.5"],
+                [
+                    "sox",
+                    str(raw),
+                    "-D",
+                    "-b",
+                    "16",
+                    "-e",
+                    "signed-integer",
+                    str(out),
+                    "gain",
+                    "-3",
+                    "rate",
+                    "16000",
+                    "channels",
+                    "1",
+                    "pad",
+                    "0.3",
+                    "0.5",
+                ],
                 check=True,
             )
             clips.append((read_wav(out), text))
@@ -158,7 +182,7 @@ def dev_sets(workdir: Path) -> Dict[str, List[Clip]]:
     return sets
 
 
-def real_set(directory: Path) -> List[Clip]:
+def real_set(directory: Path) -> list[Clip]:
     clips = []
     for wav in sorted(directory.glob("*.wav")):
         txt = wav.with_suffix(".txt")
@@ -182,19 +206,19 @@ def transcribe(engine: PocketSphinxEngine, pcm: bytes, chunk: int = CHUNK) -> st
         stream.close()
 
 
-def measure_wer(corpora: Dict[str, List[Clip]]) -> Dict[str, Dict[str, dict]]:
-    out: Dict[str, Dict[str, dict]] = {}
+def measure_wer(corpora: dict[str, list[Clip]]) -> dict[str, dict[str, dict]]:
+    out: dict[str, dict[str, dict]] = {}
     for label, settings in SETTINGS.items():
         with PocketSphinxEngine(workers=2, settings=settings) as engine:
 
-            def one(clips: List[Clip]) -> dict:
+            def one(clips: list[Clip]) -> dict:
                 hyps = [transcribe(engine, pcm) for pcm, _ in clips]
                 refs = [text for _, text in clips]
                 words = sum(len(normalise_words(r)) for r in refs)
                 return {"wer": round(wer(refs, hyps), 4), "words": words, "hyps": hyps}
 
             with ThreadPoolExecutor(2) as pool:
-                results = dict(zip(corpora, pool.map(one, corpora.values())))
+                results = dict(zip(corpora, pool.map(one, corpora.values()), strict=False))
         out[label] = results
         print(f"  WER {label:<10} " + "  ".join(f"{k}={v['wer'] * 100:.1f}%" for k, v in results.items()), flush=True)
     return out
@@ -206,7 +230,7 @@ def worker_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def measure_rtf(clips: List[Clip]) -> dict:
+def measure_rtf(clips: list[Clip]) -> dict:
     pcm = b"".join(p + silence(1.0) for p, _ in clips)
     seconds = len(pcm) / 2 / RATE
     out = {"audio_s": round(seconds, 2)}
@@ -253,9 +277,9 @@ def measure_flush_latency(speech: bytes, runs: int = 7) -> dict:
 
 def realtime_run(engine: PocketSphinxEngine, n: int, pcm: bytes) -> dict:
     """N paced streams; returns how late the answers came and how long feeds took."""
-    lags: List[List[float]] = [[] for _ in range(n)]
-    costs: List[List[float]] = [[] for _ in range(n)]
-    errors: List[BaseException] = []
+    lags: list[list[float]] = [[] for _ in range(n)]
+    costs: list[list[float]] = [[] for _ in range(n)]
+    errors: list[BaseException] = []
     barrier = threading.Barrier(n)
 
     def stream_main(k: int) -> None:
@@ -299,7 +323,7 @@ def realtime_run(engine: PocketSphinxEngine, n: int, pcm: bytes) -> dict:
     }
 
 
-def looped_speech(clips: List[Clip], seconds: float) -> bytes:
+def looped_speech(clips: list[Clip], seconds: float) -> bytes:
     """The clips, each followed by 0.8 s of silence, repeated to exactly ``seconds`` of audio."""
     pcm = b"".join(p + silence(0.8) for p, _ in clips)
     while len(pcm) < seconds * RATE * 2:
@@ -307,12 +331,12 @@ def looped_speech(clips: List[Clip], seconds: float) -> bytes:
     return pcm[: int(seconds * RATE) * 2]
 
 
-def ramp_up(run: Callable[[int], dict], max_n: int, label: str, step: Callable[[int], int]) -> Tuple[int, List[dict]]:
+def ramp_up(run: Callable[[int], dict], max_n: int, label: str, step: Callable[[int], int]) -> tuple[int, list[dict]]:
     """Run ``run(n)`` for growing N (``step`` gives the next) until one does not keep up.
 
     :returns: the largest N that kept up (0 if none), and every run's result.
     """
-    runs: List[dict] = []
+    runs: list[dict] = []
     best = 0
     n = 1
     while n <= max_n:
@@ -327,11 +351,12 @@ def ramp_up(run: Callable[[int], dict], max_n: int, label: str, step: Callable[[
     return best, runs
 
 
-def measure_concurrency(clips: List[Clip], seconds: float, max_streams: int) -> dict:
+def measure_concurrency(clips: list[Clip], seconds: float, max_streams: int) -> dict:
     pcm = looped_speech(clips, seconds)
     with PocketSphinxEngine() as engine:
-        best, runs = ramp_up(lambda n: realtime_run(engine, n, pcm), max_streams, "streams",
-                             lambda n: n + 1 if n < 4 else n + 2)
+        best, runs = ramp_up(
+            lambda n: realtime_run(engine, n, pcm), max_streams, "streams", lambda n: n + 1 if n < 4 else n + 2
+        )
     return {"audio_s_per_stream": seconds, "workers": os.cpu_count(), "max_realtime_streams": best, "runs": runs}
 
 
@@ -345,7 +370,7 @@ class FinalClock:
     """A client plugin that notes when each final transcript reached the session (monotonic clock)."""
 
     def __init__(self) -> None:
-        self.finals: List[Tuple[float, cartesia_sync.Transcript]] = []
+        self.finals: list[tuple[float, cartesia_sync.Transcript]] = []
 
     @cartesia_sync.hookimpl
     def on_transcript(self, transcript: cartesia_sync.Transcript) -> None:
@@ -396,13 +421,13 @@ def server_client(url: str, *plugins: object, **options: Any) -> cartesia_sync.C
     return cartesia_sync.Client(url=url, load_entrypoints=False, plugins=plugins, **options)
 
 
-def close_session(session: Optional[cartesia_sync.Session]) -> None:
+def close_session(session: cartesia_sync.Session | None) -> None:
     """Abort a session that is still open (after an error); a closed one is left alone."""
     if session is not None and not session.closed:
         session.abort()
 
 
-def timed_finalize(server: LocalServer, pcm: bytes, realtime: bool) -> Tuple[float, int, float]:
+def timed_finalize(server: LocalServer, pcm: bytes, realtime: bool) -> tuple[float, int, float]:
     """One session: send ``pcm``, wait until it is out, time ``finalize()``.
 
     Unpaced, the timing starts once the server's workers have decoded all the
@@ -445,7 +470,7 @@ def measure_server_finalize(speech: bytes, runs: int = 7, realtime_runs: int = 5
     return out
 
 
-def percentile(values: List[float], fraction: float) -> float:
+def percentile(values: list[float], fraction: float) -> float:
     """The value at ``fraction`` of the sorted values (nearest rank below)."""
     ordered = sorted(values)
     return ordered[int(fraction * (len(ordered) - 1))]
@@ -454,11 +479,11 @@ def percentile(values: List[float], fraction: float) -> float:
 def server_realtime_run(server: LocalServer, n: int, pcm: bytes) -> dict:
     """N client sessions streaming ``pcm`` at 1x through one server; how late their finals came."""
     seconds = len(pcm) / 2 / RATE
-    lags: List[float] = []
-    finalize_times: List[float] = []
-    start_spread: List[float] = []
-    errors: List[str] = []
-    sessions: List[cartesia_sync.Session] = []
+    lags: list[float] = []
+    finalize_times: list[float] = []
+    start_spread: list[float] = []
+    errors: list[str] = []
+    sessions: list[cartesia_sync.Session] = []
     lock = threading.Lock()
     barrier = threading.Barrier(n)
 
@@ -466,7 +491,7 @@ def server_realtime_run(server: LocalServer, n: int, pcm: bytes) -> dict:
         clock = FinalClock()
         # No keepalive: silence sent while waiting at the barrier would move the server's audio clock.
         client = server_client(server.url, clock, keepalive_interval=None, max_buffer_seconds=max(30.0, seconds + 1))
-        session: Optional[cartesia_sync.Session] = None
+        session: cartesia_sync.Session | None = None
         try:
             session = live = client.connect(realtime=True)
             with lock:
@@ -528,7 +553,7 @@ def server_realtime_run(server: LocalServer, n: int, pcm: bytes) -> dict:
     }
 
 
-def measure_server_sessions(clips: List[Clip], seconds: float, max_streams: int) -> dict:
+def measure_server_sessions(clips: list[Clip], seconds: float, max_streams: int) -> dict:
     """N = 1, 2, 4, 6... real-time sessions, a fresh local server each, until one N does not keep up."""
     pcm = looped_speech(clips, seconds)
 
@@ -537,11 +562,15 @@ def measure_server_sessions(clips: List[Clip], seconds: float, max_streams: int)
             return server_realtime_run(server, n, pcm)
 
     best, runs = ramp_up(run, max_streams, "server sessions", lambda n: 2 if n == 1 else n + 2)
-    return {"audio_s_per_session": seconds, "max_final_lag_s": MAX_FINAL_LAG_S, "max_realtime_sessions": best,
-            "runs": runs}
+    return {
+        "audio_s_per_session": seconds,
+        "max_final_lag_s": MAX_FINAL_LAG_S,
+        "max_realtime_sessions": best,
+        "runs": runs,
+    }
 
 
-def measure_server(speech: bytes, clips: List[Clip], seconds: float, max_streams: int) -> dict:
+def measure_server(speech: bytes, clips: list[Clip], seconds: float, max_streams: int) -> dict:
     """The ``server`` section: finalize latency and real-time sessions through the WebSocket."""
     return {
         "finalize": measure_server_finalize(speech),
@@ -570,7 +599,7 @@ def machine() -> dict:
     }
 
 
-def _dist_version(name: str) -> Optional[str]:
+def _dist_version(name: str) -> str | None:
     from importlib.metadata import PackageNotFoundError, version
 
     try:
@@ -584,7 +613,9 @@ def main() -> int:
     parser.add_argument("--json", help="write the results to this file ('-' for stdout)")
     parser.add_argument("--real", type=Path, help="a directory of recorded speech: NAME.wav + NAME.txt")
     parser.add_argument("--skip", default="", help="comma-separated: wer,dev,rtf,flush,concurrency,server")
-    parser.add_argument("--seconds", type=float, default=20.0, help="audio per stream in the concurrency and server runs")
+    parser.add_argument(
+        "--seconds", type=float, default=20.0, help="audio per stream in the concurrency and server runs"
+    )
     parser.add_argument("--max-streams", type=int, default=24)
     args = parser.parse_args()
     skip = set(filter(None, args.skip.split(",")))
@@ -593,7 +624,7 @@ def main() -> int:
     print(f"machine: {results['machine']}", flush=True)
     fix, hello = fixtures(), sample()
     if "wer" not in skip:
-        corpora: Dict[str, List[Clip]] = {"fixtures": fix, "sample": hello}
+        corpora: dict[str, list[Clip]] = {"fixtures": fix, "sample": hello}
         with tempfile.TemporaryDirectory() as tmp:
             if "dev" not in skip:
                 corpora.update(dev_sets(Path(tmp)))

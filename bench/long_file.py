@@ -21,14 +21,13 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Dict, List
 
 from .common import default_json, machine_facts, print_facts, write_json
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def main(argv: List[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--minutes", type=float, default=60.0, help="length of the recording")
     parser.add_argument("--every", type=float, default=5.0, help="seconds between memory samples")
@@ -51,12 +50,21 @@ def main(argv: List[str] | None = None) -> None:
             url = match.group(1)
             started = time.monotonic()
             out_file = open(Path(tmp) / "out.json", "w+")  # a file, not a pipe: the JSON of an hour is large
-            client = subprocess.Popen([exe, "transcribe", "--url", url, "--json", str(recording.path)],
-                                      stdout=out_file, stderr=subprocess.PIPE, text=True)
+            client = subprocess.Popen(
+                [exe, "transcribe", "--url", url, "--json", str(recording.path)],
+                stdout=out_file,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
             samples = []
             while client.poll() is None:
-                samples.append((round(time.monotonic() - started, 1), round(tree_rss_mib(client.pid), 1),
-                                round(tree_rss_mib(server.pid), 1)))
+                samples.append(
+                    (
+                        round(time.monotonic() - started, 1),
+                        round(tree_rss_mib(client.pid), 1),
+                        round(tree_rss_mib(server.pid), 1),
+                    )
+                )
                 time.sleep(args.every)
             wall = time.monotonic() - started
             _, err = client.communicate()
@@ -86,8 +94,10 @@ def main(argv: List[str] | None = None) -> None:
     }
     facts = machine_facts()
     print_facts(facts)
-    print(f"{recording.seconds / 60:.0f} min of audio: {wall:.1f} s wall ({wall / recording.seconds:.3f}x real time), "
-          f"{len(got)} words recognised of {len(expected)} spoken")
+    print(
+        f"{recording.seconds / 60:.0f} min of audio: {wall:.1f} s wall ({wall / recording.seconds:.3f}x real time), "
+        f"{len(got)} words recognised of {len(expected)} spoken"
+    )
     print("| process | RSS at 10 s | peak | last |")
     print("| --- | --- | --- | --- |")
     for side in ("client", "server"):

@@ -21,16 +21,27 @@ import argparse
 import tempfile
 import threading
 import time
-from typing import Any, Dict, List
+from typing import Any
 
 import websocket
 
 import cartesia_sync
-from bench.common import (read_until_done, SinkProcess, default_json, machine_facts, print_facts, print_table,
-                          read_records, schedule_errors, silence_frame, summary, write_json)
+from bench.common import (
+    SinkProcess,
+    default_json,
+    machine_facts,
+    print_facts,
+    print_table,
+    read_records,
+    read_until_done,
+    schedule_errors,
+    silence_frame,
+    summary,
+    write_json,
+)
 
 
-def run_library(url: str, frames: int, out: Dict[str, Any]) -> None:
+def run_library(url: str, frames: int, out: dict[str, Any]) -> None:
     frame = silence_frame()
     client = cartesia_sync.Client(api_key="x", url=url, load_entrypoints=False)
     session = client.connect(realtime=True)
@@ -42,7 +53,7 @@ def run_library(url: str, frames: int, out: Dict[str, Any]) -> None:
     out["errors"] = [repr(e) for e in session.errors]
 
 
-def run_naive(url: str, frames: int, out: Dict[str, Any]) -> None:
+def run_naive(url: str, frames: int, out: dict[str, Any]) -> None:
     frame = silence_frame()
     ws = websocket.create_connection(url, header={"X-API-Key": "x"})
     out["start"] = time.monotonic()
@@ -55,16 +66,22 @@ def run_naive(url: str, frames: int, out: Dict[str, Any]) -> None:
     out["errors"] = []
 
 
-def analyse(arrivals: List[float]) -> Dict[str, Any]:
+def analyse(arrivals: list[float]) -> dict[str, Any]:
     errs = schedule_errors(arrivals)
     s = summary([abs(e) * 1000 for e in errs])
-    return {"frames": len(arrivals), "drift_ms": errs[-1] * 1000 if errs else None,
-            "abs_error_ms": s, "signed_max_ms": max(errs) * 1000, "signed_min_ms": min(errs) * 1000}
+    return {
+        "frames": len(arrivals),
+        "drift_ms": errs[-1] * 1000 if errs else None,
+        "abs_error_ms": s,
+        "signed_max_ms": max(errs) * 1000,
+        "signed_min_ms": min(errs) * 1000,
+    }
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.pacing", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.pacing", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--minutes", type=float, default=10.0, help="audio per run, at 1x (default 10)")
     parser.add_argument("--sequential", action="store_true", help="run the two clients one after the other")
     parser.add_argument("--json", default=default_json("pacing"))
@@ -72,12 +89,14 @@ def main() -> None:
     facts = machine_facts()
     print_facts(facts)
     frames = int(round(args.minutes * 600))
-    results: Dict[str, Any] = {}
+    results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as rec_lib, tempfile.TemporaryDirectory() as rec_naive:
         with SinkProcess(record_dir=rec_lib) as sink_lib, SinkProcess(record_dir=rec_naive) as sink_naive:
             outs = {"cartesia_sync": {}, "naive sleep(0.1)": {}}
-            jobs = [threading.Thread(target=run_library, args=(sink_lib.url, frames, outs["cartesia_sync"])),
-                    threading.Thread(target=run_naive, args=(sink_naive.url, frames, outs["naive sleep(0.1)"]))]
+            jobs = [
+                threading.Thread(target=run_library, args=(sink_lib.url, frames, outs["cartesia_sync"])),
+                threading.Thread(target=run_naive, args=(sink_naive.url, frames, outs["naive sleep(0.1)"])),
+            ]
             print(f"streaming {frames} frames ({args.minutes:g} min) per client at 1x ...", flush=True)
             for j in jobs:
                 j.start()
@@ -96,10 +115,18 @@ def main() -> None:
         rows.append([name, r["frames"], r["drift_ms"], e["p50"], e["p99"], e["max"]])
     print_table(["client", "frames", "drift at end (ms)", "|err| p50 (ms)", "|err| p99 (ms)", "|err| max (ms)"], rows)
     print("target: cartesia_sync drift under 5 ms after 10 minutes")
-    write_json(args.json, {"benchmark": "pacing", "machine": facts, "minutes": args.minutes,
-                           "sequential": args.sequential, "method": "server-side arrival time (separate process, "
-                           "same host, CLOCK_MONOTONIC) vs arrival[0] + k*0.1 s", "results": results,
-                           "target": {"drift_ms_max": 5.0}})
+    write_json(
+        args.json,
+        {
+            "benchmark": "pacing",
+            "machine": facts,
+            "minutes": args.minutes,
+            "sequential": args.sequential,
+            "method": "server-side arrival time (separate process, same host, CLOCK_MONOTONIC) vs arrival[0] + k*0.1 s",
+            "results": results,
+            "target": {"drift_ms_max": 5.0},
+        },
+    )
 
 
 if __name__ == "__main__":

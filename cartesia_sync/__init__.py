@@ -13,6 +13,13 @@ import logging
 
 from ._client import Client
 from ._config import SessionOptions
+from ._events import Done, Event, FlushDone, ServerErrorEvent, Transcript, UnknownMessage, Word, parse_message
+from ._native_stderr import capture_native_stderr, native_stderr_filtered
+from ._reconnect import Reconnected
+from ._result import TranscriptionResult
+from ._session import Session, SessionState
+from ._stats import SessionStats
+from ._transcribe import transcribe
 from .errors import (
     AudioFormatError,
     AuthenticationError,
@@ -29,14 +36,7 @@ from .errors import (
     SessionClosedError,
     StreamTimeout,
 )
-from ._events import Done, Event, FlushDone, ServerErrorEvent, Transcript, UnknownMessage, Word, parse_message
 from .hookspecs import hookimpl
-from ._native_stderr import capture_native_stderr, native_stderr_filtered
-from ._reconnect import Reconnected
-from ._session import Session, SessionState
-from ._result import TranscriptionResult
-from ._stats import SessionStats
-from ._transcribe import transcribe
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 

@@ -9,7 +9,6 @@ rate with a streaming soxr resampler, and returns little-endian 16-bit bytes.
 from __future__ import annotations
 
 import math
-from typing import Optional, Union
 
 import numpy as np
 import soxr
@@ -28,7 +27,7 @@ _ACCEPTED_DTYPES = "int16, int32, uint8, float32 or float64"
 _ACCEPTED_KINDS = frozenset({("i", 2), ("i", 4), ("u", 1), ("f", 4), ("f", 8)})
 _SHAPE_HINT = "expected (frames,) or (frames, channels); for channel-first arrays pass arr.T"
 
-AudioInput = Union[bytes, bytearray, memoryview, np.ndarray]
+AudioInput = bytes | bytearray | memoryview | np.ndarray
 
 
 def _check_rate(value: object, what: str) -> int:
@@ -42,11 +41,7 @@ def _check_rate(value: object, what: str) -> int:
 
 def _check_channels(value: object) -> int:
     """Return *value* as a channel count, or raise if it is not an int in 1..MAX_CHANNELS."""
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, np.integer))
-        or not 1 <= value <= MAX_CHANNELS
-    ):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 1 <= value <= MAX_CHANNELS:
         raise AudioFormatError(f"channels must be an integer from 1 to {MAX_CHANNELS}; got {value!r}")
     return int(value)
 
@@ -56,7 +51,7 @@ def _to_int16(x: np.ndarray) -> np.ndarray:
     return np.clip(np.round(x * 32768.0), -32768, 32767).astype(np.int16)
 
 
-def _bytes_to_array(data: Union[bytes, bytearray, memoryview], channels: int) -> np.ndarray:
+def _bytes_to_array(data: bytes | bytearray | memoryview, channels: int) -> np.ndarray:
     """View s16le interleaved bytes as an int16 array shaped (frames,) or (frames, channels)."""
     view = memoryview(data)
     if not view.c_contiguous:
@@ -73,12 +68,10 @@ def _bytes_to_array(data: Union[bytes, bytearray, memoryview], channels: int) ->
     return samples if channels == 1 else samples.reshape(-1, channels)
 
 
-def _check_shape(arr: np.ndarray, channels: Optional[int]) -> None:
+def _check_shape(arr: np.ndarray, channels: int | None) -> None:
     """Raise unless *arr* is (frames,) or (frames, 1..32) and agrees with *channels*."""
     if arr.ndim == 0 or arr.ndim > 2 or (arr.ndim == 2 and not 1 <= arr.shape[1] <= MAX_CHANNELS):
-        raise AudioFormatError(
-            f"got an array of shape {arr.shape}; {_SHAPE_HINT} (at most {MAX_CHANNELS} channels)"
-        )
+        raise AudioFormatError(f"got an array of shape {arr.shape}; {_SHAPE_HINT} (at most {MAX_CHANNELS} channels)")
     actual = 1 if arr.ndim == 1 else arr.shape[1]
     if channels is not None and channels != actual:
         raise AudioFormatError(
@@ -150,15 +143,15 @@ class AudioConverter:
 
     def __init__(self, target_rate: int) -> None:
         self.target_rate: int = _check_rate(target_rate, "target_rate")
-        self._stream: Optional[soxr.ResampleStream] = None
-        self._stream_rate: Optional[int] = None
+        self._stream: soxr.ResampleStream | None = None
+        self._stream_rate: int | None = None
 
     def convert(
         self,
         data: AudioInput,
         *,
-        sample_rate: Optional[int] = None,
-        channels: Optional[int] = None,
+        sample_rate: int | None = None,
+        channels: int | None = None,
     ) -> bytes:
         """Convert one piece of audio to s16le mono bytes at :attr:`target_rate`.
 
@@ -223,10 +216,7 @@ class AudioConverter:
         if self._stream is None:
             self._stream = soxr.ResampleStream(rate, self.target_rate, 1, dtype="float32", quality="HQ")
             self._stream_rate = rate
-        if mono.dtype == np.int16:
-            floats = mono.astype(np.float32) / np.float32(32768.0)
-        else:
-            floats = mono.astype(np.float32)
+        floats = mono.astype(np.float32) / np.float32(32768.0) if mono.dtype == np.int16 else mono.astype(np.float32)
         resampled = self._stream.resample_chunk(np.ascontiguousarray(floats))
         return prefix + _to_int16(resampled).astype("<i2").tobytes()
 

@@ -9,14 +9,15 @@ from __future__ import annotations
 import logging
 import os
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, BinaryIO, Iterator, Optional, Union
+from typing import Any, BinaryIO
 
 import numpy as np
 
-from .errors import AudioFormatError
 from ._native_stderr import DECODER_NOISE, native_stderr_filtered
+from .errors import AudioFormatError
 
 __all__ = ["AudioFileInfo", "AudioFileReader", "open_audio_file"]
 
@@ -172,9 +173,9 @@ def _parse_wav(handle: BinaryIO, name: str, size: int) -> _WavLayout:
     if head[8:12] != b"WAVE":
         kind = head[8:12].decode("latin-1")
         raise AudioFormatError(f"{name} is a RIFF file of type {kind!r}, not WAVE; supported: {_SUPPORTED}")
-    rf64_data_size: Optional[int] = None
-    fmt: Optional[bytes] = None
-    data: Optional[tuple[int, int]] = None
+    rf64_data_size: int | None = None
+    fmt: bytes | None = None
+    data: tuple[int, int] | None = None
     seen: list[str] = []
     pos = 12
     while pos + 8 <= size and (fmt is None or data is None):
@@ -224,13 +225,11 @@ def _layout_from_fmt(fmt: bytes, data: tuple[int, int], name: str) -> _WavLayout
     kind = "PCM" if tag == _PCM else "float"
     if bits not in _BITS[tag]:
         raise AudioFormatError(
-            f"{name} is {bits}-bit {kind}, which is not supported; expected {kind} "
-            f"{'/'.join(map(str, _BITS[tag]))}-bit"
+            f"{name} is {bits}-bit {kind}, which is not supported; expected {kind} {'/'.join(map(str, _BITS[tag]))}-bit"
         )
     if channels == 0 or rate == 0:
         raise AudioFormatError(
-            f"{name} declares {channels} channel(s) at {rate} Hz; expected at least 1 channel "
-            "and a rate above 0"
+            f"{name} declares {channels} channel(s) at {rate} Hz; expected at least 1 channel and a rate above 0"
         )
     if block_align != channels * bits // 8:
         raise AudioFormatError(
@@ -253,7 +252,9 @@ class _SoundFileReader(AudioFileReader):
         self._dtype = "int16" if sound_file.subtype == "PCM_16" else "float32"
 
     def _read(self, position: int, frames: int) -> np.ndarray:
-        with native_stderr_filtered(DECODER_NOISE, logger, f"libmpg123 printed while decoding {self.info.path}"):  # libmpg123 chatters
+        with native_stderr_filtered(
+            DECODER_NOISE, logger, f"libmpg123 printed while decoding {self.info.path}"
+        ):  # libmpg123 chatters
             if self._file.tell() != position:
                 self._file.seek(position)
             block: np.ndarray = self._file.read(frames, dtype=self._dtype, always_2d=True)
@@ -283,7 +284,7 @@ def _open_with_soundfile(path: str, name: str) -> AudioFileReader:
     return _SoundFileReader(info, sound_file)
 
 
-def open_audio_file(path: Union[str, os.PathLike[str]]) -> AudioFileReader:
+def open_audio_file(path: str | os.PathLike[str]) -> AudioFileReader:
     """Open an audio file for reading in blocks: WAV/RF64 are parsed here, the rest by libsndfile.
 
     :param path: the file to open.
@@ -295,7 +296,7 @@ def open_audio_file(path: Union[str, os.PathLike[str]]) -> AudioFileReader:
     """
     text = os.fspath(path)
     name = repr(text)
-    handle: BinaryIO = open(text, "rb")
+    handle: BinaryIO = open(text, "rb")  # noqa: SIM115 - handed to the returned reader, which closes it
     try:
         size = os.fstat(handle.fileno()).st_size
         if size == 0:

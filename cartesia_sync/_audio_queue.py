@@ -13,7 +13,6 @@ import collections
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Deque, List, Optional, Union
 
 from .errors import SessionClosedError, StreamTimeout
 
@@ -46,7 +45,7 @@ class Command:
     answered: bool = False
 
 
-Item = Union[AudioFrame, Command]  # audio is bytes (a KeepaliveFrame is bytes too); anything else is a command
+Item = AudioFrame | Command  # audio is bytes (a KeepaliveFrame is bytes too); anything else is a command
 
 
 class AudioQueue:
@@ -57,12 +56,12 @@ class AudioQueue:
     """
 
     def __init__(self, capacity: int, policy: str = "block") -> None:
-        self._items: Deque[Item] = collections.deque()
+        self._items: collections.deque[Item] = collections.deque()
         self._capacity = max(1, capacity)
         self._policy = policy
         self._audio_bytes = 0
         self._dropped_bytes = 0
-        self._closed: Optional[str] = None
+        self._closed: str | None = None
         self._lock = lock = threading.Lock()
         # Two conditions on one lock, and wake-ups only when someone waits: a full buffer wakes
         # its producers once it has drained to the low-water mark, not once per frame, which
@@ -98,7 +97,7 @@ class AudioQueue:
             data = bytes(data)
         size = len(data)
         dropped = 0
-        deadline: Optional[float] = None
+        deadline: float | None = None
         with self._lock:  # the lock both conditions share
             self._check_open()
             while self._audio_bytes and self._audio_bytes + size > self._capacity:
@@ -136,7 +135,7 @@ class AudioQueue:
             self._items.append(command)
             self._not_empty.notify()
 
-    def get(self, timeout: float, max_audio_bytes: int = 0) -> List[Item]:
+    def get(self, timeout: float, max_audio_bytes: int = 0) -> list[Item]:
         """Take the next item, and the audio frames right behind it up to ``max_audio_bytes`` in all.
 
         Waits up to ``timeout`` seconds for something to arrive. A command
@@ -158,7 +157,7 @@ class AudioQueue:
             first = items.popleft()
             if not isinstance(first, bytes):
                 return [first]
-            taken: List[Item] = [first]
+            taken: list[Item] = [first]
             size = len(first)
             while items:
                 following = items[0]

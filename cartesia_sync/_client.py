@@ -7,7 +7,8 @@ import logging
 import os
 import threading
 import time
-from typing import Any, Dict, Iterable, List, Mapping, NoReturn, Optional, Sequence, Union
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
 import pluggy
@@ -15,18 +16,18 @@ import pluggy
 from ._config import (
     API_KEY_ENV,
     DEFAULT_CARTESIA_VERSION,
+    DEFAULT_URL,
     HOSTED_HOST,
     URL_ENV,
-    DEFAULT_URL,
     ConnectionSettings,
     SessionOptions,
     resolve_speed,
 )
-from .errors import ConfigurationError
 from ._plugin_manager import create_plugin_manager, list_plugins, register_plugin
 from ._secrets import ApiKey
 from ._session import Session
 from ._wire import WireConnection
+from .errors import ConfigurationError
 
 __all__ = ["Client"]
 
@@ -35,7 +36,6 @@ _OPTION_FIELDS = frozenset(field.name for field in dataclasses.fields(SessionOpt
 _OPTION_DEFAULTS = {field.name: field.default for field in dataclasses.fields(SessionOptions)}
 
 logger = logging.getLogger("cartesia_sync.client")
-
 
 
 class Client:
@@ -77,30 +77,30 @@ class Client:
 
     def __init__(
         self,
-        api_key: Optional[str] = None,
-        url: Optional[str] = None,
+        api_key: str | None = None,
+        url: str | None = None,
         model: str = "ink-whisper",
-        language: Optional[str] = "en",
+        language: str | None = "en",
         encoding: str = "pcm_s16le",
         sample_rate: int = 16000,
         plugins: Iterable[object] = (),
         load_entrypoints: bool = True,
         *,
-        min_volume: Optional[float] = None,
-        max_silence_duration_secs: Optional[float] = None,
+        min_volume: float | None = None,
+        max_silence_duration_secs: float | None = None,
         keyterms: Sequence[str] = (),
         cartesia_version: str = DEFAULT_CARTESIA_VERSION,
         auth: str = "header",
         end_command: str = "done",
         connect_timeout: float = 10.0,
-        ca_certs: Optional[str] = None,
-        extra_headers: Optional[Mapping[str, str]] = None,
-        options: Optional[SessionOptions] = None,
+        ca_certs: str | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+        options: SessionOptions | None = None,
         frame_duration: float = 0.1,
         max_buffer_seconds: float = 30.0,
         buffer_policy: str = "block",
         send_timeout: float = 30.0,
-        keepalive_interval: Optional[float] = 10.0,
+        keepalive_interval: float | None = 10.0,
         finalize_timeout: float = 10.0,
         close_timeout: float = 10.0,
         close_grace: float = 2.0,
@@ -111,8 +111,8 @@ class Client:
         reconnect_delay: float = 0.5,
         reconnect_max_delay: float = 10.0,
         replay_seconds: float = 30.0,
-        ping_interval: Optional[float] = 10.0,
-        ping_timeout: Optional[float] = 10.0,
+        ping_interval: float | None = 10.0,
+        ping_timeout: float | None = 10.0,
         **unknown: NoReturn,
     ) -> None:
         if unknown:  # typed NoReturn: a type checker flags any extra keyword; at run time, say which
@@ -131,7 +131,8 @@ class Client:
             changed = sorted(name for name, value in fields.items() if value != _OPTION_DEFAULTS[name])
             if changed:
                 raise ConfigurationError(
-                    f"pass session options either as options= or as keyword arguments, not both (got {', '.join(changed)})"
+                    "pass session options either as options= or as keyword arguments, not both "
+                    f"(got {', '.join(changed)})"
                 )
             self.options = options
         self.settings = ConnectionSettings(
@@ -172,11 +173,11 @@ class Client:
                 raise RuntimeError("register plugins before the first connect(); sessions may be running hooks now")
             return register_plugin(self._plugin_manager, plugin)
 
-    def plugins(self) -> List[Dict[str, Any]]:
+    def plugins(self) -> list[dict[str, Any]]:
         """The registered plugins: name, version and hooks of each."""
         return list_plugins(self._plugin_manager)
 
-    def connect(self, realtime: Union[None, bool, float] = None) -> Session:
+    def connect(self, realtime: None | bool | float = None) -> Session:
         """Open a session: the handshake happens here, and its failures raise here.
 
         :param realtime: ``None`` paces audio at 1x for remote servers and not

@@ -6,11 +6,10 @@ import ipaddress
 import math
 import os
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Tuple
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from .errors import ConfigurationError
 from ._secrets import ApiKey
+from .errors import ConfigurationError
 
 __all__ = [
     "API_KEY_ENV",
@@ -38,7 +37,7 @@ DEFAULT_CARTESIA_VERSION = "2026-03-01"
 BUFFER_POLICIES = ("block", "drop_oldest")
 
 #: Wire encodings the endpoint accepts, with their bytes per sample.
-ENCODINGS: Dict[str, int] = {
+ENCODINGS: dict[str, int] = {
     "pcm_s16le": 2,
     "pcm_s32le": 4,
     "pcm_f16le": 2,
@@ -71,20 +70,20 @@ class ConnectionSettings:
     """
 
     url: str
-    api_key: Optional[ApiKey]
+    api_key: ApiKey | None
     model: str = "ink-whisper"
-    language: Optional[str] = "en"
+    language: str | None = "en"
     encoding: str = "pcm_s16le"
     sample_rate: int = 16000
-    min_volume: Optional[float] = None
-    max_silence_duration_secs: Optional[float] = None
-    keyterms: Tuple[str, ...] = ()
+    min_volume: float | None = None
+    max_silence_duration_secs: float | None = None
+    keyterms: tuple[str, ...] = ()
     cartesia_version: str = DEFAULT_CARTESIA_VERSION
     auth: str = "header"
     end_command: str = "done"
     connect_timeout: float = 10.0
-    ca_certs: Optional[str] = None
-    extra_headers: Tuple[Tuple[str, str], ...] = field(default=())
+    ca_certs: str | None = None
+    extra_headers: tuple[tuple[str, str], ...] = field(default=())
 
     def __post_init__(self) -> None:
         self._check()
@@ -103,7 +102,7 @@ class ConnectionSettings:
         if not parts.hostname:
             raise ConfigurationError(f"the URL {self.display_url!r} has no host")
         try:
-            parts.port
+            _ = parts.port  # urlsplit checks the port only when asked
         except ValueError as exc:
             raise ConfigurationError(f"the URL {self.display_url!r} has a bad port: {exc}") from None
         if self.api_key is not None and parts.scheme == "ws" and not is_loopback_host(parts.hostname):
@@ -115,9 +114,14 @@ class ConnectionSettings:
             raise ConfigurationError("model must be a non-empty string such as 'ink-whisper'")
         if self.encoding not in ENCODINGS:
             raise ConfigurationError(f"unknown encoding {self.encoding!r}; expected one of {', '.join(ENCODINGS)}")
-        if not isinstance(self.sample_rate, int) or isinstance(self.sample_rate, bool) or not 8000 <= self.sample_rate <= 48000:
+        if (
+            not isinstance(self.sample_rate, int)
+            or isinstance(self.sample_rate, bool)
+            or not 8000 <= self.sample_rate <= 48000
+        ):
             raise ConfigurationError(
-                f"sample_rate must be an integer between 8000 and 48000 Hz, got {self.sample_rate!r}; 16000 is recommended"
+                f"sample_rate must be an integer between 8000 and 48000 Hz, got {self.sample_rate!r}; "
+                "16000 is recommended"
             )
         for name in ("min_volume", "max_silence_duration_secs"):
             value = getattr(self, name)
@@ -133,9 +137,15 @@ class ConnectionSettings:
         if self.end_command not in END_COMMANDS:
             raise ConfigurationError(f"end_command must be one of {END_COMMANDS}, got {self.end_command!r}")
         timeout = self.connect_timeout
-        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not math.isfinite(timeout) \
-                or timeout <= 0:
-            raise ConfigurationError(f"connect_timeout must be a positive number of seconds, got {self.connect_timeout!r}")
+        if (
+            isinstance(timeout, bool)
+            or not isinstance(timeout, (int, float))
+            or not math.isfinite(timeout)
+            or timeout <= 0
+        ):
+            raise ConfigurationError(
+                f"connect_timeout must be a positive number of seconds, got {self.connect_timeout!r}"
+            )
         if self.ca_certs is not None and not os.path.exists(self.ca_certs):
             raise ConfigurationError(f"ca_certs file {self.ca_certs!r} does not exist")
 
@@ -156,7 +166,7 @@ class ConnectionSettings:
         """Bytes of mono audio per second on the wire."""
         return ENCODINGS[self.encoding] * self.sample_rate
 
-    def _query(self, *, with_key: bool) -> List[Tuple[str, str]]:
+    def _query(self, *, with_key: bool) -> list[tuple[str, str]]:
         query = parse_qsl(urlsplit(self.url).query, keep_blank_values=True)
         query.append(("model", self.model))
         if self.language:
@@ -175,7 +185,7 @@ class ConnectionSettings:
                 query.append(("api_key", self.api_key.reveal()))
         return query
 
-    def _with_query(self, query: List[Tuple[str, str]], suffix: str = "") -> str:
+    def _with_query(self, query: list[tuple[str, str]], suffix: str = "") -> str:
         parts = urlsplit(self.url)
         host = parts.hostname or ""
         if ":" in host:
@@ -201,7 +211,7 @@ class ConnectionSettings:
         except Exception:  # during validation a setting may be unusable; show the bare endpoint
             return self._with_query([])
 
-    def handshake_headers(self) -> Dict[str, str]:
+    def handshake_headers(self) -> dict[str, str]:
         """The headers to send with the handshake, the key among them."""
         headers = {"Cartesia-Version": self.cartesia_version}
         if self.api_key is not None and self.auth == "header":
@@ -221,7 +231,7 @@ def _number(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else repr(float(value))
 
 
-def _quote(text: str, safe: str = "", encoding: Optional[str] = None, errors: Optional[str] = None) -> str:
+def _quote(text: str, safe: str = "", encoding: str | None = None, errors: str | None = None) -> str:
     from urllib.parse import quote
 
     return quote(text, safe="", encoding=encoding, errors=errors)
@@ -264,7 +274,7 @@ class SessionOptions:
     max_buffer_seconds: float = 30.0
     buffer_policy: str = "block"
     send_timeout: float = 30.0
-    keepalive_interval: Optional[float] = 10.0
+    keepalive_interval: float | None = 10.0
     finalize_timeout: float = 10.0
     close_timeout: float = 10.0
     close_grace: float = 2.0
@@ -275,8 +285,8 @@ class SessionOptions:
     reconnect_delay: float = 0.5
     reconnect_max_delay: float = 10.0
     replay_seconds: float = 30.0
-    ping_interval: Optional[float] = 10.0
-    ping_timeout: Optional[float] = 10.0
+    ping_interval: float | None = 10.0
+    ping_timeout: float | None = 10.0
 
     def __post_init__(self) -> None:
         if not (isinstance(self.frame_duration, (int, float)) and 0.005 <= self.frame_duration <= 1.0):
@@ -285,25 +295,43 @@ class SessionOptions:
             )
         if self.buffer_policy not in BUFFER_POLICIES:
             raise ConfigurationError(f"buffer_policy must be 'block' or 'drop_oldest', got {self.buffer_policy!r}")
-        for name in ("max_buffer_seconds", "send_timeout", "finalize_timeout", "close_timeout", "close_grace",
-                     "join_timeout", "reconnect_delay", "reconnect_max_delay", "replay_seconds"):
+        for name in (
+            "max_buffer_seconds",
+            "send_timeout",
+            "finalize_timeout",
+            "close_timeout",
+            "close_grace",
+            "join_timeout",
+            "reconnect_delay",
+            "reconnect_max_delay",
+            "replay_seconds",
+        ):
             value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0):
+            if not (
+                isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+            ):
                 raise ConfigurationError(f"{name} must be a positive number of seconds, got {value!r}")
         if self.max_buffer_seconds < self.frame_duration:
             raise ConfigurationError("max_buffer_seconds must hold at least one frame")
         for name in ("keepalive_interval", "ping_interval", "ping_timeout"):
             value = getattr(self, name)
-            if value is not None and not (isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0):
+            if value is not None and not (
+                isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
+            ):
                 raise ConfigurationError(f"{name} must be a positive number of seconds or None, got {value!r}")
         if not isinstance(self.reconnect, bool):
             raise ConfigurationError(f"reconnect must be True or False, got {self.reconnect!r}")
-        if not (isinstance(self.reconnect_attempts, int) and not isinstance(self.reconnect_attempts, bool)
-                and self.reconnect_attempts >= 1):
-            raise ConfigurationError(f"reconnect_attempts must be a whole number of at least 1, got {self.reconnect_attempts!r}")
+        if not (
+            isinstance(self.reconnect_attempts, int)
+            and not isinstance(self.reconnect_attempts, bool)
+            and self.reconnect_attempts >= 1
+        ):
+            raise ConfigurationError(
+                f"reconnect_attempts must be a whole number of at least 1, got {self.reconnect_attempts!r}"
+            )
 
 
-def resolve_speed(realtime: object, loopback: bool) -> Optional[float]:
+def resolve_speed(realtime: object, loopback: bool) -> float | None:
     """Turn the ``realtime`` argument into a pacing factor, ``None`` meaning unpaced.
 
     ``None`` (the default) paces at 1x for remote servers and not at all on

@@ -13,7 +13,8 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from typing import Iterator, Optional, TextIO
+from collections.abc import Iterator
+from typing import TextIO
 
 from ._config import API_KEY_ENV, URL_ENV
 from .errors import ConfigurationError
@@ -21,14 +22,15 @@ from .errors import ConfigurationError
 __all__ = ["wants_embedded", "embedded_server"]
 
 
-def wants_embedded(api_key: Optional[str], url: Optional[str]) -> bool:
+def wants_embedded(api_key: str | None, url: str | None) -> bool:
     """True when neither a key nor a URL was given, as an argument or in the environment."""
     return not (api_key or url or os.environ.get(API_KEY_ENV) or os.environ.get(URL_ENV))
 
 
 @contextlib.contextmanager
-def embedded_server(engine: str = "pocketsphinx", *, load_entrypoints: bool = True,
-                    announce: Optional[TextIO] = None) -> Iterator[str]:
+def embedded_server(
+    engine: str = "pocketsphinx", *, load_entrypoints: bool = True, announce: TextIO | None = None
+) -> Iterator[str]:
     """Run the embedded local server for the duration of the block; yields its URL.
 
     :param engine: the engine to serve (see ``cartesia-sync serve --engine``).
@@ -44,6 +46,9 @@ def embedded_server(engine: str = "pocketsphinx", *, load_entrypoints: bool = Tr
             f"server with: pip install 'cartesia-sync[local]' (missing: {exc.name})"
         ) from None
     with LocalServer(engine, load_entrypoints=load_entrypoints) as server:
-        print(f"cartesia-sync: no {API_KEY_ENV} set: using the embedded local server ({engine}) at {server.url}",
-              file=announce or sys.stderr, flush=True)
+        print(
+            f"cartesia-sync: no {API_KEY_ENV} set: using the embedded local server ({engine}) at {server.url}",
+            file=announce or sys.stderr,
+            flush=True,
+        )
         yield server.url

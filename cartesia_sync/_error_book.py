@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import threading
-from typing import List, Optional, Tuple
 
-from .errors import CartesiaSyncError, PluginError, ProtocolError, SessionClosedError
 from ._stats import StatsCounter
+from .errors import CartesiaSyncError, PluginError, ProtocolError, SessionClosedError
 
 __all__ = ["ErrorBook"]
 
@@ -23,12 +22,12 @@ class ErrorBook:
         self._stats = stats
         self._lock = threading.Lock()
         self._raise = raise_errors
-        self._errors: List[CartesiaSyncError] = []
-        self._unraised: List[CartesiaSyncError] = []
-        self.failure: Optional[CartesiaSyncError] = None
+        self._errors: list[CartesiaSyncError] = []
+        self._unraised: list[CartesiaSyncError] = []
+        self.failure: CartesiaSyncError | None = None
 
     @property
-    def errors(self) -> Tuple[CartesiaSyncError, ...]:
+    def errors(self) -> tuple[CartesiaSyncError, ...]:
         """Every error reported, in order."""
         with self._lock:
             return tuple(self._errors)
@@ -71,7 +70,7 @@ class ErrorBook:
             return error
         return SessionClosedError(f"the session is {state}; open a new one with client.connect()")
 
-    def take(self, fatal_only: bool = False) -> Optional[CartesiaSyncError]:
+    def take(self, fatal_only: bool = False) -> CartesiaSyncError | None:
         """Hand out the next error to raise and forget it: the failure first, then the others in order.
 
         :param fatal_only: hand out only the error that ended the session.

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Mapping, Optional, Tuple, Union
+from typing import Any
 
 from .errors import ProtocolError, ServerError
 
@@ -38,7 +39,7 @@ class Word:
     start: float
     end: float
 
-    def shifted(self, offset: float) -> "Word":
+    def shifted(self, offset: float) -> Word:
         """The same word with both times moved by ``offset`` seconds."""
         if offset == 0:
             return self
@@ -56,10 +57,10 @@ class Transcript:
 
     text: str
     is_final: bool
-    duration: Optional[float] = None
-    language: Optional[str] = None
-    words: Tuple[Word, ...] = ()
-    request_id: Optional[str] = None
+    duration: float | None = None
+    language: str | None = None
+    words: tuple[Word, ...] = ()
+    request_id: str | None = None
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     type = "transcript"
@@ -69,7 +70,7 @@ class Transcript:
 class FlushDone:
     """A ``flush_done`` message: every audio byte before ``finalize`` was transcribed."""
 
-    request_id: Optional[str] = None
+    request_id: str | None = None
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     type = "flush_done"
@@ -79,7 +80,7 @@ class FlushDone:
 class Done:
     """A ``done`` message: the session is over; the server closes the socket next."""
 
-    request_id: Optional[str] = None
+    request_id: str | None = None
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     type = "done"
@@ -94,11 +95,11 @@ class ServerErrorEvent:
     """
 
     message: str
-    status_code: Optional[int] = None
-    error_code: Optional[str] = None
-    title: Optional[str] = None
-    request_id: Optional[str] = None
-    doc_url: Optional[str] = None
+    status_code: int | None = None
+    error_code: str | None = None
+    title: str | None = None
+    request_id: str | None = None
+    doc_url: str | None = None
     fatal: bool = True
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
@@ -127,10 +128,10 @@ class UnknownMessage:
     type = "unknown"
 
 
-Event = Union[Transcript, FlushDone, Done, ServerErrorEvent, UnknownMessage]
+Event = Transcript | FlushDone | Done | ServerErrorEvent | UnknownMessage
 
 
-def parse_message(frame: Union[str, bytes]) -> Event:
+def parse_message(frame: str | bytes) -> Event:
     """Parse one text frame from the server.
 
     :param frame: the frame's payload, as text or UTF-8 bytes.
@@ -144,7 +145,9 @@ def parse_message(frame: Union[str, bytes]) -> Event:
         try:
             text = bytes(frame).decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise ProtocolError(f"server sent a text frame that is not UTF-8 ({exc.reason})", raw=_preview(frame)) from None
+            raise ProtocolError(
+                f"server sent a text frame that is not UTF-8 ({exc.reason})", raw=_preview(frame)
+            ) from None
     else:
         text = frame
     try:
@@ -173,7 +176,7 @@ def _reject_constant(name: str) -> None:
     raise ValueError(f"{name} is not valid JSON")
 
 
-def _preview(value: Union[str, bytes, bytearray, memoryview]) -> str:
+def _preview(value: str | bytes | bytearray | memoryview) -> str:
     text = value if isinstance(value, str) else repr(bytes(value))
     return text if len(text) <= _RAW_PREVIEW else text[:_RAW_PREVIEW] + "..."
 
@@ -187,7 +190,7 @@ def _plain_text_error(text: str) -> Event:
     raise ProtocolError(f"server sent a text frame that is not JSON: {_preview(text)}", raw=_preview(text))
 
 
-def _opt_str(data: Mapping[str, Any], key: str) -> Optional[str]:
+def _opt_str(data: Mapping[str, Any], key: str) -> str | None:
     value = data.get(key)
     if value is None:
         return None
@@ -207,7 +210,7 @@ def _number(value: Any, what: str) -> float:
     raise _FieldError(f"has a bad {what}: {_preview(repr(value))}")
 
 
-def _parse_words(value: Any) -> Tuple[Word, ...]:
+def _parse_words(value: Any) -> tuple[Word, ...]:
     if value is None:
         return ()
     if not isinstance(value, list):
@@ -249,7 +252,7 @@ def _parse_done(data: Mapping[str, Any]) -> Done:
     return Done(request_id=_opt_str(data, "request_id"), raw=data)
 
 
-def _status(data: Mapping[str, Any]) -> Optional[int]:
+def _status(data: Mapping[str, Any]) -> int | None:
     for key in ("status_code", "code"):
         value = data.get(key)
         if isinstance(value, bool):
@@ -287,7 +290,7 @@ def _parse_error(data: Mapping[str, Any]) -> ServerErrorEvent:
     )
 
 
-_PARSERS: Dict[str, Callable[[Dict[str, Any]], Event]] = {
+_PARSERS: dict[str, Callable[[dict[str, Any]], Event]] = {
     "transcript": _parse_transcript,
     "flush_done": _parse_flush_done,
     "done": _parse_done,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import struct
 import threading
-from typing import List, Optional, Sequence, Tuple, Union
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -59,7 +59,7 @@ class _MaskKeys:
                 self._offset = 0
             start = self._offset
             self._offset += size
-            return self._buffer[start:start + size]
+            return self._buffer[start : start + size]
 
 
 mask_keys = _MaskKeys()
@@ -101,11 +101,11 @@ def encode_binary_frames(payloads: Sequence[bytes]) -> bytes:
     word_counts = [len(payload) // 4 for payload in payloads]
     masks = np.repeat(np.frombuffer(keys, dtype=np.uint32), word_counts)
     masked = memoryview((words ^ masks).tobytes())
-    parts: List[Union[bytes, memoryview]] = []
+    parts: list[bytes | memoryview] = []
     start = 0
     for index, payload in enumerate(payloads):
         end = start + len(payload)
-        parts += (_header(OPCODE_BINARY, len(payload)), keys[4 * index:4 * index + 4], masked[start:end])
+        parts += (_header(OPCODE_BINARY, len(payload)), keys[4 * index : 4 * index + 4], masked[start:end])
         start = end
     return b"".join(parts)
 
@@ -118,7 +118,7 @@ def _header(opcode: int, size: int) -> bytes:
     return _HEADER_64.pack(0x80 | opcode, 0xFF, size)
 
 
-def close_frame_status(payload: bytes) -> Tuple[Optional[int], str]:
+def close_frame_status(payload: bytes) -> tuple[int | None, str]:
     """Split a close frame's payload into ``(code, reason)``; ``(None, "")`` when empty."""
     if len(payload) < 2:
         return None, ""

@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import Any, Callable, Optional, Union
+from collections.abc import Callable
+from typing import Any
 
 from ._audio import AudioConverter
 from ._audio_files import AudioFileInfo, open_audio_file
 from ._audio_queue import AudioQueue, Command
 from ._config import ENCODINGS, ConnectionSettings, SessionOptions
-from .errors import AudioFormatError, StreamTimeout
 from ._stats import StatsCounter
+from .errors import AudioFormatError, StreamTimeout
 
 __all__ = ["AudioIntake"]
 
@@ -34,8 +35,14 @@ class AudioIntake:
     :param on_drop: called with the number of bytes the ``drop_oldest`` policy discarded.
     """
 
-    def __init__(self, settings: ConnectionSettings, options: SessionOptions, queue: AudioQueue,
-                 stats: StatsCounter, on_drop: Callable[[int], None]) -> None:
+    def __init__(
+        self,
+        settings: ConnectionSettings,
+        options: SessionOptions,
+        queue: AudioQueue,
+        stats: StatsCounter,
+        on_drop: Callable[[int], None],
+    ) -> None:
         self._settings = settings
         self._send_timeout = options.send_timeout
         self._bytes_per_sample = ENCODINGS[settings.encoding]
@@ -53,8 +60,9 @@ class AudioIntake:
         """True when arrays, other rates and files are converted (s16le sessions)."""
         return self._settings.encoding == "pcm_s16le"
 
-    def add(self, audio: Any, sample_rate: Optional[int], channels: Optional[int],
-            guard: Callable[[], None] = lambda: None) -> None:
+    def add(
+        self, audio: Any, sample_rate: int | None, channels: int | None, guard: Callable[[], None] = lambda: None
+    ) -> None:
         """Convert ``audio`` and queue every whole frame; the rest waits for more.
 
         :param guard: called under the lock first; raises to refuse the call
@@ -72,7 +80,7 @@ class AudioIntake:
         finally:
             self._lock.release()
 
-    def add_file(self, path: Union[str, "os.PathLike[str]"], guard: Callable[[], None]) -> AudioFileInfo:
+    def add_file(self, path: str | os.PathLike[str], guard: Callable[[], None]) -> AudioFileInfo:
         """Decode a file block by block and queue it; ``guard()`` runs before each block.
 
         :raises AudioFormatError: the file cannot be decoded, or this session
@@ -89,8 +97,9 @@ class AudioIntake:
                 self.add(samples, info.sample_rate, None, guard)
         return info
 
-    def add_command(self, command: Command, on_queued: Optional[Callable[[], None]] = None,
-                    guard: Callable[[], None] = lambda: None) -> None:
+    def add_command(
+        self, command: Command, on_queued: Callable[[], None] | None = None, guard: Callable[[], None] = lambda: None
+    ) -> None:
         """Queue the resampler's tail, the last partial frame, then ``command``.
 
         :param on_queued: called under the intake's lock right before the
@@ -103,9 +112,9 @@ class AudioIntake:
             if self.converts:
                 self._queue_wire_bytes(self._converter.flush())
             while self._pending:
-                frame = bytes(self._pending[:self.frame_bytes])
+                frame = bytes(self._pending[: self.frame_bytes])
                 self._put_frame(frame)
-                del self._pending[:len(frame)]
+                del self._pending[: len(frame)]
             if on_queued is not None:
                 on_queued()
             self._queue.put_command(command)
@@ -133,12 +142,15 @@ class AudioIntake:
                 f"waited {timeout:g} s for another thread's send() to finish; the connection is stalled"
             )
 
-    def _convert(self, audio: Any, sample_rate: Optional[int], channels: Optional[int]) -> bytes:
+    def _convert(self, audio: Any, sample_rate: int | None, channels: int | None) -> bytes:
         if self.converts:
             return self._converter.convert(audio, sample_rate=sample_rate, channels=channels)
         encoding = self._settings.encoding
-        if not isinstance(audio, (bytes, bytearray, memoryview)) or sample_rate not in (None, self._settings.sample_rate) \
-                or channels not in (None, 1):
+        if (
+            not isinstance(audio, (bytes, bytearray, memoryview))
+            or sample_rate not in (None, self._settings.sample_rate)
+            or channels not in (None, 1)
+        ):
             raise AudioFormatError(
                 f"this session's encoding is {encoding}: pass mono bytes in that encoding at "
                 f"{self._settings.sample_rate} Hz, or connect with encoding='pcm_s16le' to send arrays, other rates "
@@ -164,7 +176,7 @@ class AudioIntake:
         queued = 0
         try:
             while queued < whole:  # a call of exactly one frame queues the caller's bytes object itself
-                self._put_frame(data[queued:queued + frame_bytes])
+                self._put_frame(data[queued : queued + frame_bytes])
                 queued += frame_bytes
         except StreamTimeout as exc:
             dropped = len(data) - queued

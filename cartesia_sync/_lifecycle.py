@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import enum
 import threading
-from typing import TYPE_CHECKING, Dict, FrozenSet, Optional
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # pragma: no cover
     from ._audio_queue import Command
@@ -50,7 +50,7 @@ class SessionState(enum.Enum):
 _S = SessionState
 
 #: Every allowed move: from a state, to the states it may go to.
-TRANSITIONS: Dict[SessionState, FrozenSet[SessionState]] = {
+TRANSITIONS: dict[SessionState, frozenset[SessionState]] = {
     _S.OPEN: frozenset({_S.DRAINING, _S.FAILED, _S.ENDED_BY_SERVER, _S.CLOSING}),
     _S.DRAINING: frozenset({_S.FAILED, _S.CLOSING}),
     _S.FAILED: frozenset({_S.CLOSING}),
@@ -80,9 +80,9 @@ class Lifecycle:
         self.done = threading.Event()
         self.stream_ended = threading.Event()
         self.closed = threading.Event()
-        self.closer: Optional[threading.Thread] = None
-        self.end_command: Optional["Command"] = None
-        self.ended_by_server: Optional[str] = None
+        self.closer: threading.Thread | None = None
+        self.end_command: Command | None = None
+        self.ended_by_server: str | None = None
         self._close_expected = False
         self._hooks_closed = False
 

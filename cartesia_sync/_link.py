@@ -9,13 +9,12 @@ the right one, and no new connection is installed once the session ends.
 from __future__ import annotations
 
 import threading
-from typing import Optional
 
-from .errors import CartesiaSyncError
 from ._events import Done, Event, FlushDone, Transcript
 from ._replay import Replay, ReplayBuffer
 from ._stats import StatsCounter
 from ._wire import WireConnection
+from .errors import CartesiaSyncError
 
 __all__ = ["Link"]
 
@@ -30,16 +29,17 @@ class Link:
     :param stats: where the acknowledged audio is counted.
     """
 
-    def __init__(self, ws: WireConnection, replay_bytes: int, sample_bytes: int, bytes_per_second: int,
-                 stats: StatsCounter) -> None:
+    def __init__(
+        self, ws: WireConnection, replay_bytes: int, sample_bytes: int, bytes_per_second: int, stats: StatsCounter
+    ) -> None:
         self._lock = threading.Lock()
         self._replay_args = (replay_bytes, sample_bytes, bytes_per_second)
         self._stats = stats
         self.ws = ws
         self.replay = ReplayBuffer(*self._replay_args)
         self.base = 0  # bytes of session audio before this connection's first byte
-        self.connecting: Optional[WireConnection] = None  # a handshake in progress, to interrupt at teardown
-        self.error: Optional[CartesiaSyncError] = None  # why this side is dropping the connection
+        self.connecting: WireConnection | None = None  # a handshake in progress, to interrupt at teardown
+        self.error: CartesiaSyncError | None = None  # why this side is dropping the connection
         self._closed = False
 
     def acknowledge(self, event: Event) -> None:
@@ -69,7 +69,7 @@ class Link:
             self.connecting = None if self._closed else ws
             return not self._closed
 
-    def switch(self, ws: WireConnection, replay: Replay) -> Optional[ReplayBuffer]:
+    def switch(self, ws: WireConnection, replay: Replay) -> ReplayBuffer | None:
         """Make ``ws`` current; its audio starts where ``replay`` resumes. ``None`` once the link is closed."""
         with self._lock:
             self.connecting = None

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Optional
 
 __all__ = ["Liveness"]
 
@@ -24,7 +23,7 @@ class Liveness:
     :param ping_timeout: more silence after which the peer is dead; ``None`` never judges.
     """
 
-    def __init__(self, ping_interval: Optional[float], ping_timeout: Optional[float]) -> None:
+    def __init__(self, ping_interval: float | None, ping_timeout: float | None) -> None:
         self.ping_interval = ping_interval
         self.ping_timeout = ping_timeout
         self._lock = threading.Lock()
@@ -32,7 +31,7 @@ class Liveness:
         self._last_ping = float("-inf")
 
     @property
-    def dead_after(self) -> Optional[float]:
+    def dead_after(self) -> float | None:
         """Seconds of silence after which the peer counts as dead, or ``None``."""
         if self.ping_interval is None or self.ping_timeout is None:
             return None
@@ -58,7 +57,7 @@ class Liveness:
             self._last_ping = now
             return True
 
-    def silence(self, now: float) -> Optional[float]:
+    def silence(self, now: float) -> float | None:
         """Seconds without hearing from the server, when that makes the peer dead; else ``None``."""
         limit = self.dead_after
         if limit is None:

@@ -32,7 +32,8 @@ import re
 import sys
 import tempfile
 import threading
-from typing import Iterator, List, Pattern, Tuple
+from collections.abc import Iterator
+from re import Pattern
 
 __all__ = ["Captured", "capture_native_stderr", "native_stderr_filtered", "split_lines"]
 
@@ -83,10 +84,10 @@ def capture_native_stderr() -> Iterator[Captured]:
             _local.active = False
 
 
-def split_lines(text: str, noise: Pattern[str]) -> Tuple[List[str], List[str]]:
+def split_lines(text: str, noise: Pattern[str]) -> tuple[list[str], list[str]]:
     """Split captured text into ``(noise lines, other lines)``; blank lines count as noise."""
-    noisy: List[str] = []
-    other: List[str] = []
+    noisy: list[str] = []
+    other: list[str] = []
     for line in text.splitlines():
         (noisy if not line.strip() or noise.match(line) else other).append(line)
     return noisy, other
@@ -111,10 +112,8 @@ def native_stderr_filtered(noise: Pattern[str], logger: logging.Logger, what: st
             if any(line.strip() for line in noisy):
                 logger.debug("%s:\n%s", what, "\n".join(noisy))
             if other:  # not the libraries' noise (maybe another thread's output): it must not be lost
-                try:
+                with contextlib.suppress(OSError):
                     os.write(2, ("\n".join(other) + "\n").encode("utf-8", "replace"))
-                except OSError:
-                    pass
 
 
 def _flush_python_stderr() -> None:

@@ -24,8 +24,9 @@ import os
 import threading
 import traceback
 import types
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
+from typing import Any
 
 import pluggy
 
@@ -49,7 +50,7 @@ DISABLE_ENV = "CARTESIA_SYNC_DISABLE_PLUGINS"
 TRACE_ENV = "CARTESIA_SYNC_TRACE_HOOKS"
 
 
-def plugin_name_of(plugin: object) -> Optional[str]:
+def plugin_name_of(plugin: object) -> str | None:
     """The name a plugin object asks to be registered under (its ``name`` attribute)."""
     name = getattr(plugin, "name", None)
     return name if isinstance(name, str) and name else None
@@ -70,7 +71,7 @@ class BrokenPlugin:
     name: str
     value: str
     distribution: str
-    version: Optional[str]
+    version: str | None
     error: ConfigurationError
 
 
@@ -100,19 +101,20 @@ class CartesiaSyncPluginManager(pluggy.PluginManager):
 
     def __init__(self, project_name: str) -> None:
         super().__init__(project_name)
-        self._entry_point_distributions: List[Tuple[object, importlib.metadata.Distribution]] = []
+        self._entry_point_distributions: list[tuple[object, importlib.metadata.Distribution]] = []
         #: Installed plugins that could not be loaded, in the order they were tried.
-        self.broken_plugins: List[BrokenPlugin] = []
+        self.broken_plugins: list[BrokenPlugin] = []
 
-    def list_plugin_distinfo(self) -> List[Tuple[Any, Any]]:
+    def list_plugin_distinfo(self) -> list[tuple[Any, Any]]:
         """``(plugin, distribution)`` pairs of every plugin loaded from an entry point."""
-        return [*super().list_plugin_distinfo(),
-                *((plugin, _Distribution(dist)) for plugin, dist in self._entry_point_distributions)]
+        return [
+            *super().list_plugin_distinfo(),
+            *((plugin, _Distribution(dist)) for plugin, dist in self._entry_point_distributions),
+        ]
 
-    def list_plugin_distributions(self) -> List[Tuple[Any, importlib.metadata.Distribution]]:
+    def list_plugin_distributions(self) -> list[tuple[Any, importlib.metadata.Distribution]]:
         """Like :meth:`list_plugin_distinfo`, with plain ``importlib.metadata`` distributions."""
-        base = super().list_plugin_distributions() if hasattr(pluggy.PluginManager, "list_plugin_distributions") \
-            else []
+        base = super().list_plugin_distributions() if hasattr(pluggy.PluginManager, "list_plugin_distributions") else []
         return [*base, *self._entry_point_distributions]
 
     def _record_distribution(self, plugin: object, dist: importlib.metadata.Distribution) -> None:
@@ -157,8 +159,9 @@ def _trace_before(hook_name: str, impls: Sequence[pluggy.HookImpl], kwargs: Mapp
     trace_logger.debug("calling %s of plugin %s", hook_name, names)
 
 
-def _trace_after(outcome: "pluggy.Result[Any]", hook_name: str, impls: Sequence[pluggy.HookImpl],
-                 kwargs: Mapping[str, Any]) -> None:
+def _trace_after(
+    outcome: pluggy.Result[Any], hook_name: str, impls: Sequence[pluggy.HookImpl], kwargs: Mapping[str, Any]
+) -> None:
     if outcome.exception is not None:
         trace_logger.debug("%s raised %s: %s", hook_name, type(outcome.exception).__name__, outcome.exception)
 
@@ -170,7 +173,7 @@ def _trace_after(outcome: "pluggy.Result[Any]", hook_name: str, impls: Sequence[
 # below otherwise mirrors pluggy's: blocked and already registered names are skipped before importing,
 # plugins are registered under the entry point's name, and their distribution is recorded.
 #: Broken entry points already warned about in this process (``(name, value)``).
-_warned: Set[Tuple[str, str]] = set()
+_warned: set[tuple[str, str]] = set()
 
 
 def _load_entry_points(pm: CartesiaSyncPluginManager) -> None:
@@ -221,14 +224,22 @@ def _plugin_of(pm: CartesiaSyncPluginManager, ep: importlib.metadata.EntryPoint)
         try:
             plugin = target()
         except Exception as exc:
-            hint = "; a plugin class named by an entry point is made with no arguments" \
-                if isinstance(exc, TypeError) else ""
-            raise ConfigurationError(f"creating the plugin {ep.value}() failed ({type(exc).__name__}: {exc}){hint}") \
-                from exc
+            hint = (
+                "; a plugin class named by an entry point is made with no arguments"
+                if isinstance(exc, TypeError)
+                else ""
+            )
+            raise ConfigurationError(
+                f"creating the plugin {ep.value}() failed ({type(exc).__name__}: {exc}){hint}"
+            ) from exc
     register_plugin(pm, plugin, name=ep.name)
     callers = pm.get_hookcallers(plugin) or []
-    unknown = sorted(caller.name for caller in callers if not caller.has_spec() and any(
-        impl.plugin is plugin and not impl.optionalhook for impl in caller.get_hookimpls()))
+    unknown = sorted(
+        caller.name
+        for caller in callers
+        if not caller.has_spec()
+        and any(impl.plugin is plugin and not impl.optionalhook for impl in caller.get_hookimpls())
+    )
     if unknown or not (callers or isinstance(plugin, types.ModuleType)):
         pm.unregister(plugin)
         if unknown:
@@ -244,7 +255,7 @@ def _plugin_of(pm: CartesiaSyncPluginManager, ep: importlib.metadata.EntryPoint)
     return plugin
 
 
-def register_plugin(pm: pluggy.PluginManager, plugin: object, name: Optional[str] = None) -> str:
+def register_plugin(pm: pluggy.PluginManager, plugin: object, name: str | None = None) -> str:
     """Register one plugin object under ``name``, else its ``name`` attribute (or pluggy's default).
 
     :raises ConfigurationError: the plugin is invalid, already registered, or
@@ -268,7 +279,7 @@ def register_plugin(pm: pluggy.PluginManager, plugin: object, name: Optional[str
     return name
 
 
-def list_plugins(pm: pluggy.PluginManager) -> List[Dict[str, Any]]:
+def list_plugins(pm: pluggy.PluginManager) -> list[dict[str, Any]]:
     """Describe the registered plugins, and the installed ones that could not be loaded.
 
     :returns: one dict per plugin, sorted by name, with ``name``, ``version``
@@ -311,8 +322,8 @@ class HookDispatcher:
         self._session = session
         self._record_error = record_error
         self._scrub = scrub
-        self._callers: Dict[str, List[Tuple[str, Any]]] = {}
-        self._final_thread: Optional[threading.Thread] = None
+        self._callers: dict[str, list[tuple[str, Any]]] = {}
+        self._final_thread: threading.Thread | None = None
 
     def emit_last(self, hook_name: str, **kwargs: Any) -> None:
         """Emit the session's last hook; from then on, calls from any other thread are dropped.
@@ -342,7 +353,7 @@ class HookDispatcher:
             except Exception as exc:
                 self._plugin_failed(hook_name, plugin_name, exc)
 
-    def _callers_of(self, hook_name: str) -> List[Tuple[str, Any]]:
+    def _callers_of(self, hook_name: str) -> list[tuple[str, Any]]:
         """Per plugin implementing ``hook_name``, newest first: its name and a pluggy caller of it alone.
 
         pluggy stops a hook call at the first implementation that raises; a
@@ -354,8 +365,10 @@ class HookDispatcher:
         if callers is None:
             impls = getattr(self._pm.hook, hook_name).get_hookimpls()
             callers = [
-                (impl.plugin_name,
-                 self._pm.subset_hook_caller(hook_name, [other.plugin for other in impls if other is not impl]))
+                (
+                    impl.plugin_name,
+                    self._pm.subset_hook_caller(hook_name, [other.plugin for other in impls if other is not impl]),
+                )
                 for impl in reversed(impls)
             ]
             self._callers[hook_name] = callers

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from typing import Any, Optional, TextIO
+from typing import Any, TextIO
 
 from ._events import Event
 from .hookspecs import hookimpl
@@ -36,7 +36,7 @@ class ProgressLine:
         self._done = 0.0
         self._drawn = False
         self._shown = -1
-        self.total: Optional[float] = None
+        self.total: float | None = None
 
     @hookimpl
     def on_event(self, session: Any, event: Event) -> None:

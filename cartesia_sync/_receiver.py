@@ -13,13 +13,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Optional, Protocol, Tuple
+from typing import Protocol
 
-from .errors import ProtocolError
 from ._events import Event, parse_message
 from ._liveness import Liveness
 from ._stats import StatsCounter
 from ._wire import ConnectionBroken, WireConnection
+from .errors import ProtocolError
 
 __all__ = ["Receiver", "MessageSink"]
 
@@ -35,10 +35,10 @@ class MessageSink(Protocol):
     def handle_junk(self, error: ProtocolError) -> None:
         """A frame that could not be understood."""
 
-    def handle_close(self, code: Optional[int], reason: str) -> Optional[WireConnection]:
+    def handle_close(self, code: int | None, reason: str) -> WireConnection | None:
         """The server sent a close frame; returns the next connection to read, if the session reconnected."""
 
-    def handle_lost(self, detail: str, *, retry: bool = True) -> Optional[WireConnection]:
+    def handle_lost(self, detail: str, *, retry: bool = True) -> WireConnection | None:
         """The connection ended without a close frame; returns the next connection to read, if any.
 
         ``retry`` is false when the end was this thread's own failure, not the network's.
@@ -54,10 +54,16 @@ class Receiver(threading.Thread):
     :param liveness: told whenever the server is heard; judged whenever a read times out.
     """
 
-    def __init__(self, ws: WireConnection, sink: MessageSink, stats: StatsCounter, liveness: Liveness,
-                 name: str = "cartesia-sync-receiver") -> None:
+    def __init__(
+        self,
+        ws: WireConnection,
+        sink: MessageSink,
+        stats: StatsCounter,
+        liveness: Liveness,
+        name: str = "cartesia-sync-receiver",
+    ) -> None:
         super().__init__(name=name, daemon=True)
-        self._ws: Optional[WireConnection] = ws
+        self._ws: WireConnection | None = ws
         self._sink = sink
         self._stats = stats
         self._liveness = liveness
@@ -78,7 +84,7 @@ class Receiver(threading.Thread):
             if self._ws is not None:
                 self._ws.shutdown()
 
-    def _read(self, ws: WireConnection) -> Tuple[Optional[int], str, Optional[str]]:
+    def _read(self, ws: WireConnection) -> tuple[int | None, str, str | None]:
         """Read one connection to its end: ``(close code, close reason, None)`` or ``(None, "", what went wrong)``."""
         liveness = self._liveness
         liveness.restart()
@@ -90,9 +96,13 @@ class Receiver(threading.Thread):
             if incoming is None:  # nothing for a poll interval: is the server still there?
                 silence = liveness.silence(time.monotonic())
                 if silence is not None:
-                    return None, "", (
-                        f"nothing arrived from the server for {silence:.1f} s, not even a pong: "
-                        "the connection is half-open or the server hung"
+                    return (
+                        None,
+                        "",
+                        (
+                            f"nothing arrived from the server for {silence:.1f} s, not even a pong: "
+                            "the connection is half-open or the server hung"
+                        ),
                     )
                 continue
             liveness.heard()
@@ -102,10 +112,12 @@ class Receiver(threading.Thread):
                 continue  # ping and pong: the ping was answered already
             self._stats.add("messages_received")
             if incoming.kind == "binary":
-                self._sink.handle_junk(ProtocolError(
-                    f"server sent a binary frame of {len(incoming.data)} bytes; only JSON text frames are expected",
-                    raw=repr(incoming.data[:60]),
-                ))
+                self._sink.handle_junk(
+                    ProtocolError(
+                        f"server sent a binary frame of {len(incoming.data)} bytes; only JSON text frames are expected",
+                        raw=repr(incoming.data[:60]),
+                    )
+                )
             else:
                 try:
                     event = parse_message(incoming.data)

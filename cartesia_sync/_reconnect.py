@@ -22,17 +22,17 @@ import logging
 import random
 import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Callable, Iterator, Optional
 
 from ._config import ConnectionSettings, SessionOptions
-from .errors import CartesiaSyncError, ConnectError, ConnectionLostError, ServerError
 from ._link import Link
 from ._replay import Replay
 from ._sender import Sender
 from ._stats import StatsCounter
 from ._transcript import TranscriptAccumulator
 from ._wire import WireConnection
+from .errors import CartesiaSyncError, ConnectError, ConnectionLostError, ServerError
 
 __all__ = ["Reconnected", "Reconnector", "backoff_delays", "is_transient", "TRANSIENT_CLOSE_CODES"]
 
@@ -54,15 +54,16 @@ def is_transient(error: CartesiaSyncError) -> bool:
     return False
 
 
-def backoff_delays(first: float, most: float, attempts: int, start: int = 0,
-                   rand: Callable[[], float] = random.random) -> Iterator[float]:
+def backoff_delays(
+    first: float, most: float, attempts: int, start: int = 0, rand: Callable[[], float] = random.random
+) -> Iterator[float]:
     """The wait before each attempt: uniform in ``[0, min(most, first * 2**n)]`` ("full jitter").
 
     Jitter keeps the clients of a restarted server from all coming back at once.
     ``start`` is how many attempts came before (their delays are skipped).
     """
     for number in range(start, start + max(0, attempts)):
-        yield rand() * min(most, first * 2 ** number)
+        yield rand() * min(most, first * 2**number)
 
 
 @dataclass(frozen=True)
@@ -98,9 +99,17 @@ class Reconnector:
     :param announce: called with the :class:`Reconnected` once the new connection is in place.
     """
 
-    def __init__(self, settings: ConnectionSettings, options: SessionOptions, link: Link, sender: Sender,
-                 stats: StatsCounter, transcript: TranscriptAccumulator, ending: threading.Event,
-                 announce: Callable[[Reconnected], None]) -> None:
+    def __init__(
+        self,
+        settings: ConnectionSettings,
+        options: SessionOptions,
+        link: Link,
+        sender: Sender,
+        stats: StatsCounter,
+        transcript: TranscriptAccumulator,
+        ending: threading.Event,
+        announce: Callable[[Reconnected], None],
+    ) -> None:
         self._settings = settings
         self._options = options
         self._link = link
@@ -137,10 +146,14 @@ class Reconnector:
         acknowledged = self._stats.get("audio_acknowledged")
         if acknowledged > self._acknowledged_then:
             self._tried = 0  # the last connection got somewhere: a fresh budget
-        last: Optional[ConnectError] = None
+        last: ConnectError | None = None
         attempts = 0
-        for delay in backoff_delays(self._options.reconnect_delay, self._options.reconnect_max_delay,
-                                    self._options.reconnect_attempts - self._tried, start=self._tried):
+        for delay in backoff_delays(
+            self._options.reconnect_delay,
+            self._options.reconnect_max_delay,
+            self._options.reconnect_attempts - self._tried,
+            start=self._tried,
+        ):
             if self._ending.wait(delay):
                 break
             attempts += 1
@@ -165,11 +178,22 @@ class Reconnector:
             self._stats.add("reconnects")
             self._acknowledged_then = acknowledged
             self._stats.add("audio_gap", replay.gap)
-            event = Reconnected(error, attempts, time.monotonic() - started, replay.replayed_bytes / bytes_per_second,
-                                replay.gap / bytes_per_second, self._link.base / bytes_per_second)
-            logger.warning("reconnected to %s after %.2f s (%d attempt%s); resending %.2f s of audio",
-                           self._settings.display_url, event.downtime, attempts, "" if attempts == 1 else "s",
-                           event.replayed)
+            event = Reconnected(
+                error,
+                attempts,
+                time.monotonic() - started,
+                replay.replayed_bytes / bytes_per_second,
+                replay.gap / bytes_per_second,
+                self._link.base / bytes_per_second,
+            )
+            logger.warning(
+                "reconnected to %s after %.2f s (%d attempt%s); resending %.2f s of audio",
+                self._settings.display_url,
+                event.downtime,
+                attempts,
+                "" if attempts == 1 else "s",
+                event.replayed,
+            )
             self._announce(event)
             return ws
         if self._ending.is_set():
@@ -177,6 +201,9 @@ class Reconnector:
         tried = self._options.reconnect_attempts
         if last is None:  # every new connection failed again before the server confirmed anything
             raise ConnectionLostError(f"{error}; gave up after {tried} reconnects in a row that made no progress")
-        lost = ConnectionLostError(f"{error}; {tried} reconnect attempt{'' if tried == 1 else 's'} failed, "
-                                   f"the last with: {last}", status_code=last.status_code, body=last.body)
+        lost = ConnectionLostError(
+            f"{error}; {tried} reconnect attempt{'' if tried == 1 else 's'} failed, the last with: {last}",
+            status_code=last.status_code,
+            body=last.body,
+        )
         raise lost from last

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import threading
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Deque, List, Sequence, Tuple
 
 from ._audio_queue import Command, Item
 
@@ -40,7 +40,7 @@ class Replay:
         had been let go because of the bound and cannot be resent.
     """
 
-    items: Tuple[Tuple[Item, bool], ...]
+    items: tuple[tuple[Item, bool], ...]
     resume_at: int
     acknowledged: int
 
@@ -77,11 +77,11 @@ class ReplayBuffer:
         # The kept items themselves, no wrapper per item: a busy process keeps many thousands of frames
         # here for seconds, and a new tracked object per frame pushes the garbage collector into full
         # collections (pauses of 100 ms and more with hundreds of sessions). Positions follow from ``_head``.
-        self._items: Deque[Item] = deque()
+        self._items: deque[Item] = deque()
         self._head = 0  # the position at which the first kept item was written
-        self._carried: List[Command] = []  # unanswered commands whose audio the bound let go
-        self._in_flight: Sequence[Tuple[Item, bool]] = ()  # the batch whose write has not completed
-        self._unanswered: Deque[Tuple[int, Command]] = deque()  # finalize commands awaiting flush_done
+        self._carried: list[Command] = []  # unanswered commands whose audio the bound let go
+        self._in_flight: Sequence[tuple[Item, bool]] = ()  # the batch whose write has not completed
+        self._unanswered: deque[tuple[int, Command]] = deque()  # finalize commands awaiting flush_done
         self._written = 0
         self._acknowledged = 0
 
@@ -95,7 +95,7 @@ class ReplayBuffer:
         """The position up to which the server confirmed its results."""
         return self._acknowledged
 
-    def writing(self, batch: Sequence[Tuple[Item, bool]]) -> None:
+    def writing(self, batch: Sequence[tuple[Item, bool]]) -> None:
         """Keep the items the sender is about to write, each with ``True`` when it goes out again.
 
         :meth:`wrote` follows once all of them went out.
@@ -143,7 +143,7 @@ class ReplayBuffer:
             # The batch being written is always the newest part of what is kept (only the oldest items
             # are ever let go), so its items line up with the end of the buffer.
             first_in_flight = len(self._items) - len(self._in_flight)
-            items: List[Tuple[Item, bool]] = [(command, True) for command in self._carried if not command.answered]
+            items: list[tuple[Item, bool]] = [(command, True) for command in self._carried if not command.answered]
             resume_at = self._written
             end = self._head
             for index, item in enumerate(self._items):
@@ -157,7 +157,7 @@ class ReplayBuffer:
                 if end <= self._acknowledged:
                     continue
                 if position < self._acknowledged:  # the acknowledged point falls inside this frame
-                    item = item[self._acknowledged - position:]
+                    item = item[self._acknowledged - position :]
                     position = self._acknowledged
                 resume_at = min(resume_at, position)
                 items.append((item, replayed))

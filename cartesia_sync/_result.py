@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional, Tuple
 
 from ._events import Word
 from ._stats import SessionStats
@@ -29,10 +28,10 @@ class TranscriptionResult:
     """
 
     text: str
-    words: Tuple[Word, ...]
+    words: tuple[Word, ...]
     audio_seconds: float
     wall_seconds: float
-    realtime_factor: Optional[float]
+    realtime_factor: float | None
     stats: SessionStats = field(repr=False)
-    request_id: Optional[str] = None
+    request_id: str | None = None
     complete: bool = True

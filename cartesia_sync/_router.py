@@ -11,13 +11,13 @@ from __future__ import annotations
 import logging
 import threading
 from collections import deque
-from typing import Callable, Deque, Optional
+from collections.abc import Callable
 
-from .errors import CartesiaSyncError
 from ._events import Done, Event, FlushDone, ServerErrorEvent, Transcript, UnknownMessage
 from ._plugin_manager import HookDispatcher
 from ._stats import StatsCounter
 from ._transcript import TranscriptAccumulator
+from .errors import CartesiaSyncError
 
 __all__ = ["FlushTicket", "EventRouter"]
 
@@ -29,7 +29,7 @@ class FlushTicket:
 
     def __init__(self) -> None:
         self.answered = threading.Event()
-        self.event: Optional[FlushDone] = None
+        self.event: FlushDone | None = None
 
 
 class EventRouter:
@@ -43,17 +43,23 @@ class EventRouter:
     :param done: set when ``done`` arrives (the session's lifecycle event; a new one by default).
     """
 
-    def __init__(self, transcript: TranscriptAccumulator, stats: StatsCounter, dispatcher: HookDispatcher,
-                 fail: Callable[[CartesiaSyncError], None], record: Callable[[CartesiaSyncError], None],
-                 done: Optional[threading.Event] = None) -> None:
+    def __init__(
+        self,
+        transcript: TranscriptAccumulator,
+        stats: StatsCounter,
+        dispatcher: HookDispatcher,
+        fail: Callable[[CartesiaSyncError], None],
+        record: Callable[[CartesiaSyncError], None],
+        done: threading.Event | None = None,
+    ) -> None:
         self._transcript = transcript
         self._stats = stats
         self._dispatcher = dispatcher
         self._fail = fail
         self._record = record
-        self.tickets: Deque[FlushTicket] = deque()
+        self.tickets: deque[FlushTicket] = deque()
         self.done = done if done is not None else threading.Event()
-        self.request_id: Optional[str] = None
+        self.request_id: str | None = None
 
     def route(self, event: Event) -> None:
         """Update the transcript, dispatch the hooks, and answer waiters, in that order."""

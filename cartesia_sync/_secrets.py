@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional, Tuple
+from typing import Any
 
 __all__ = ["ApiKey", "redact"]
 
@@ -43,11 +43,11 @@ class ApiKey:
     def __hash__(self) -> int:
         return hash(("ApiKey", self._value))
 
-    def __reduce__(self) -> Tuple[Any, ...]:
+    def __reduce__(self) -> tuple[Any, ...]:
         raise TypeError("ApiKey cannot be pickled: it would write the key out")
 
 
-def redact(text: str, key: Optional[ApiKey]) -> str:
+def redact(text: str, key: ApiKey | None) -> str:
     """Replace every occurrence of the key's raw value in ``text`` with ``***``."""
     if key is None:
         return text

@@ -24,15 +24,15 @@ import logging
 import threading
 import time
 from collections import deque
-from typing import Callable, Deque, Iterable, List, Optional, Tuple
+from collections.abc import Callable, Iterable
 
 from ._audio_queue import AudioQueue, Command, Item, KeepaliveFrame
-from .errors import ConnectionLostError
 from ._headway import Headway
 from ._liveness import Liveness
 from ._replay import ReplayBuffer
 from ._stats import StatsCounter
 from ._wire import ConnectionBroken, WireConnection
+from .errors import ConnectionLostError
 
 __all__ = ["Sender"]
 
@@ -74,8 +74,8 @@ class Sender(threading.Thread):
         stats: StatsCounter,
         *,
         bytes_per_second: int,
-        speed: Optional[float],
-        keepalive_interval: Optional[float],
+        speed: float | None,
+        keepalive_interval: float | None,
         keepalive_frame: bytes,
         liveness: Liveness,
         headway: Headway,
@@ -100,8 +100,8 @@ class Sender(threading.Thread):
         self._wake = threading.Event()  # set with either of the two above, to cut a pacing wait short
         self._parked = threading.Event()  # not writing, waiting for a connection or the end
         self._resumed = threading.Event()
-        self._pending: Deque[Tuple[Item, bool]] = deque()  # (item, replayed) to write before the queue
-        self._anchor: Optional[float] = None  # monotonic time at which audio time 0 was due
+        self._pending: deque[tuple[Item, bool]] = deque()  # (item, replayed) to write before the queue
+        self._anchor: float | None = None  # monotonic time at which audio time 0 was due
         self._audio_bytes_paced = 0
         self._last_write = time.monotonic()
         self._last_audio = float("-inf")  # when the caller's audio was last written
@@ -118,7 +118,7 @@ class Sender(threading.Thread):
         self._wake.set()
         return self._parked.wait(timeout) or not self.is_alive()
 
-    def resume(self, ws: WireConnection, replay: ReplayBuffer, items: Iterable[Tuple[Item, bool]]) -> None:
+    def resume(self, ws: WireConnection, replay: ReplayBuffer, items: Iterable[tuple[Item, bool]]) -> None:
         """Continue on a new connection: ``items`` (each with its "replayed" flag) first, then the queue."""
         self._ws = ws
         self._replay = replay
@@ -194,7 +194,7 @@ class Sender(threading.Thread):
                     raise
             self._write_audio(batch)
 
-    def _next_batch(self) -> Tuple[List[Tuple[Item, bool]], bool]:
+    def _next_batch(self) -> tuple[list[tuple[Item, bool]], bool]:
         """The next items to write in one go, and whether the queue had run dry before them.
 
         Unpaced audio, and audio being resent, goes out in runs of up to
@@ -218,7 +218,7 @@ class Sender(threading.Thread):
         items = self._queue.get(self._wait_time(), _BATCH_BYTES if self._speed is None else 0)
         return [(item, False) for item in items], starved
 
-    def _write_audio(self, batch: List[Tuple[Item, bool]]) -> None:
+    def _write_audio(self, batch: list[tuple[Item, bool]]) -> None:
         """Write a run of audio frames; if the write fails, the replay buffer has them for the next connection."""
         self._replay.writing(batch)
         self._ws.write_audio([item for item, _ in batch], self._check)  # type: ignore[misc]
@@ -238,8 +238,9 @@ class Sender(threading.Thread):
             self._headway.mark()
         if sent:
             self._last_audio = self._last_write
-        self._stats.add_all(audio_sent=sent, frames_sent=frames, audio_replayed=replayed_bytes,
-                            keepalive_sent=keepalive)
+        self._stats.add_all(
+            audio_sent=sent, frames_sent=frames, audio_replayed=replayed_bytes, keepalive_sent=keepalive
+        )
         self._replay.wrote()
 
     def _write_command(self, command: Command, replayed: bool) -> None:
@@ -259,14 +260,14 @@ class Sender(threading.Thread):
         return max(0.0, min(_POLL, due))
 
     def _keepalive_due(self) -> bool:
-        return (
-            self._keepalive_interval is not None
-            and time.monotonic() - self._last_write >= self._keepalive_interval
-        )
+        return self._keepalive_interval is not None and time.monotonic() - self._last_write >= self._keepalive_interval
 
     def _write_keepalive(self) -> None:
-        logger.debug("no audio for %.1f s; sending %d bytes of silence as keepalive",
-                     self._keepalive_interval, len(self._keepalive_frame))
+        logger.debug(
+            "no audio for %.1f s; sending %d bytes of silence as keepalive",
+            self._keepalive_interval,
+            len(self._keepalive_frame),
+        )
         self._write_audio([(KeepaliveFrame(self._keepalive_frame), False)])
 
     def _pace(self, starved: bool) -> None:

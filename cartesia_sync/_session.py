@@ -21,17 +21,13 @@ import logging
 import os
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Iterator, Optional, Tuple, Union
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 from ._audio_files import AudioFileInfo
 from ._audio_queue import AudioQueue, Command
 from ._config import ENCODINGS, ConnectionSettings, SessionOptions
 from ._error_book import ErrorBook
-from .errors import (
-    CartesiaSyncError,
-    SessionClosedError,
-    StreamTimeout,
-)
 from ._events import FlushDone, Transcript, Word
 from ._headway import Headway
 from ._intake import AudioIntake
@@ -48,6 +44,11 @@ from ._stats import SessionStats, StatsCounter
 from ._supervisor import ConnectionSupervisor
 from ._transcript import TranscriptAccumulator
 from ._wire import WireConnection
+from .errors import (
+    CartesiaSyncError,
+    SessionClosedError,
+    StreamTimeout,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     import pluggy
@@ -74,8 +75,8 @@ class Session:
         ws: WireConnection,
         settings: ConnectionSettings,
         options: SessionOptions,
-        plugin_manager: "pluggy.PluginManager",
-        speed: Optional[float],
+        plugin_manager: pluggy.PluginManager,
+        speed: float | None,
         connect_seconds: float = 0.0,
     ) -> None:
         self.settings = settings
@@ -92,10 +93,21 @@ class Session:
         self._book = ErrorBook(self._stats, options.raise_errors)
         self._lifecycle = Lifecycle()
         self._dispatcher = HookDispatcher(plugin_manager, self, self._book.keep, self._scrub)
-        self._router = EventRouter(self._transcript, self._stats, self._dispatcher,
-                                   self._server_error, self._book.keep, done=self._lifecycle.done)
-        self._link = Link(ws, round(options.replay_seconds * self._bytes_per_second), ENCODINGS[settings.encoding],
-                          self._bytes_per_second, self._stats)
+        self._router = EventRouter(
+            self._transcript,
+            self._stats,
+            self._dispatcher,
+            self._server_error,
+            self._book.keep,
+            done=self._lifecycle.done,
+        )
+        self._link = Link(
+            ws,
+            round(options.replay_seconds * self._bytes_per_second),
+            ENCODINGS[settings.encoding],
+            self._bytes_per_second,
+            self._stats,
+        )
         self._liveness = Liveness(options.ping_interval, options.ping_timeout)
         self._headway = Headway()
         ws.write_patience = self._liveness.dead_after or options.join_timeout
@@ -103,32 +115,51 @@ class Session:
         self._ending_patience = 0.0  # how long the closing thread may go without headway
 
         self._supervisor = ConnectionSupervisor(
-            settings, options, self._link, self._lifecycle, self._router, self._queue, self._book,
-            self._dispatcher, self._headway, self._stats, self._transcript,
-            fail=self._fail_and_report, stop=self._stop_everything, scrub=self._scrub,
+            settings,
+            options,
+            self._link,
+            self._lifecycle,
+            self._router,
+            self._queue,
+            self._book,
+            self._dispatcher,
+            self._headway,
+            self._stats,
+            self._transcript,
+            fail=self._fail_and_report,
+            stop=self._stop_everything,
+            scrub=self._scrub,
         )
         keepalive = _SILENCE_BYTE.get(settings.encoding, b"\x00") * self._intake.frame_bytes
         self._sender = Sender(
-            ws, self._queue, self._stats,
-            bytes_per_second=self._bytes_per_second, speed=speed,
-            keepalive_interval=options.keepalive_interval, keepalive_frame=keepalive,
-            liveness=self._liveness, headway=self._headway, replay=self._link.replay,
-            on_failure=self._supervisor.sender_failed, name=f"cartesia-sync-sender-{self.number}",
+            ws,
+            self._queue,
+            self._stats,
+            bytes_per_second=self._bytes_per_second,
+            speed=speed,
+            keepalive_interval=options.keepalive_interval,
+            keepalive_frame=keepalive,
+            liveness=self._liveness,
+            headway=self._headway,
+            replay=self._link.replay,
+            on_failure=self._supervisor.sender_failed,
+            name=f"cartesia-sync-sender-{self.number}",
         )
         self._supervisor.attach(self._sender)
-        self._receiver = Receiver(ws, self._supervisor, self._stats, self._liveness,
-                                  name=f"cartesia-sync-receiver-{self.number}")
+        self._receiver = Receiver(
+            ws, self._supervisor, self._stats, self._liveness, name=f"cartesia-sync-receiver-{self.number}"
+        )
 
     # -- lifecycle ----------------------------------------------------------
 
-    def start(self) -> "Session":
+    def start(self) -> Session:
         """Announce the session to plugins and start its threads. Called by ``Client.connect``."""
         self._dispatcher.emit("on_session_start")
         self._receiver.start()
         self._sender.start()
         return self
 
-    def __enter__(self) -> "Session":
+    def __enter__(self) -> Session:
         return self
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
@@ -155,12 +186,12 @@ class Session:
         return self._transcript.text
 
     @property
-    def words(self) -> Tuple[Word, ...]:
+    def words(self) -> tuple[Word, ...]:
         """All final words so far; times in seconds from the start of the session's audio."""
         return self._transcript.words
 
     @property
-    def interim(self) -> Optional[Transcript]:
+    def interim(self) -> Transcript | None:
         """The latest interim chunk that no final chunk has replaced yet."""
         return self._transcript.interim
 
@@ -170,17 +201,17 @@ class Session:
         return self._stats.snapshot()
 
     @property
-    def errors(self) -> Tuple[CartesiaSyncError, ...]:
+    def errors(self) -> tuple[CartesiaSyncError, ...]:
         """Every error reported during the session, in order."""
         return self._book.errors
 
     @property
-    def error(self) -> Optional[CartesiaSyncError]:
+    def error(self) -> CartesiaSyncError | None:
         """The error that ended the session, if one did."""
         return self._book.failure
 
     @property
-    def ended_by_server(self) -> Optional[str]:
+    def ended_by_server(self) -> str | None:
         """Why the server closed the session while the caller was idle, or ``None``.
 
         Such a session ends without an error: sending raises
@@ -209,7 +240,7 @@ class Session:
         )
 
     @property
-    def request_id(self) -> Optional[str]:
+    def request_id(self) -> str | None:
         """The server's id for the connection, once a message carried it."""
         return self._router.request_id
 
@@ -220,12 +251,12 @@ class Session:
 
     @property
     def audio_acknowledged(self) -> float:
-        """Seconds of audio the server has recognised so far: up to its latest final word, ``flush_done`` or ``done``."""
+        """Seconds of audio the server has recognised so far: to its latest final word, ``flush_done`` or ``done``."""
         return self._stats.get("audio_acknowledged") / self._bytes_per_second
 
     # -- sending ------------------------------------------------------------
 
-    def send(self, audio: Any, *, sample_rate: Optional[int] = None, channels: Optional[int] = None) -> None:
+    def send(self, audio: Any, *, sample_rate: int | None = None, channels: int | None = None) -> None:
         """Queue audio for sending. Thread-safe; returns once the audio is queued.
 
         :param audio: ``bytes`` of audio in the session's encoding (s16le by
@@ -246,7 +277,7 @@ class Session:
         except SessionClosedError:
             raise self._closed_error() from None
 
-    def send_file(self, path: Union[str, "os.PathLike[str]"]) -> AudioFileInfo:
+    def send_file(self, path: str | os.PathLike[str]) -> AudioFileInfo:
         """Decode an audio file, convert it to the session's format, and queue all of it.
 
         WAV files are parsed directly (PCM 8/16/24/32-bit, float 32/64-bit,
@@ -265,7 +296,7 @@ class Session:
         except SessionClosedError:
             raise self._closed_error() from None
 
-    def finalize(self, timeout: Optional[float] = None) -> FlushDone:
+    def finalize(self, timeout: float | None = None) -> FlushDone:
         """Ask the server to transcribe everything sent so far, and wait for it.
 
         Returns when ``flush_done`` arrives, by which time every final
@@ -296,7 +327,9 @@ class Session:
         command = Command("finalize")
 
         try:  # the guard runs under the intake's lock: no close() can slip in before the command
-            self._intake.add_command(command, on_queued=lambda: self._router.tickets.append(ticket), guard=self._check_open)
+            self._intake.add_command(
+                command, on_queued=lambda: self._router.tickets.append(ticket), guard=self._check_open
+            )
         except SessionClosedError:
             raise self._closed_error() from None
         if not self._wait_sent(command, timeout):
@@ -314,7 +347,7 @@ class Session:
             "if it is slow but working, or close the session"
         )
 
-    def close(self, timeout: Optional[float] = None) -> None:
+    def close(self, timeout: float | None = None) -> None:
         """End the session without losing results, then release everything.
 
         Sends the end command after the queued audio, keeps receiving until
@@ -343,7 +376,7 @@ class Session:
         if not self._begin_ending(timeout):
             self._book.raise_next()
             return
-        own_error: Optional[StreamTimeout] = None
+        own_error: StreamTimeout | None = None
         try:
             if self._book.failure is None and not self._lifecycle.stopping.is_set():
                 own_error = self._drain(timeout)
@@ -404,7 +437,7 @@ class Session:
             raise self._closed_error()
 
     @property
-    def _end_command(self) -> Optional[Command]:
+    def _end_command(self) -> Command | None:
         """The end command, once ``close()`` queued it."""
         return self._lifecycle.end_command
 
@@ -448,7 +481,7 @@ class Session:
     def _teardown_budget(self) -> float:
         return self.options.close_grace + 2 * self.options.join_timeout + 1.0
 
-    def _drain(self, timeout: float) -> Optional[StreamTimeout]:
+    def _drain(self, timeout: float) -> StreamTimeout | None:
         """Send the end command after the queued audio and receive until ``done``.
 
         :returns: a :class:`StreamTimeout` to raise when ``done`` never came.
@@ -498,8 +531,9 @@ class Session:
         acknowledged = self._stats.get("audio_acknowledged") / self._bytes_per_second
         return f"{acknowledged:.1f} s of the {sent:.1f} s of audio sent were recognised"
 
-    def _wait_any(self, event: threading.Event, timeout: float, *others: threading.Event,
-                  patience: Optional[float] = None) -> bool:
+    def _wait_any(
+        self, event: threading.Event, timeout: float, *others: threading.Event, patience: float | None = None
+    ) -> bool:
         """Wait for ``event``; stop early when the session fails or ends, or one of ``others`` is set.
 
         :param patience: when given, the wait also goes on past ``timeout`` for as

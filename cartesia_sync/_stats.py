@@ -5,7 +5,6 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, fields
-from typing import Dict
 
 __all__ = ["SessionStats", "StatsCounter"]
 
@@ -50,7 +49,7 @@ class SessionStats:
     connect_seconds: float = 0.0
     wall_seconds: float = 0.0
 
-    def as_dict(self) -> Dict[str, float]:
+    def as_dict(self) -> dict[str, float]:
         """The snapshot as a plain dict, for JSON output."""
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
@@ -62,13 +61,21 @@ class StatsCounter:
     :meth:`snapshot`, so nothing accumulates rounding error over long sessions.
     """
 
-    _BYTE_FIELDS = ("audio_queued", "audio_sent", "audio_acknowledged", "audio_replayed", "audio_gap",
-                    "audio_dropped", "audio_unsent", "keepalive_sent")
+    _BYTE_FIELDS = (
+        "audio_queued",
+        "audio_sent",
+        "audio_acknowledged",
+        "audio_replayed",
+        "audio_gap",
+        "audio_dropped",
+        "audio_unsent",
+        "keepalive_sent",
+    )
 
     def __init__(self, bytes_per_second: int) -> None:
         self._lock = threading.Lock()
         self._bytes_per_second = bytes_per_second
-        self._values: Dict[str, float] = {f.name: 0 for f in fields(SessionStats)}
+        self._values: dict[str, float] = {f.name: 0 for f in fields(SessionStats)}
         self._started = time.monotonic()
         self._ended: float = 0.0
 

@@ -16,12 +16,13 @@ The router is what differs between kinds of session (transcripts and
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Callable, Optional
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from .errors import CartesiaSyncError, ConnectionLostError, ProtocolError
 from ._events import Event
 from ._reconnect import Reconnected, Reconnector, is_transient
 from ._wire import WireConnection
+from .errors import CartesiaSyncError, ConnectionLostError, ProtocolError
 
 if TYPE_CHECKING:  # pragma: no cover
     from ._audio_queue import AudioQueue
@@ -55,17 +56,17 @@ class ConnectionSupervisor:
 
     def __init__(
         self,
-        settings: "ConnectionSettings",
-        options: "SessionOptions",
-        link: "Link",
-        lifecycle: "Lifecycle",
-        router: "EventRouter",
-        queue: "AudioQueue",
-        book: "ErrorBook",
-        dispatcher: "HookDispatcher",
-        headway: "Headway",
-        stats: "StatsCounter",
-        transcript: "TranscriptAccumulator",
+        settings: ConnectionSettings,
+        options: SessionOptions,
+        link: Link,
+        lifecycle: Lifecycle,
+        router: EventRouter,
+        queue: AudioQueue,
+        book: ErrorBook,
+        dispatcher: HookDispatcher,
+        headway: Headway,
+        stats: StatsCounter,
+        transcript: TranscriptAccumulator,
         *,
         fail: Callable[[CartesiaSyncError], None],
         stop: Callable[[str], None],
@@ -85,14 +86,22 @@ class ConnectionSupervisor:
         self._fail = fail
         self._stop = stop
         self._scrub = scrub
-        self._sender: Optional["Sender"] = None
-        self._reconnector: Optional[Reconnector] = None
+        self._sender: Sender | None = None
+        self._reconnector: Reconnector | None = None
 
-    def attach(self, sender: "Sender") -> None:
+    def attach(self, sender: Sender) -> None:
         """The session's sender: the reconnector hands it each new connection."""
         self._sender = sender
-        self._reconnector = Reconnector(self._settings, self._options, self.link, sender, self._stats,
-                                        self._transcript, self._lifecycle.stopping, self._announce_reconnect)
+        self._reconnector = Reconnector(
+            self._settings,
+            self._options,
+            self.link,
+            sender,
+            self._stats,
+            self._transcript,
+            self._lifecycle.stopping,
+            self._announce_reconnect,
+        )
 
     # -- failures reported by the sender and the router ------------------------------
 
@@ -135,38 +144,50 @@ class ConnectionSupervisor:
         self._book.keep(error)
         self._dispatcher.report(error)
 
-    def handle_close(self, code: Optional[int], reason: str) -> Optional[WireConnection]:
+    def handle_close(self, code: int | None, reason: str) -> WireConnection | None:
         """The server closed the connection: normal after ``done``, an idle close, or a failure."""
         lifecycle = self._lifecycle
         end_command = lifecycle.end_command
-        ended_normally = lifecycle.done.is_set() or lifecycle.close_expected or (
-            end_command is not None and end_command.sent.is_set() and code in (None, 1000)
+        ended_normally = (
+            lifecycle.done.is_set()
+            or lifecycle.close_expected
+            or (end_command is not None and end_command.sent.is_set() and code in (None, 1000))
         )
         detail = f"code {code}" + (f", reason {reason!r}" if reason else "") if code is not None else "no code"
         if not ended_normally and code in (None, 1000, 1001) and self._caller_idle():
             self._end_idle(detail)
         elif not ended_normally:
-            closed = ConnectionLostError(f"the server closed the connection ({detail}) before the session ended",
-                                         close_code=code, close_reason=reason)
+            closed = ConnectionLostError(
+                f"the server closed the connection ({detail}) before the session ended",
+                close_code=code,
+                close_reason=reason,
+            )
             # A close code that forbids retrying wins over this side's own reason to drop the connection.
             return self._connection_failed(self.link.error if self.link.error and is_transient(closed) else closed)
         lifecycle.stream_ended.set()
         return None
 
-    def handle_lost(self, detail: str, *, retry: bool = True) -> Optional[WireConnection]:
+    def handle_lost(self, detail: str, *, retry: bool = True) -> WireConnection | None:
         """The connection broke without a close frame."""
         if self._lifecycle.close_expected or self._lifecycle.done.is_set():
             self._lifecycle.stream_ended.set()
             return None
-        return self._connection_failed(self.link.error or ConnectionLostError(
-            f"the connection to {self._settings.display_url} was lost ({self._scrub(detail)})"
-        ), retry)
+        return self._connection_failed(
+            self.link.error
+            or ConnectionLostError(f"the connection to {self._settings.display_url} was lost ({self._scrub(detail)})"),
+            retry,
+        )
 
-    def _connection_failed(self, error: CartesiaSyncError, retry: bool = True) -> Optional[WireConnection]:
+    def _connection_failed(self, error: CartesiaSyncError, retry: bool = True) -> WireConnection | None:
         """Reconnect after a transient failure, or end the session with the error."""
         stopping = self._lifecycle.stopping
-        if retry and self._options.reconnect and is_transient(error) and not stopping.is_set() \
-                and self._reconnector is not None:
+        if (
+            retry
+            and self._options.reconnect
+            and is_transient(error)
+            and not stopping.is_set()
+            and self._reconnector is not None
+        ):
             try:
                 return self._reconnector.replace(error)
             except CartesiaSyncError as final:
@@ -174,7 +195,8 @@ class ConnectionSupervisor:
         elif isinstance(error, ConnectionLostError):
             error = ConnectionLostError(
                 f"{error}; results for audio after the last final are lost: open a new session and resend it",
-                close_code=error.close_code, close_reason=error.close_reason,
+                close_code=error.close_code,
+                close_reason=error.close_reason,
             )
         if not stopping.is_set():
             self._fail(error)
@@ -188,9 +210,13 @@ class ConnectionSupervisor:
         at least) tell an idle caller from one that is still streaming.
         """
         sender = self._sender
-        return (self._queue.is_empty() and not self._router.tickets and self._lifecycle.end_command is None
-                and sender is not None
-                and sender.idle_for() >= max(0.5, 3 * self._options.frame_duration))
+        return (
+            self._queue.is_empty()
+            and not self._router.tickets
+            and self._lifecycle.end_command is None
+            and sender is not None
+            and sender.idle_for() >= max(0.5, 3 * self._options.frame_duration)
+        )
 
     def _end_idle(self, detail: str) -> None:
         """The server closed a connection the caller had stopped using: the session ends without an error."""
@@ -206,6 +232,8 @@ class ConnectionSupervisor:
         unacknowledged = (self.link.replay.written - self.link.replay.acknowledged) / bytes_per_second
         logger.info("%s", reason)
         if unacknowledged > 0:
-            logger.warning("%.2f s of audio before the idle close was never transcribed: "
-                           "call finalize() before pausing a session", unacknowledged)
+            logger.warning(
+                "%.2f s of audio before the idle close was never transcribed: call finalize() before pausing a session",
+                unacknowledged,
+            )
         self._stop(reason)

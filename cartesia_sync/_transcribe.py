@@ -10,24 +10,25 @@ from __future__ import annotations
 
 import contextlib
 import os
-from typing import Any, Dict, Iterator, Optional, Union
+from collections.abc import Iterator
+from typing import Any
 
 from ._client import Client
 from ._embedded import embedded_server, wants_embedded
-from .errors import CartesiaSyncError, ConfigurationError
 from ._result import TranscriptionResult
 from ._session import Session
+from .errors import CartesiaSyncError, ConfigurationError
 
 __all__ = ["TranscriptionResult", "transcribe"]
 
 
 def transcribe(
-    audio: Union[str, "os.PathLike[str]", Any],
-    realtime: Union[None, bool, float] = None,
+    audio: str | os.PathLike[str] | Any,
+    realtime: None | bool | float = None,
     *,
-    sample_rate: Optional[int] = None,
-    timeout: Optional[float] = None,
-    local: Optional[bool] = None,
+    sample_rate: int | None = None,
+    timeout: float | None = None,
+    local: bool | None = None,
     **client_kwargs: Any,
 ) -> TranscriptionResult:
     """Transcribe a whole file or array and return the text and words.
@@ -49,7 +50,7 @@ def transcribe(
     :raises KeyboardInterrupt: Ctrl-C; it too carries ``partial_result`` once
         a session was open.
     """
-    session: Optional[Session] = None
+    session: Session | None = None
     try:
         with _endpoint(local, client_kwargs) as url:
             if url is not None:
@@ -69,7 +70,7 @@ def transcribe(
 
 
 @contextlib.contextmanager
-def _endpoint(local: Optional[bool], client_kwargs: Dict[str, Any]) -> Iterator[Optional[str]]:
+def _endpoint(local: bool | None, client_kwargs: dict[str, Any]) -> Iterator[str | None]:
     """The URL of the embedded server when it is to be used, else ``None`` (the client's own choice)."""
     if local is None:
         local = wants_embedded(client_kwargs.get("api_key"), client_kwargs.get("url"))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-from typing import List, Optional, Tuple
 
 from ._events import Transcript, Word
 
@@ -23,9 +22,9 @@ class TranscriptAccumulator:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._finals: List[str] = []
-        self._words: List[Word] = []
-        self._interim: Optional[Transcript] = None
+        self._finals: list[str] = []
+        self._words: list[Word] = []
+        self._interim: Transcript | None = None
         self.offset = 0.0
 
     def add(self, transcript: Transcript) -> Transcript:
@@ -56,13 +55,13 @@ class TranscriptAccumulator:
             return "".join(self._finals)
 
     @property
-    def words(self) -> Tuple[Word, ...]:
+    def words(self) -> tuple[Word, ...]:
         """Every final word so far, in order."""
         with self._lock:
             return tuple(self._words)
 
     @property
-    def interim(self) -> Optional[Transcript]:
+    def interim(self) -> Transcript | None:
         """The latest interim chunk not yet replaced by a final one."""
         with self._lock:
             return self._interim

@@ -28,19 +28,20 @@ patiently too.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
 import ssl
 import struct
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Optional, Sequence, Type, Union
+from typing import Any
 from urllib.parse import urlsplit
 
 import websocket
 
 from ._config import ConnectionSettings
-from .errors import AuthenticationError, ConnectError, PaymentRequiredError, RateLimitError
 from ._frames import (
     OPCODE_BINARY,
     OPCODE_CLOSE,
@@ -52,6 +53,7 @@ from ._frames import (
     encode_frame,
 )
 from ._secrets import redact
+from .errors import AuthenticationError, ConnectError, PaymentRequiredError, RateLimitError
 
 __all__ = ["SOCKET_POLL", "ConnectionBroken", "Incoming", "WireConnection"]
 
@@ -65,7 +67,7 @@ _WRITE_BLOCKED = (BlockingIOError, InterruptedError, ssl.SSLWantWriteError, sock
 
 _BODY_LIMIT = 500
 
-_STATUS_ERRORS: Dict[int, Any] = {
+_STATUS_ERRORS: dict[int, Any] = {
     401: (AuthenticationError, "the server refused the API key; check CARTESIA_API_KEY or api_key="),
     403: (AuthenticationError, "the API key is not allowed to use this endpoint; check its permissions"),
     402: (PaymentRequiredError, "the account has no credits left; top it up and try again"),
@@ -90,7 +92,7 @@ class Incoming:
 
     kind: str
     data: bytes = b""
-    close_code: Optional[int] = None
+    close_code: int | None = None
     close_reason: str = ""
 
 
@@ -108,7 +110,7 @@ class WireConnection:
 
     def __init__(self, settings: ConnectionSettings) -> None:
         self._settings = settings
-        sslopt: Dict[str, Any] = {"cert_reqs": ssl.CERT_REQUIRED, "check_hostname": True}
+        sslopt: dict[str, Any] = {"cert_reqs": ssl.CERT_REQUIRED, "check_hostname": True}
         if settings.ca_certs:
             sslopt["ca_certs"] = settings.ca_certs
         self._ws = _StreamSocket(sslopt=sslopt, enable_multithread=True, skip_utf8_validation=True)
@@ -124,7 +126,7 @@ class WireConnection:
 
     # -- the handshake -----------------------------------------------------------------------
 
-    def open(self) -> "WireConnection":
+    def open(self) -> WireConnection:
         """Connect and complete the handshake; returns itself.
 
         Redirects are not followed, so the key is only ever sent to the host
@@ -140,15 +142,21 @@ class WireConnection:
         """
         settings = self._settings
         ws = self._ws
-        options: Dict[str, Any] = {}
-        error: Optional[ConnectError] = None
+        options: dict[str, Any] = {}
+        error: ConnectError | None = None
         try:
             if settings.is_loopback and settings.url.startswith("ws://"):
                 options["socket"] = socket.create_connection(
                     (settings.host, urlsplit(settings.url).port or 80), timeout=settings.connect_timeout
                 )
-            ws.connect(settings.handshake_url(), header=settings.handshake_headers(),  # type: ignore[no-untyped-call]
-                       timeout=settings.connect_timeout, suppress_origin=True, redirect_limit=0, **options)
+            ws.connect(
+                settings.handshake_url(),
+                header=settings.handshake_headers(),  # type: ignore[no-untyped-call]
+                timeout=settings.connect_timeout,
+                suppress_origin=True,
+                redirect_limit=0,
+                **options,
+            )
         except (websocket.WebSocketException, OSError, ValueError) as exc:
             # translated here, raised below outside this block, so no __context__ keeps the raw text
             error = _translate(exc, ws, settings)
@@ -191,7 +199,7 @@ class WireConnection:
 
     # -- reading --------------------------------------------------------------------------------
 
-    def read(self) -> Optional[Incoming]:
+    def read(self) -> Incoming | None:
         """The next frame, or ``None`` when nothing arrived for :data:`SOCKET_POLL` seconds.
 
         Pings are answered and close frames echoed before this returns. A
@@ -223,12 +231,10 @@ class WireConnection:
 
     def shutdown(self) -> None:
         """Wake every thread blocked on the socket, then close it. Never raises; safe before :meth:`open`."""
-        sock: Optional[socket.socket] = self._ws.sock
+        sock: socket.socket | None = self._ws.sock
         if sock is not None:
-            try:
+            with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
         try:
             self._ws.shutdown()  # type: ignore[no-untyped-call]
         except Exception:  # pragma: no cover - websocket-client swallows most of these itself
@@ -247,10 +253,10 @@ class _StreamSocket(websocket.WebSocket):
 
     write_patience: float = 10.0
 
-    def pong(self, payload: Union[str, bytes] = "") -> None:
+    def pong(self, payload: str | bytes = "") -> None:
         self._write_patiently(OPCODE_PONG, payload.encode() if isinstance(payload, str) else payload, "a pong")
 
-    def send_close(self, status: int = 1000, reason: Union[str, bytes] = b"", *args: Any, **kwargs: Any) -> None:
+    def send_close(self, status: int = 1000, reason: str | bytes = b"", *args: Any, **kwargs: Any) -> None:
         # Extra arguments are accepted and ignored: websocket-client has changed this signature before.
         if not 0 <= status < 65536:
             raise ValueError("the close code must be between 0 and 65535")
@@ -312,13 +318,14 @@ def _translate(exc: Exception, ws: websocket.WebSocket, settings: ConnectionSett
     return ConnectError(f"cannot connect to {where}: {message}")
 
 
-def _status_error(status: int, status_message: Optional[str], resp_body: Optional[bytes],
-                  settings: ConnectionSettings) -> ConnectError:
+def _status_error(
+    status: int, status_message: str | None, resp_body: bytes | None, settings: ConnectionSettings
+) -> ConnectError:
     body = ""
     if resp_body:
         raw = resp_body if isinstance(resp_body, bytes) else str(resp_body).encode()
         body = redact(raw[:_BODY_LIMIT].decode("utf-8", errors="replace"), settings.api_key).strip()
-    cls: Type[ConnectError]
+    cls: type[ConnectError]
     if status in _STATUS_ERRORS:
         cls, advice = _STATUS_ERRORS[status]
     elif 300 <= status < 400:

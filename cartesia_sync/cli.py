@@ -13,17 +13,18 @@ import logging
 import os
 import sys
 import time
-from typing import Any, Dict, Iterator, List, Optional, Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 from . import __version__
 from ._audio_files import open_audio_file
 from ._client import Client
 from ._config import API_KEY_ENV, URL_ENV
 from ._embedded import embedded_server
-from .errors import AuthenticationError, CartesiaSyncError, ConfigurationError, PaymentRequiredError
 from ._progress import ProgressLine
 from ._result import TranscriptionResult
 from ._transcribe import transcribe
+from .errors import AuthenticationError, CartesiaSyncError, ConfigurationError, PaymentRequiredError
 
 __all__ = ["main", "build_parser", "EXIT_OK", "EXIT_FAILURE", "EXIT_USAGE", "EXIT_INTERRUPTED"]
 
@@ -44,22 +45,38 @@ def build_parser() -> argparse.ArgumentParser:
     commands.required = True
 
     run = commands.add_parser(
-        "transcribe", help="transcribe audio files; final text on stdout",
+        "transcribe",
+        help="transcribe audio files; final text on stdout",
         description="Transcribe audio files one after the other; the final text of each on stdout. A file that "
         "fails does not stop the others: its text so far is printed, then one error line on stderr, and the "
         "exit code is 1. With several files, --srt/--vtt name a directory (each FILE's stem + .srt/.vtt) or a "
-        "template with {stem}; options may come before or after the files.")
+        "template with {stem}; options may come before or after the files.",
+    )
     run.add_argument("files", nargs="+", metavar="FILE", help="WAV, FLAC, OGG, MP3 or AIFF files")
-    run.add_argument("--url", help=f"endpoint (default ${URL_ENV}, else the hosted API when ${API_KEY_ENV} is set, "
-                                   "else the embedded local server)")
+    run.add_argument(
+        "--url",
+        help=f"endpoint (default ${URL_ENV}, else the hosted API when ${API_KEY_ENV} is set, "
+        "else the embedded local server)",
+    )
     run.add_argument("--model", default="ink-whisper", help="model id (default: %(default)s)")
     run.add_argument("--language", default="en", help="ISO-639-1 language (default: %(default)s)")
     run.add_argument("--engine", default="pocketsphinx", help="engine of the embedded server (default: %(default)s)")
     pace = run.add_mutually_exclusive_group()
-    pace.add_argument("--realtime", dest="realtime", action="store_const", const=True, default=None,
-                      help="pace audio at 1x (default for remote servers)")
-    pace.add_argument("--fast", dest="realtime", action="store_const", const=False,
-                      help="send audio as fast as the server takes it (default on loopback)")
+    pace.add_argument(
+        "--realtime",
+        dest="realtime",
+        action="store_const",
+        const=True,
+        default=None,
+        help="pace audio at 1x (default for remote servers)",
+    )
+    pace.add_argument(
+        "--fast",
+        dest="realtime",
+        action="store_const",
+        const=False,
+        help="send audio as fast as the server takes it (default on loopback)",
+    )
     run.add_argument("--json", action="store_true", help="print text, words and timings as JSON")
     _output_options(run)
     run.add_argument("--no-plugins", action="store_true", help="do not load installed plugins")
@@ -81,9 +98,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     replay = commands.add_parser("replay", help="rebuild the transcript and subtitles from an event log")
     replay.add_argument("log", metavar="LOG", help="a JSON Lines file written with --log")
-    replay.add_argument("--session", metavar="N",
-                        help="which session of the log: its number (1, 2, 3... in file order) or its id; needed "
-                             "when the log holds several (without it, replay lists them)")
+    replay.add_argument(
+        "--session",
+        metavar="N",
+        help="which session of the log: its number (1, 2, 3... in file order) or its id; needed "
+        "when the log holds several (without it, replay lists them)",
+    )
     replay.add_argument("--srt", metavar="PATH", help="write SRT subtitles")
     replay.add_argument("--vtt", metavar="PATH", help="write WebVTT subtitles")
     replay.set_defaults(handler=_replay)
@@ -108,17 +128,20 @@ def _output_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log", metavar="PATH", help="append every event as JSON Lines")
 
 
-def _output_plugins(args: argparse.Namespace, path: Optional[str] = None) -> List[Any]:
+def _output_plugins(args: argparse.Namespace, path: str | None = None) -> list[Any]:
     """The bundled plugins the output options ask for, each writing its own file.
 
     :param path: the input file, when subtitle paths are made per input (see :func:`_subtitle_path`).
     """
-    plugins: List[Any] = []
+    plugins: list[Any] = []
     if args.srt or args.vtt:
         from cartesia_sync_plugins.subtitles import SubtitleWriter
 
-        plugins.append(SubtitleWriter(srt=_subtitle_path(args, args.srt, path, ".srt"),
-                                      vtt=_subtitle_path(args, args.vtt, path, ".vtt")))
+        plugins.append(
+            SubtitleWriter(
+                srt=_subtitle_path(args, args.srt, path, ".srt"), vtt=_subtitle_path(args, args.vtt, path, ".vtt")
+            )
+        )
     if args.log:
         from cartesia_sync_plugins.event_log import EventLog
 
@@ -126,7 +149,7 @@ def _output_plugins(args: argparse.Namespace, path: Optional[str] = None) -> Lis
     return plugins
 
 
-def _subtitle_path(args: argparse.Namespace, option: Optional[str], path: Optional[str], suffix: str) -> Optional[str]:
+def _subtitle_path(args: argparse.Namespace, option: str | None, path: str | None, suffix: str) -> str | None:
     """Where one input's subtitles go: the path as given for one input; for several, a directory or a template.
 
     ``--srt out/`` (or any path, with several inputs) writes ``out/<stem>.srt``;
@@ -143,7 +166,7 @@ def _subtitle_path(args: argparse.Namespace, option: Optional[str], path: Option
     return option
 
 
-def _parse(parser: argparse.ArgumentParser, argv: Optional[Sequence[str]]) -> argparse.Namespace:
+def _parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
     """Parse, letting ``transcribe`` take files after its options (``a.wav --srt x b.wav``)."""
     args, extra = parser.parse_known_args(argv)
     if extra:
@@ -154,7 +177,7 @@ def _parse(parser: argparse.ArgumentParser, argv: Optional[Sequence[str]]) -> ar
     return args
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
     parser = build_parser()
     try:
@@ -197,7 +220,7 @@ def _one_line(exc: BaseException) -> str:
 
 
 @contextlib.contextmanager
-def _endpoint(args: argparse.Namespace) -> Iterator[Optional[str]]:
+def _endpoint(args: argparse.Namespace) -> Iterator[str | None]:
     """The URL to use: the one given, the hosted API (``None``), or an embedded server started here."""
     url = args.url or os.environ.get(URL_ENV)
     if url or os.environ.get(API_KEY_ENV):
@@ -213,7 +236,7 @@ def _transcribe(args: argparse.Namespace) -> int:
     if error:
         print(f"cartesia-sync: error: {error}", file=sys.stderr)
         return EXIT_USAGE
-    results: List[Dict[str, Any]] = []
+    results: list[dict[str, Any]] = []
     failures = 0
     try:
         with _endpoint(args) as url:
@@ -224,15 +247,18 @@ def _transcribe(args: argparse.Namespace) -> int:
                 except _EndpointFailed:
                     left = len(args.files) - done - 1
                     if left:
-                        print(f"cartesia-sync: {left} more file(s) not tried: the endpoint refused this run",
-                              file=sys.stderr)
+                        print(
+                            f"cartesia-sync: {left} more file(s) not tried: the endpoint refused this run",
+                            file=sys.stderr,
+                        )
                     return EXIT_FAILURE
     finally:  # also on Ctrl-C: every file done so far is in the JSON
         if args.json and results:
             print(json.dumps(results if len(args.files) > 1 else results[0], indent=2), flush=True)
     if failures and len(args.files) > 1:
-        print(f"cartesia-sync: {failures} of {len(args.files)} files failed (see the error lines above)",
-              file=sys.stderr)
+        print(
+            f"cartesia-sync: {failures} of {len(args.files)} files failed (see the error lines above)", file=sys.stderr
+        )
     return EXIT_FAILURE if failures else EXIT_OK
 
 
@@ -244,31 +270,40 @@ class _EndpointFailed(Exception):
     """Stops a multi-file run after an error that every further file would meet too (already printed)."""
 
 
-def _check_subtitle_paths(args: argparse.Namespace) -> Optional[str]:
+def _check_subtitle_paths(args: argparse.Namespace) -> str | None:
     """A usage error when several inputs would write the same subtitle file."""
     for option, suffix in ((args.srt, ".srt"), (args.vtt, ".vtt")):
         if option is None or len(args.files) < 2:
             continue
-        seen: Dict[str, str] = {}
+        seen: dict[str, str] = {}
         for path in args.files:
             stem = os.path.splitext(os.path.basename(path))[0]
             target = option.replace("{stem}", stem) if "{stem}" in option else os.path.join(option, stem + suffix)
             if target in seen:
-                return (f"{seen[target]} and {path} would both write {target}; "
-                        "transcribe them in separate runs or rename one")
+                return (
+                    f"{seen[target]} and {path} would both write {target}; "
+                    "transcribe them in separate runs or rename one"
+                )
             seen[target] = path
     return None
 
 
-def _transcribe_one(args: argparse.Namespace, url: Optional[str], path: str, results: List[Dict[str, Any]]) -> bool:
+def _transcribe_one(args: argparse.Namespace, url: str | None, path: str, results: list[dict[str, Any]]) -> bool:
     """Transcribe one file and print its text (or JSON entry); False when it failed (the error is printed)."""
     progress = ProgressLine(sys.stderr, label=os.path.basename(path))
     try:
         with open_audio_file(path) as reader:
             progress.total = reader.info.duration
-        result = transcribe(path, realtime=args.realtime, url=url, local=False, model=args.model,
-                            language=args.language, plugins=[progress, *_output_plugins(args, path)],
-                            load_entrypoints=not args.no_plugins)
+        result = transcribe(
+            path,
+            realtime=args.realtime,
+            url=url,
+            local=False,
+            model=args.model,
+            language=args.language,
+            plugins=[progress, *_output_plugins(args, path)],
+            load_entrypoints=not args.no_plugins,
+        )
     except KeyboardInterrupt as interrupt:
         progress.clear()
         _print_result(args, path, getattr(interrupt, "partial_result", None), results, "interrupted")
@@ -289,8 +324,13 @@ def _transcribe_one(args: argparse.Namespace, url: Optional[str], path: str, res
     return True
 
 
-def _print_result(args: argparse.Namespace, path: str, result: Optional[TranscriptionResult], results: List[Dict[str, Any]],
-                  error: Optional[str] = None) -> None:
+def _print_result(
+    args: argparse.Namespace,
+    path: str,
+    result: TranscriptionResult | None,
+    results: list[dict[str, Any]],
+    error: str | None = None,
+) -> None:
     """Print a file's text (or keep its JSON entry), whole or as far as it got before ``error``."""
     if args.json:
         entry = _result_json(path, result)
@@ -301,7 +341,7 @@ def _print_result(args: argparse.Namespace, path: str, result: Optional[Transcri
         print(result.text.strip(), flush=True)
 
 
-def _result_json(path: str, result: Optional[TranscriptionResult]) -> Dict[str, Any]:
+def _result_json(path: str, result: TranscriptionResult | None) -> dict[str, Any]:
     if result is None:
         return {"file": path, "text": "", "words": [], "complete": False}
     return {
@@ -327,15 +367,24 @@ def _listen(args: argparse.Namespace) -> int:
     with _endpoint(args) as url:
         # A live source needs no deep send buffer: the microphone's own drop-oldest buffer takes up a
         # stall, and a shallow one keeps captions close to the speech and Ctrl-C quick.
-        client = Client(url=url, model=args.model, language=args.language,
-                        plugins=[LiveCaptions(sys.stderr), *_output_plugins(args)],
-                        load_entrypoints=not args.no_plugins, max_buffer_seconds=0.5)
+        client = Client(
+            url=url,
+            model=args.model,
+            language=args.language,
+            plugins=[LiveCaptions(sys.stderr), *_output_plugins(args)],
+            load_entrypoints=not args.no_plugins,
+            max_buffer_seconds=0.5,
+        )
         session = client.connect(realtime=True)
         try:
             microphone.start(session)
-            print(f"cartesia-sync: listening on {microphone.device.name} (device {microphone.device.index}, "
-                  f"{microphone.sample_rate} Hz, {microphone.channels} channel{'s' if microphone.channels > 1 else ''})"
-                  "; Ctrl-C stops", file=sys.stderr, flush=True)
+            print(
+                f"cartesia-sync: listening on {microphone.device.name} (device {microphone.device.index}, "
+                f"{microphone.sample_rate} Hz, {microphone.channels} channel{'s' if microphone.channels > 1 else ''})"
+                "; Ctrl-C stops",
+                file=sys.stderr,
+                flush=True,
+            )
             while microphone.running:
                 time.sleep(0.2)
             if microphone.error is not None:
@@ -355,8 +404,11 @@ def _listen(args: argparse.Namespace) -> int:
     print(session.text.strip(), flush=True)
     if microphone.dropped_seconds:
         speed = microphone.peak_capture_speed or 0.0
-        cause = (f"the device delivered audio at {speed:.{1 if speed < 10 else 0}f}x real time"
-                 if microphone.faster_than_realtime else "the connection could not keep up")
+        cause = (
+            f"the device delivered audio at {speed:.{1 if speed < 10 else 0}f}x real time"
+            if microphone.faster_than_realtime
+            else "the connection could not keep up"
+        )
         print(f"cartesia-sync: {cause}; {microphone.dropped_seconds:.1f} s were dropped", file=sys.stderr)
     return EXIT_OK
 
@@ -366,8 +418,20 @@ def _devices(args: argparse.Namespace) -> int:
 
     devices = list_input_devices()
     if args.json:
-        print(json.dumps([{"index": d.index, "name": d.name, "channels": d.max_input_channels, "default_rate": d.default_sample_rate}
-                          for d in devices], indent=2))
+        print(
+            json.dumps(
+                [
+                    {
+                        "index": d.index,
+                        "name": d.name,
+                        "channels": d.max_input_channels,
+                        "default_rate": d.default_sample_rate,
+                    }
+                    for d in devices
+                ],
+                indent=2,
+            )
+        )
     else:
         for d in devices:
             print(f"{d.index:3d}  {d.name}  ({d.max_input_channels} ch, {d.default_sample_rate:g} Hz)")
@@ -387,12 +451,15 @@ def _replay(args: argparse.Namespace) -> int:
         print(f"cartesia-sync: error: {_one_line(exc)}{fix}", file=sys.stderr)
         return EXIT_FAILURE
     if log.torn_tail:
-        print("cartesia-sync: the log's last line is incomplete (the writer stopped mid-line); it was skipped",
-              file=sys.stderr)
+        print(
+            "cartesia-sync: the log's last line is incomplete (the writer stopped mid-line); it was skipped",
+            file=sys.stderr,
+        )
     sessions = log.session_summaries()
     if args.session is None and len(sessions) > 1:
-        _print_sessions(f"{args.log} holds {len(sessions)} sessions; choose one with --session N "
-                        "(its number or its id):", sessions)
+        _print_sessions(
+            f"{args.log} holds {len(sessions)} sessions; choose one with --session N (its number or its id):", sessions
+        )
         return EXIT_USAGE
     if args.session is None:
         chosen = sessions[0]
@@ -400,9 +467,11 @@ def _replay(args: argparse.Namespace) -> int:
         wanted = args.session.strip()
         matches = [s for s in sessions if (str(s.number) == wanted if wanted.isdigit() else s.id == wanted)]
         if not matches:
-            _print_sessions(f"{args.log} has no session {wanted!r}; choose one of its {len(sessions)} "
-                            f"session{'s' if len(sessions) > 1 else ''} with --session N (its number or its id):",
-                            sessions)
+            _print_sessions(
+                f"{args.log} has no session {wanted!r}; choose one of its {len(sessions)} "
+                f"session{'s' if len(sessions) > 1 else ''} with --session N (its number or its id):",
+                sessions,
+            )
             return EXIT_USAGE
         chosen = matches[0]
     text, words = transcript_from_events(log.events, session=chosen.id)
@@ -427,20 +496,34 @@ def _serve(args: argparse.Namespace) -> int:
     from .local import LocalServer
 
     if not is_loopback_host(args.host) and not args.allow_remote:
-        print(f"cartesia-sync: error: refusing to bind {args.host!r}: the server listens on loopback only unless "
-              "you pass --allow-remote (then anyone who can reach it may use it; consider --api-key too)",
-              file=sys.stderr)
+        print(
+            f"cartesia-sync: error: refusing to bind {args.host!r}: the server listens on loopback only unless "
+            "you pass --allow-remote (then anyone who can reach it may use it; consider --api-key too)",
+            file=sys.stderr,
+        )
         return EXIT_FAILURE
     if not args.idle_timeout > 0:
-        print(f"cartesia-sync: error: --idle-timeout must be a positive number of seconds, got {args.idle_timeout:g}",
-              file=sys.stderr)
+        print(
+            f"cartesia-sync: error: --idle-timeout must be a positive number of seconds, got {args.idle_timeout:g}",
+            file=sys.stderr,
+        )
         return EXIT_USAGE
     key = args.api_key or os.environ.get(SERVER_KEY_ENV) or None
-    server = LocalServer(args.engine, host=args.host, port=args.port, api_key=key, idle_timeout=args.idle_timeout,
-                         allow_remote=args.allow_remote)
+    server = LocalServer(
+        args.engine,
+        host=args.host,
+        port=args.port,
+        api_key=key,
+        idle_timeout=args.idle_timeout,
+        allow_remote=args.allow_remote,
+    )
     server.start()
-    print(f"cartesia-sync: serving {server.url} (engine {args.engine}, "
-          f"{'key required' if key else 'no key needed'}); Ctrl-C stops", file=sys.stderr, flush=True)
+    print(
+        f"cartesia-sync: serving {server.url} (engine {args.engine}, "
+        f"{'key required' if key else 'no key needed'}); Ctrl-C stops",
+        file=sys.stderr,
+        flush=True,
+    )
     try:
         server.serve_forever()
     except KeyboardInterrupt:

@@ -32,7 +32,8 @@ No exception name shadows a builtin (there is no ``ConnectionError`` or
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Mapping, Optional
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
     from ._result import TranscriptionResult
@@ -65,7 +66,7 @@ class CartesiaSyncError(Exception):
         ``None`` on errors raised before any audio was sent.
     """
 
-    partial_result: Optional["TranscriptionResult"] = None
+    partial_result: TranscriptionResult | None = None
 
 
 class ConfigurationError(CartesiaSyncError, ValueError):
@@ -81,7 +82,7 @@ class NetworkError(CartesiaSyncError):
     :param body: the body of the refused handshake response, decoded as text, if there was one.
     """
 
-    def __init__(self, message: str, *, status_code: Optional[int] = None, body: Optional[str] = None) -> None:
+    def __init__(self, message: str, *, status_code: int | None = None, body: str | None = None) -> None:
         super().__init__(message)
         self.status_code = status_code
         self.body = body
@@ -118,8 +119,15 @@ class ConnectionLostError(NetworkError):
     :param close_reason: the close reason, if the server sent one.
     """
 
-    def __init__(self, message: str, *, close_code: Optional[int] = None, close_reason: str = "",
-                 status_code: Optional[int] = None, body: Optional[str] = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        close_code: int | None = None,
+        close_reason: str = "",
+        status_code: int | None = None,
+        body: str | None = None,
+    ) -> None:
         super().__init__(message, status_code=status_code, body=body)
         self.close_code = close_code
         self.close_reason = close_reason
@@ -137,12 +145,12 @@ class ServerError(CartesiaSyncError):
         self,
         message: str,
         *,
-        status_code: Optional[int] = None,
-        error_code: Optional[str] = None,
-        title: Optional[str] = None,
-        request_id: Optional[str] = None,
-        doc_url: Optional[str] = None,
-        raw: Optional[Mapping[str, Any]] = None,
+        status_code: int | None = None,
+        error_code: str | None = None,
+        title: str | None = None,
+        request_id: str | None = None,
+        doc_url: str | None = None,
+        raw: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -197,7 +205,7 @@ class PluginError(CartesiaSyncError):
     :param plugin_name: the name the failing plugin is registered under.
     """
 
-    def __init__(self, hook_name: str, plugin_name: Optional[str] = None, detail: str = "") -> None:
+    def __init__(self, hook_name: str, plugin_name: str | None = None, detail: str = "") -> None:
         who = f"plugin {plugin_name!r}" if plugin_name else "a plugin"
         text = f"{who} raised in {hook_name}"
         if detail:

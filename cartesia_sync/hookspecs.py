@@ -14,15 +14,16 @@ logged with its traceback and reported through :func:`on_error` as a
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import pluggy
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .errors import CartesiaSyncError
     from ._events import Done, Event, FlushDone, Transcript
     from ._reconnect import Reconnected
     from ._session import Session
+    from .errors import CartesiaSyncError
 
 __all__ = ["PROJECT_NAME", "hookspec", "hookimpl"]
 

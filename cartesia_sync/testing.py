@@ -28,7 +28,8 @@ first connection, to prove that a client's reconnect gets past them.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterator, List, Optional, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 from .local.recording import ConnectionRecord, Received
 from .local.scenario import DEFAULT_ERROR, Scenario
@@ -63,18 +64,23 @@ class FakeCartesia(LocalServer):
 
     def __init__(
         self,
-        segments: Optional[Sequence[str]] = None,
+        segments: Sequence[str] | None = None,
         *,
-        scenario: Optional[Scenario] = None,
-        api_key: Optional[str] = None,
+        scenario: Scenario | None = None,
+        api_key: str | None = None,
         idle_timeout: float = 20.0,
         record_secrets: bool = False,
-        request_id: Optional[str] = None,
+        request_id: str | None = None,
         **engine_options: Any,
     ) -> None:
         super().__init__(
-            ScriptedEngine(segments, **engine_options), scenario=scenario, api_key=api_key,
-            idle_timeout=idle_timeout, record=True, record_secrets=record_secrets, request_id=request_id,
+            ScriptedEngine(segments, **engine_options),
+            scenario=scenario,
+            api_key=api_key,
+            idle_timeout=idle_timeout,
+            record=True,
+            record_secrets=record_secrets,
+            request_id=request_id,
             load_entrypoints=False,
         )
 
@@ -89,7 +95,7 @@ if pytest is not None:
     @pytest.fixture
     def fake_cartesia_factory() -> Iterator[Callable[..., FakeCartesia]]:
         """Build running :class:`FakeCartesia` servers; all are stopped after the test."""
-        servers: List[FakeCartesia] = []
+        servers: list[FakeCartesia] = []
 
         def build(*args: Any, **kwargs: Any) -> FakeCartesia:
             server = FakeCartesia(*args, **kwargs).start()

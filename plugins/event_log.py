@@ -65,8 +65,9 @@ import platform
 import secrets
 import threading
 import time
+from collections.abc import Mapping
 from datetime import datetime, timezone
-from typing import Any, Dict, Mapping, Optional, Set, Tuple, Union
+from typing import Any
 from urllib.parse import quote, quote_plus
 
 import cartesia_sync
@@ -116,9 +117,18 @@ FSYNC_POLICIES = ("never", "final", "always")
 
 _MASK = "***"
 #: Dict keys whose values are never written (case-insensitive), wherever they appear.
-_SECRET_KEYS = frozenset({
-    "authorization", "x-api-key", "api_key", "apikey", "api-key", "access_token", "token", "cartesia-api-key",
-})
+_SECRET_KEYS = frozenset(
+    {
+        "authorization",
+        "x-api-key",
+        "api_key",
+        "apikey",
+        "api-key",
+        "access_token",
+        "token",
+        "cartesia-api-key",
+    }
+)
 #: Events after which the "final" policy fsyncs.
 _FINAL_EVENTS = frozenset({"flush_done", "done", "error", "server_error", "session_end"})
 
@@ -151,8 +161,8 @@ class EventLog:
 
     def __init__(
         self,
-        target: Union[str, "os.PathLike[str]", Any],
-        fsync: Union[str, float] = "final",
+        target: str | os.PathLike[str] | Any,
+        fsync: str | float = "final",
         *,
         ensure_ascii: bool = False,
     ) -> None:
@@ -163,7 +173,7 @@ class EventLog:
         self.fsync = fsync
         self.ensure_ascii = ensure_ascii
         if isinstance(target, (str, os.PathLike)):
-            self.path: Optional[str] = os.fspath(target)
+            self.path: str | None = os.fspath(target)
             self._file: Any = None
         else:
             if not hasattr(target, "write"):
@@ -174,13 +184,13 @@ class EventLog:
         self.writer_id = secrets.token_hex(4)
         self._lock = threading.Lock()
         self._seq = 0
-        self._sessions: Dict[int, _SessionState] = {}
-        self._open_sessions: Set[int] = set()
-        self._secrets: Set[str] = set()
+        self._sessions: dict[int, _SessionState] = {}
+        self._open_sessions: set[int] = set()
+        self._secrets: set[str] = set()
         self._last_fsync = time.monotonic()
         self._unsynced = False
         #: The first write error; once set, nothing more is written.
-        self.failed: Optional[BaseException] = None
+        self.failed: BaseException | None = None
         #: Records not written because of an earlier write error.
         self.dropped = 0
 
@@ -194,7 +204,8 @@ class EventLog:
             self._open_sessions.add(id(session))
         settings = session.settings
         self.record(
-            session, "session_start",
+            session,
+            "session_start",
             number=session.number,
             url=settings.display_url,
             model=settings.model,
@@ -218,15 +229,24 @@ class EventLog:
 
     @hookimpl
     def on_reconnect(self, session: Any, event: Any) -> None:
-        self.record(session, "reconnect", error=event.error, attempts=event.attempts, downtime=event.downtime,
-                    replayed=event.replayed, gap=event.gap, resumed_at=event.resumed_at)
+        self.record(
+            session,
+            "reconnect",
+            error=event.error,
+            attempts=event.attempts,
+            downtime=event.downtime,
+            replayed=event.replayed,
+            gap=event.gap,
+            resumed_at=event.resumed_at,
+        )
 
     @hookimpl
     def on_session_end(self, session: Any) -> None:
         try:
             error = session.error
             self.record(
-                session, "session_end",
+                session,
+                "session_end",
                 stats=session.stats.as_dict(),
                 error=None if error is None else _describe_error(error),
                 errors=len(getattr(session, "errors", ()) or ()),
@@ -244,7 +264,7 @@ class EventLog:
 
     # -- the generic path --------------------------------------------------------
 
-    def record(self, session: Any, event: str, **fields: Any) -> Dict[str, Any]:
+    def record(self, session: Any, event: str, **fields: Any) -> dict[str, Any]:
         """Write one record ``event`` for ``session`` with ``fields``; return it as written.
 
         This is the path every hook takes, and the one for plugins that add
@@ -261,7 +281,7 @@ class EventLog:
                 self.dropped += 1
                 return {}
             self._seq += 1
-            rec: Dict[str, Any] = {
+            rec: dict[str, Any] = {
                 "v": FORMAT_VERSION,
                 "seq": self._seq,
                 "ts": _iso(time.time()),
@@ -287,7 +307,7 @@ class EventLog:
         with self._lock:
             self._close_own_file()
 
-    def __enter__(self) -> "EventLog":
+    def __enter__(self) -> EventLog:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -304,8 +324,13 @@ class EventLog:
         raw = key.reveal() if key is not None and hasattr(key, "reveal") else None
         if not raw:
             return
-        forms = {raw, quote(raw, safe=""), quote_plus(raw), json.dumps(raw, ensure_ascii=False)[1:-1],
-                 json.dumps(raw)[1:-1]}
+        forms = {
+            raw,
+            quote(raw, safe=""),
+            quote_plus(raw),
+            json.dumps(raw, ensure_ascii=False)[1:-1],
+            json.dumps(raw)[1:-1],
+        }
         with self._lock:
             self._secrets.update(form for form in forms if form)
 
@@ -320,7 +345,7 @@ class EventLog:
             self._learn_key(session)
         return state
 
-    def _encode(self, rec: Dict[str, Any]) -> str:
+    def _encode(self, rec: dict[str, Any]) -> str:
         text = json.dumps(rec, ensure_ascii=self.ensure_ascii, separators=(",", ":"), allow_nan=False)
         # Longest first, so a form that contains another is replaced whole.
         for secret in sorted(self._secrets, key=len, reverse=True):
@@ -404,7 +429,7 @@ class EventLog:
 # -- describing payloads ---------------------------------------------------------
 
 
-def _describe_event(event: Any) -> Tuple[str, Dict[str, Any]]:
+def _describe_event(event: Any) -> tuple[str, dict[str, Any]]:
     if isinstance(event, Transcript):
         return "transcript", {
             "text": event.text,
@@ -420,8 +445,13 @@ def _describe_event(event: Any) -> Tuple[str, Dict[str, Any]]:
         return "done", {"request_id": event.request_id}
     if isinstance(event, ServerErrorEvent):
         return "server_error", {
-            "message": event.message, "status_code": event.status_code, "error_code": event.error_code,
-            "title": event.title, "request_id": event.request_id, "doc_url": event.doc_url, "fatal": event.fatal,
+            "message": event.message,
+            "status_code": event.status_code,
+            "error_code": event.error_code,
+            "title": event.title,
+            "request_id": event.request_id,
+            "doc_url": event.doc_url,
+            "fatal": event.fatal,
         }
     if isinstance(event, UnknownMessage):
         return "unknown", {"type": event.message_type, "raw": _redact_keys(dict(event.raw))}
@@ -430,8 +460,8 @@ def _describe_event(event: Any) -> Tuple[str, Dict[str, Any]]:
     return (name if isinstance(name, str) and name else type(event).__name__.lower()), {"fields": _jsonable(event)}
 
 
-def _describe_error(error: BaseException) -> Dict[str, Any]:
-    out: Dict[str, Any] = {"type": type(error).__name__, "message": str(error)}
+def _describe_error(error: BaseException) -> dict[str, Any]:
+    out: dict[str, Any] = {"type": type(error).__name__, "message": str(error)}
     if isinstance(error, ServerError):
         for name in ("status_code", "error_code", "title", "request_id", "doc_url"):
             value = getattr(error, name, None)
@@ -459,8 +489,10 @@ def _describe_error(error: BaseException) -> Dict[str, Any]:
 
 def _redact_keys(value: Any) -> Any:
     if isinstance(value, Mapping):
-        return {k: (_MASK if isinstance(k, str) and k.lower() in _SECRET_KEYS else _redact_keys(v))
-                for k, v in value.items()}
+        return {
+            k: (_MASK if isinstance(k, str) and k.lower() in _SECRET_KEYS else _redact_keys(v))
+            for k, v in value.items()
+        }
     if isinstance(value, (list, tuple)):
         return [_redact_keys(v) for v in value]
     return value
@@ -483,8 +515,11 @@ def _jsonable(value: Any, depth: int = 0) -> Any:
     if isinstance(value, Word):
         return {"word": value.word, "start": _jsonable(value.start), "end": _jsonable(value.end)}
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _jsonable(getattr(value, f.name), depth + 1)
-                for f in dataclasses.fields(value) if f.name != "raw" and not f.name.startswith("_")}
+        return {
+            f.name: _jsonable(getattr(value, f.name), depth + 1)
+            for f in dataclasses.fields(value)
+            if f.name != "raw" and not f.name.startswith("_")
+        }
     if isinstance(value, Mapping):
         return _redact_keys({str(k): _jsonable(v, depth + 1) for k, v in value.items()})
     if isinstance(value, (list, tuple, set, frozenset)):

@@ -43,8 +43,9 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple, Union
+from typing import Any
 
 from cartesia_sync import Word
 
@@ -106,9 +107,9 @@ class SessionSummary:
 
     number: int
     id: str
-    started: Optional[str]
-    duration: Optional[float]
-    audio: Optional[float]
+    started: str | None
+    duration: float | None
+    audio: float | None
     text: str
     ended: bool
 
@@ -130,32 +131,32 @@ class LogReadResult:
     :ivar blank_lines: empty lines skipped.
     """
 
-    events: List[Dict[str, Any]] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)
     torn_tail: bool = False
     torn_bytes: int = 0
-    torn_line: Optional[int] = None
-    corrupt_lines: List[int] = field(default_factory=list)
+    torn_line: int | None = None
+    corrupt_lines: list[int] = field(default_factory=list)
     blank_lines: int = 0
 
-    def __iter__(self) -> Iterator[Dict[str, Any]]:
+    def __iter__(self) -> Iterator[dict[str, Any]]:
         return iter(self.events)
 
     def __len__(self) -> int:
         return len(self.events)
 
     @property
-    def sessions(self) -> List[str]:
+    def sessions(self) -> list[str]:
         """The ``session`` ids in the log, in order of first appearance."""
-        seen: Dict[str, None] = {}
+        seen: dict[str, None] = {}
         for record in self.events:
             sid = record.get("session")
             if isinstance(sid, str):
                 seen.setdefault(sid, None)
         return list(seen)
 
-    def session_summaries(self) -> List[SessionSummary]:
+    def session_summaries(self) -> list[SessionSummary]:
         """Every session of the log, numbered from 1 in the order of its first record."""
-        records: Dict[str, List[Dict[str, Any]]] = {}
+        records: dict[str, list[dict[str, Any]]] = {}
         for record in self.events:
             sid = record.get("session")
             if isinstance(sid, str):
@@ -164,45 +165,54 @@ class LogReadResult:
         for number, (sid, own) in enumerate(records.items(), start=1):
             times = [t for t in (_number(r.get("t")) for r in own) if t is not None]
             started = own[0].get("ts")
-            out.append(SessionSummary(
-                number=number,
-                id=sid,
-                started=started if isinstance(started, str) else None,
-                duration=max(times) if times else None,
-                audio=_audio_seconds(own),
-                text=_final_text(own),
-                ended=any(r.get("event") == "session_end" for r in own),
-            ))
+            out.append(
+                SessionSummary(
+                    number=number,
+                    id=sid,
+                    started=started if isinstance(started, str) else None,
+                    duration=max(times) if times else None,
+                    audio=_audio_seconds(own),
+                    text=_final_text(own),
+                    ended=any(r.get("event") == "session_end" for r in own),
+                )
+            )
         return out
 
 
-def _number(value: Any) -> Optional[float]:
+def _number(value: Any) -> float | None:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
-def _audio_seconds(records: List[Dict[str, Any]]) -> Optional[float]:
+def _audio_seconds(records: list[dict[str, Any]]) -> float | None:
     for record in reversed(records):
         if record.get("event") == "session_end" and isinstance(record.get("stats"), dict):
             sent = _number(record["stats"].get("audio_sent"))
             if sent is not None:
                 return sent
-    found = [_number(word.get("end")) for r in records
-             if r.get("event") == "transcript" and r.get("is_final") is True and isinstance(r.get("words"), list)
-             for word in r["words"] if isinstance(word, dict)]
+    found = [
+        _number(word.get("end"))
+        for r in records
+        if r.get("event") == "transcript" and r.get("is_final") is True and isinstance(r.get("words"), list)
+        for word in r["words"]
+        if isinstance(word, dict)
+    ]
     ends = [end for end in found if end is not None]
     return max(ends) if ends else None
 
 
-def _final_text(records: Iterable[Dict[str, Any]]) -> str:
-    return "".join(r.get("text") or "" for r in records
-                   if r.get("event") == "transcript" and r.get("is_final") is True and isinstance(r.get("text"), str))
+def _final_text(records: Iterable[dict[str, Any]]) -> str:
+    return "".join(
+        r.get("text") or ""
+        for r in records
+        if r.get("event") == "transcript" and r.get("is_final") is True and isinstance(r.get("text"), str)
+    )
 
 
 def _reject_constant(name: str) -> None:
     raise ValueError(f"{name} is not valid JSON")
 
 
-def _parse_line(raw: bytes) -> Dict[str, Any]:
+def _parse_line(raw: bytes) -> dict[str, Any]:
     if raw.endswith(b"\r"):
         raw = raw[:-1]
     if not raw.strip():
@@ -221,7 +231,7 @@ def _parse_line(raw: bytes) -> Dict[str, Any]:
 
 
 def read_events(
-    source: Union[str, "os.PathLike[str]", Any],
+    source: str | os.PathLike[str] | Any,
     *,
     strict: bool = False,
     skip_corrupt: bool = False,
@@ -275,7 +285,7 @@ def _read_bytes(data: bytes, name: str, strict: bool, skip_corrupt: bool) -> Log
     return result
 
 
-def read_event_log(path: Union[str, "os.PathLike[str]"]) -> LogReadResult:
+def read_event_log(path: str | os.PathLike[str]) -> LogReadResult:
     """Read a file that must be an event log, as :func:`read_events` reads one.
 
     A file is an event log when its lines are JSON objects and, before any
@@ -308,7 +318,7 @@ _AUDIO_MAGIC = (
 )
 
 
-def _not_a_log(data: bytes) -> Optional[str]:
+def _not_a_log(data: bytes) -> str | None:
     """Why ``data`` is not an event log, or ``None`` when its first records are event records."""
     if not data:
         return "it is empty (0 bytes)"
@@ -353,13 +363,13 @@ def _not_a_log(data: bytes) -> Optional[str]:
     return "it holds no record"
 
 
-def _json_document(data: bytes) -> Optional[str]:
+def _json_document(data: bytes) -> str | None:
     """``"object"``, ``"array"``... when ``data`` as a whole is one JSON value, else ``None``."""
     try:
         value = json.loads(data.decode("utf-8"))
     except ValueError:
         return None
-    kinds: Dict[type, str] = {dict: "object", list: "array", str: "string"}
+    kinds: dict[type, str] = {dict: "object", list: "array", str: "string"}
     return kinds.get(type(value), "value")
 
 
@@ -372,9 +382,9 @@ def _torn(result: LogReadResult, name: str, number: int, size: int, reason: str,
 
 
 def transcript_from_events(
-    events: Iterable[Dict[str, Any]],
-    session: Optional[Union[str, int]] = None,
-) -> Tuple[str, Tuple[Word, ...]]:
+    events: Iterable[dict[str, Any]],
+    session: str | int | None = None,
+) -> tuple[str, tuple[Word, ...]]:
     """Rebuild one session's final text and words from its records.
 
     :param events: records, e.g. a :class:`LogReadResult`.
@@ -388,7 +398,7 @@ def transcript_from_events(
         or no session has the id or number given.
     """
     records = [r for r in events if isinstance(r, dict)]
-    sids: Dict[str, None] = {}
+    sids: dict[str, None] = {}
     for record in records:
         sid = record.get("session")
         if isinstance(sid, str):
@@ -396,20 +406,23 @@ def transcript_from_events(
     order = list(sids)
     if session is None:
         if len(order) > 1:
-            raise ValueError(f"the log holds {len(order)} sessions ({', '.join(order)}); "
-                             "choose one with session=<number or id>")
+            raise ValueError(
+                f"the log holds {len(order)} sessions ({', '.join(order)}); choose one with session=<number or id>"
+            )
         wanted = set(order)
     elif isinstance(session, int) and not isinstance(session, bool):
         if not 1 <= session <= len(order):
-            raise ValueError(f"no session number {session} in the log: it holds "
-                             f"{_count(len(order))}" + (f", numbered 1 to {len(order)}" if len(order) > 1 else ""))
+            raise ValueError(
+                f"no session number {session} in the log: it holds "
+                f"{_count(len(order))}" + (f", numbered 1 to {len(order)}" if len(order) > 1 else "")
+            )
         wanted = {order[session - 1]}
     elif session in sids:
         wanted = {session}
     else:
         raise ValueError(f"no records of session {session!r} in the log (sessions: {', '.join(order) or 'none'})")
-    texts: List[str] = []
-    words: List[Word] = []
+    texts: list[str] = []
+    words: list[Word] = []
     for record in records:
         if record.get("event") != "transcript" or record.get("session") not in wanted:
             continue

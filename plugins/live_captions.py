@@ -18,10 +18,9 @@ import shutil
 import sys
 import threading
 import unicodedata
-from typing import IO, Optional
+from typing import IO
 
 from cartesia_sync import Transcript, hookimpl
-
 
 __all__ = ["LiveCaptions"]
 
@@ -31,17 +30,19 @@ CURSOR_UP = "\x1b[1A"
 
 def _clean(text: str) -> str:
     """Text safe for a terminal: whitespace as spaces, no control characters (no escape sequences)."""
-    return "".join(" " if ch.isspace() else ch for ch in text if ch.isspace() or unicodedata.category(ch) not in ("Cc", "Cs"))
+    return "".join(
+        " " if ch.isspace() else ch for ch in text if ch.isspace() or unicodedata.category(ch) not in ("Cc", "Cs")
+    )
 
 
 def _tail(text: str, width: int) -> str:
     """The end of ``text`` that fits ``width``, cut at a word boundary when there is one."""
     if len(text) <= width:
         return text
-    cut = text[len(text) - width:]
+    cut = text[len(text) - width :]
     space = cut.find(" ")
     if 0 <= space < len(cut) - 1:
-        cut = cut[space + 1:]
+        cut = cut[space + 1 :]
     return cut
 
 
@@ -54,7 +55,7 @@ class LiveCaptions:
 
     name = "live-captions"
 
-    def __init__(self, stream: Optional[IO[str]] = None, width: Optional[int] = None) -> None:
+    def __init__(self, stream: IO[str] | None = None, width: int | None = None) -> None:
         self.stream = stream if stream is not None else sys.stderr
         if width is not None and (isinstance(width, bool) or not isinstance(width, int) or width < 1):
             raise ValueError(f"width must be a positive integer, got {width!r}")
@@ -89,10 +90,10 @@ class LiveCaptions:
             if transcript.is_final:
                 self._interim = ""
                 if self.tty:
-                    self._committed = (self._committed + text)[-4 * self.width:]
+                    self._committed = (self._committed + text)[-4 * self.width :]
                     self._draw()
                 elif text.strip():
-                    self._committed = (self._committed + text)[-4 * self.width:]
+                    self._committed = (self._committed + text)[-4 * self.width :]
                     self.stream.write(text.strip() + "\n")
                     self.stream.flush()
             elif self.tty:

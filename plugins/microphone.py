@@ -44,15 +44,21 @@ import logging
 import re
 import threading
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Deque, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Any
 
 import numpy as np
 
 from cartesia_sync import CartesiaSyncError, Session, SessionClosedError, StreamTimeout, native_stderr_filtered
 
 __all__ = [
-    "Microphone", "MicrophoneError", "NoInputDeviceError", "InputDevice", "list_input_devices", "find_input_device",
+    "Microphone",
+    "MicrophoneError",
+    "NoInputDeviceError",
+    "InputDevice",
+    "list_input_devices",
+    "find_input_device",
 ]
 
 logger = logging.getLogger(__name__)
@@ -68,9 +74,7 @@ DEFAULT_CHANNELS = 1
 #: ``file`` plugin, a misconfigured loopback) or a broken driver gets there.
 FASTER_THAN_REALTIME = 1.25
 
-_INSTALL_HINT = (
-    "pip install 'cartesia-sync[mic]' (needs the PortAudio headers: apt-get install portaudio19-dev)"
-)
+_INSTALL_HINT = "pip install 'cartesia-sync[mic]' (needs the PortAudio headers: apt-get install portaudio19-dev)"
 
 
 class MicrophoneError(CartesiaSyncError):
@@ -81,12 +85,15 @@ class NoInputDeviceError(MicrophoneError):
     """PortAudio lists no device that can capture (no sound card, no permission, or an ALSA set-up without one)."""
 
     def __init__(self, message: str = "") -> None:
-        super().__init__(message or (
-            "no audio input device was found: check that a microphone or sound card is connected "
-            "('arecord -l' lists them), that this user may use it (the 'audio' group), and the ALSA or "
-            "PulseAudio configuration (~/.asoundrc, $ALSA_CONFIG_PATH); on a machine without sound, an ALSA "
-            "'file' device can stand in for one (see the README, Microphone)"
-        ))
+        super().__init__(
+            message
+            or (
+                "no audio input device was found: check that a microphone or sound card is connected "
+                "('arecord -l' lists them), that this user may use it (the 'audio' group), and the ALSA or "
+                "PulseAudio configuration (~/.asoundrc, $ALSA_CONFIG_PATH); on a machine without sound, an ALSA "
+                "'file' device can stand in for one (see the README, Microphone)"
+            )
+        )
 
 
 @dataclass(frozen=True)
@@ -105,8 +112,7 @@ class InputDevice:
     default_sample_rate: float
 
     def __str__(self) -> str:
-        return (f"[{self.index}] {self.name} ({self.max_input_channels} ch, "
-                f"{self.default_sample_rate:g} Hz)")
+        return f"[{self.index}] {self.name} ({self.max_input_channels} ch, {self.default_sample_rate:g} Hz)"
 
 
 # -- PortAudio access ----------------------------------------------------------
@@ -138,7 +144,7 @@ def _import_pyaudio() -> Any:
     return pyaudio
 
 
-def _open_portaudio() -> Tuple[Any, Any]:
+def _open_portaudio() -> tuple[Any, Any]:
     """Import PyAudio and initialise PortAudio: ``(pyaudio module, PyAudio instance)``."""
     pyaudio = _import_pyaudio()
     try:
@@ -150,7 +156,7 @@ def _open_portaudio() -> Tuple[Any, Any]:
         ) from exc
 
 
-def _input_devices(pa: Any) -> List[InputDevice]:
+def _input_devices(pa: Any) -> list[InputDevice]:
     devices = []
     for index in range(pa.get_device_count()):
         try:
@@ -158,15 +164,18 @@ def _input_devices(pa: Any) -> List[InputDevice]:
         except Exception:  # pragma: no cover - a device vanishing while listed
             continue
         if int(info.get("maxInputChannels", 0)) > 0:
-            devices.append(InputDevice(
-                index=int(info["index"]), name=str(info["name"]),
-                max_input_channels=int(info["maxInputChannels"]),
-                default_sample_rate=float(info["defaultSampleRate"]),
-            ))
+            devices.append(
+                InputDevice(
+                    index=int(info["index"]),
+                    name=str(info["name"]),
+                    max_input_channels=int(info["maxInputChannels"]),
+                    default_sample_rate=float(info["defaultSampleRate"]),
+                )
+            )
     return devices
 
 
-def list_input_devices(quiet: bool = True) -> List[InputDevice]:
+def list_input_devices(quiet: bool = True) -> list[InputDevice]:
     """Every device that can capture (at least one input channel), in PortAudio's order.
 
     :param quiet: capture what the audio libraries print on file descriptor 2 meanwhile and log it
@@ -181,7 +190,7 @@ def list_input_devices(quiet: bool = True) -> List[InputDevice]:
             pa.terminate()
 
 
-def find_input_device(device: Union[None, int, str] = None, quiet: bool = True) -> InputDevice:
+def find_input_device(device: None | int | str = None, quiet: bool = True) -> InputDevice:
     """The input device :class:`Microphone` would open for ``device``, without opening it.
 
     Useful to fail early, e.g. before connecting a session.
@@ -203,7 +212,7 @@ def _device_list(devices: Sequence[InputDevice]) -> str:
     return "; ".join(str(d) for d in devices) if devices else "none"
 
 
-def _select_device(pa: Any, device: Union[None, int, str]) -> InputDevice:
+def _select_device(pa: Any, device: None | int | str) -> InputDevice:
     """Resolve ``device`` (None, an index, or part of a name) to one input device."""
     devices = _input_devices(pa)
     if not devices:
@@ -244,16 +253,15 @@ def _select_device(pa: Any, device: Union[None, int, str]) -> InputDevice:
             f"no input device name contains {device!r}; the input devices are: {_device_list(devices)}"
         )
     raise MicrophoneError(
-        f"{len(matches)} input devices match {device!r}: {_device_list(matches)}; "
-        "give more of the name, or the index"
+        f"{len(matches)} input devices match {device!r}: {_device_list(matches)}; give more of the name, or the index"
     )
 
 
-def _candidates(dev: InputDevice, rate: Optional[int], channels: Optional[int]) -> List[Tuple[int, int]]:
+def _candidates(dev: InputDevice, rate: int | None, channels: int | None) -> list[tuple[int, int]]:
     """Formats to try, best first: the requested (or 16 kHz mono), then the device's own rate and channels."""
     rates = [rate or DEFAULT_RATE, int(round(dev.default_sample_rate))]
     counts = [channels or DEFAULT_CHANNELS, min(2, dev.max_input_channels), dev.max_input_channels]
-    result: List[Tuple[int, int]] = []
+    result: list[tuple[int, int]] = []
     for r in rates:
         for c in counts:
             if r > 0 and 0 < c <= max(dev.max_input_channels, channels or 0) and (r, c) not in result:
@@ -285,9 +293,9 @@ class Microphone:
 
     def __init__(
         self,
-        device: Union[None, int, str] = None,
-        rate: Optional[int] = None,
-        channels: Optional[int] = None,
+        device: None | int | str = None,
+        rate: int | None = None,
+        channels: int | None = None,
         block_seconds: float = 0.1,
         buffer_seconds: float = 2.0,
         speed_window: float = 3.0,
@@ -318,18 +326,18 @@ class Microphone:
 
         self._pa: Any = None
         self._stream: Any = None
-        self._session: Optional[Session] = None
-        self._thread: Optional[threading.Thread] = None
-        self._device: Optional[InputDevice] = None
+        self._session: Session | None = None
+        self._thread: threading.Thread | None = None
+        self._device: InputDevice | None = None
         self._rate = 0
         self._channels = 0
         self._frame_bytes = 0
         self._max_frames = 0
         self._continue = 0
-        self._error: Optional[BaseException] = None
+        self._error: BaseException | None = None
 
         self._lock = threading.Lock()  # held only for a few list operations, never while sending
-        self._buffer: Deque[bytes] = collections.deque()
+        self._buffer: collections.deque[bytes] = collections.deque()
         self._buffered_frames = 0
         self._wake = threading.Event()
         self._stopping = threading.Event()
@@ -343,15 +351,15 @@ class Microphone:
         self._overflows = 0
         # Capture speed, measured in the callback: the start of the current window, (monotonic time,
         # frames captured by then), and the speeds of the last and the fastest complete window.
-        self._window: Optional[Tuple[float, int]] = None
-        self._speed: Optional[float] = None
-        self._peak_speed: Optional[float] = None
+        self._window: tuple[float, int] | None = None
+        self._speed: float | None = None
+        self._peak_speed: float | None = None
         self._speed_reported = False
 
     # -- public API --------------------------------------------------------------
 
     @property
-    def device(self) -> Optional[InputDevice]:
+    def device(self) -> InputDevice | None:
         """The device being captured from (``None`` before :meth:`start`)."""
         return self._device
 
@@ -375,7 +383,7 @@ class Microphone:
         return self._paused
 
     @property
-    def error(self) -> Optional[BaseException]:
+    def error(self) -> BaseException | None:
         """The error that stopped forwarding (e.g. the session closed), if one did."""
         return self._error
 
@@ -415,7 +423,7 @@ class Microphone:
         return self._seconds(self._buffered_frames)
 
     @property
-    def capture_speed(self) -> Optional[float]:
+    def capture_speed(self) -> float | None:
         """Audio seconds the device delivered per wall-clock second, over the last complete window.
 
         About 1.0 for a real device. ``None`` until a window of :attr:`speed_window` seconds (of wall
@@ -425,7 +433,7 @@ class Microphone:
         return self._speed
 
     @property
-    def peak_capture_speed(self) -> Optional[float]:
+    def peak_capture_speed(self) -> float | None:
         """The highest :attr:`capture_speed` of any window since :meth:`start`."""
         return self._peak_speed
 
@@ -434,7 +442,7 @@ class Microphone:
         """True once a window's capture speed reached :data:`FASTER_THAN_REALTIME` (1.25x)."""
         return self._peak_speed is not None and self._peak_speed >= FASTER_THAN_REALTIME
 
-    def start(self, session: Session) -> "Microphone":
+    def start(self, session: Session) -> Microphone:
         """Open the device and start sending its audio to ``session``. Returns ``self``.
 
         :raises MicrophoneError: PyAudio missing, PortAudio failing, no such device, or no
@@ -443,8 +451,9 @@ class Microphone:
         if self._stream is not None:
             raise MicrophoneError("this microphone is already started; stop() it first")
         if self._thread is not None and self._thread.is_alive():
-            raise MicrophoneError("this microphone's last forwarding thread is still blocked in session.send(); "
-                                  "close that session first")
+            raise MicrophoneError(
+                "this microphone's last forwarding thread is still blocked in session.send(); close that session first"
+            )
         self._reset()
         with _native_output(self.quiet, "opening the input device"):
             self._open(session)
@@ -471,7 +480,7 @@ class Microphone:
         """
         self._release(timeout)
 
-    def __enter__(self) -> "Microphone":
+    def __enter__(self) -> Microphone:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -479,12 +488,14 @@ class Microphone:
 
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
-        return (f"<Microphone #{self.number} {state} device={self._device!s} rate={self._rate} "
-                f"channels={self._channels} captured={self.captured_seconds:.1f}s dropped={self.dropped_seconds:.1f}s>")
+        return (
+            f"<Microphone #{self.number} {state} device={self._device!s} rate={self._rate} "
+            f"channels={self._channels} captured={self.captured_seconds:.1f}s dropped={self.dropped_seconds:.1f}s>"
+        )
 
     # -- PortAudio callback: runs on PortAudio's thread, never blocks ---------------
 
-    def _callback(self, in_data: Optional[bytes], frame_count: int, time_info: Any, status: int) -> Tuple[None, int]:
+    def _callback(self, in_data: bytes | None, frame_count: int, time_info: Any, status: int) -> tuple[None, int]:
         """Queue one captured block (drop the oldest when full). Override only for tests."""
         if status:
             self._overflows += 1
@@ -533,8 +544,12 @@ class Microphone:
                 self._wake.clear()
                 if self.faster_than_realtime and not self._speed_reported:
                     self._speed_reported = True
-                    logger.info("microphone %s: the device delivers audio at %.1fx real time (no clock?); "
-                                "what the session cannot take is dropped", self._device, self._peak_speed)
+                    logger.info(
+                        "microphone %s: the device delivers audio at %.1fx real time (no clock?); "
+                        "what the session cannot take is dropped",
+                        self._device,
+                        self._peak_speed,
+                    )
                 blocks = self._take()
                 if not blocks:
                     if self._stopping.is_set():
@@ -568,7 +583,7 @@ class Microphone:
                 self._buffered_frames = 0
             self._unsent_frames += left
 
-    def _take(self) -> List[bytes]:
+    def _take(self) -> list[bytes]:
         """The oldest buffered block (one at a time: the backlog stays where drop-oldest applies)."""
         with self._lock:
             if not self._buffer:
@@ -619,28 +634,34 @@ class Microphone:
             self._release(timeout=1.0)
             raise MicrophoneError(f"could not start capturing from {dev.name!r}: {exc}") from exc
 
-    def _open_stream(self, pyaudio: Any, pa: Any, dev: InputDevice) -> Tuple[Any, int, int]:
+    def _open_stream(self, pyaudio: Any, pa: Any, dev: InputDevice) -> tuple[Any, int, int]:
         """Open ``dev`` in callback mode at the first format it accepts."""
         tried = _candidates(dev, self._wanted_rate, self._wanted_channels)
         supported = []
         refusals = []
         for rate, channels in tried:
             try:
-                if pa.is_format_supported(rate, input_device=dev.index, input_channels=channels,
-                                          input_format=pyaudio.paInt16):
+                if pa.is_format_supported(
+                    rate, input_device=dev.index, input_channels=channels, input_format=pyaudio.paInt16
+                ):
                     supported.append((rate, channels))
                     break
             except (ValueError, OSError) as exc:
                 refusals.append(f"{rate} Hz x{channels}: {exc}")
         # Nothing reported as supported: still try to open, for PortAudio's own error.
         attempts = supported or tried[:1]
-        last: Optional[BaseException] = None
+        last: BaseException | None = None
         for rate, channels in attempts:
             try:
                 stream = pa.open(
-                    format=pyaudio.paInt16, channels=channels, rate=rate, input=True,
-                    input_device_index=dev.index, frames_per_buffer=max(1, int(round(self.block_seconds * rate))),
-                    stream_callback=self._callback, start=False,
+                    format=pyaudio.paInt16,
+                    channels=channels,
+                    rate=rate,
+                    input=True,
+                    input_device_index=dev.index,
+                    frames_per_buffer=max(1, int(round(self.block_seconds * rate))),
+                    stream_callback=self._callback,
+                    start=False,
                 )
                 return stream, rate, channels
             except (OSError, ValueError) as exc:
@@ -664,8 +685,11 @@ class Microphone:
         if thread is not None:
             thread.join(timeout)
             if thread.is_alive():
-                logger.warning("microphone: the forwarding thread is still blocked in session.send() after "
-                               "%.1f s; it ends when the session does", timeout)
+                logger.warning(
+                    "microphone: the forwarding thread is still blocked in session.send() after "
+                    "%.1f s; it ends when the session does",
+                    timeout,
+                )
             else:
                 self._thread = None
         self._session = None if self._thread is None else self._session

@@ -32,8 +32,8 @@ import itertools
 import math
 import unicodedata
 from collections import deque
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Deque, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from cartesia_sync import Word
 
@@ -63,8 +63,29 @@ ABBREVIATIONS = frozenset(
 )
 _SRT_MAX_MS = 100 * 3_600_000 - 1  # 99:59:59,999: SRT has two-digit hours
 _CONNECTORS = frozenset(
-    {"and", "but", "or", "so", "because", "if", "when", "that", "which", "who", "to", "of", "in", "on", "for",
-     "with", "at", "from", "than", "while", "as"}
+    {
+        "and",
+        "but",
+        "or",
+        "so",
+        "because",
+        "if",
+        "when",
+        "that",
+        "which",
+        "who",
+        "to",
+        "of",
+        "in",
+        "on",
+        "for",
+        "with",
+        "at",
+        "from",
+        "than",
+        "while",
+        "as",
+    }
 )
 _REPEAT_MEMORY = 512  # committed words remembered to recognise a repeated word list
 _REPEAT_TOLERANCE_MS = 5
@@ -114,8 +135,8 @@ class Cue:
 
     start_ms: int
     end_ms: int
-    lines: Tuple[str, ...]
-    words: Tuple[Word, ...] = ()
+    lines: tuple[str, ...]
+    words: tuple[Word, ...] = ()
 
     @property
     def start(self) -> float:
@@ -170,13 +191,11 @@ def ends_sentence(word: str) -> bool:
     core = word.rstrip(_CLOSERS)
     if not core or core[-1] not in SENTENCE_ENDS:
         return False
-    if core.endswith(".") and not core.endswith("..") and core.lstrip("\"'“‘([{«").lower() in ABBREVIATIONS:
-        return False
-    return True
+    return not (core.endswith(".") and not core.endswith("..") and core.lstrip("\"'“‘([{«").lower() in ABBREVIATIONS)
 
 
-def _greedy(words: Sequence[str], width: int) -> List[List[str]]:
-    lines: List[List[str]] = []
+def _greedy(words: Sequence[str], width: int) -> list[list[str]]:
+    lines: list[list[str]] = []
     length = 0
     for word in words:
         if lines and lines[-1] and length + 1 + len(word) <= width:
@@ -188,7 +207,7 @@ def _greedy(words: Sequence[str], width: int) -> List[List[str]]:
     return lines
 
 
-def layout_lines(words: Sequence[str], rules: CueRules) -> Optional[Tuple[str, ...]]:
+def layout_lines(words: Sequence[str], rules: CueRules) -> tuple[str, ...] | None:
     """Break ``words`` into lines, or ``None`` when they do not fit in one cue.
 
     One line when it fits. Otherwise the fewest lines possible, with break
@@ -209,16 +228,16 @@ def layout_lines(words: Sequence[str], rules: CueRules) -> Optional[Tuple[str, .
     n = len(words)
     if math.comb(n - 1, count - 1) > 2000:  # only with unusual rules: keep the cost bounded
         return tuple(" ".join(line) for line in greedy)
-    best: Optional[Tuple[float, Tuple[str, ...]]] = None
+    best: tuple[float, tuple[str, ...]] | None = None
     for cuts in itertools.combinations(range(1, n), count - 1):
         bounds = (0,) + cuts + (n,)
-        lines = [words[a:b] for a, b in zip(bounds, bounds[1:])]
+        lines = [words[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
         texts = [" ".join(line) for line in lines]
-        if any(len(t) > width and len(line) > 1 for t, line in zip(texts, lines)):
+        if any(len(t) > width and len(line) > 1 for t, line in zip(texts, lines, strict=False)):
             continue
         lengths = [len(t) for t in texts]
         cost: float = max(lengths) - min(lengths)
-        for prev, nxt in zip(lines, lines[1:]):
+        for prev, nxt in zip(lines, lines[1:], strict=False):
             if prev[-1][-1:] in ",;:" or ends_sentence(prev[-1]):
                 cost -= 4
             elif nxt[0].lower() in _CONNECTORS:
@@ -243,7 +262,7 @@ class CueBuilder:
     ``finish`` closes it for good. Not thread-safe: one caller at a time.
     """
 
-    def __init__(self, rules: Optional[CueRules] = None) -> None:
+    def __init__(self, rules: CueRules | None = None) -> None:
         self.rules = rules if rules is not None else CueRules()
         r = self.rules
         self._min_ms = to_ms(r.min_duration)
@@ -251,16 +270,16 @@ class CueBuilder:
         self._pause_ms = to_ms(r.pause_split)
         self._gap_ms = to_ms(r.min_gap)
         self._linger_ms = to_ms(r.linger)
-        self._open: List[Word] = []  # normalised words (times are ms / 1000)
-        self._open_texts: List[str] = []
+        self._open: list[Word] = []  # normalised words (times are ms / 1000)
+        self._open_texts: list[str] = []
         self._open_start = 0
         self._open_end = 0
         self._floor = 0  # the next cue starts no earlier
         self._last_start = 0  # word starts never go backwards
         self._watermark = 0  # latest end of any committed word, in the server's own times
         self._server_last_start = 0  # latest start the server gave, before any adjustment
-        self._recent: Deque[Tuple[str, float, float]] = deque(maxlen=_REPEAT_MEMORY)
-        self._recent_set: Dict[Tuple[str, float, float], int] = {}
+        self._recent: deque[tuple[str, float, float]] = deque(maxlen=_REPEAT_MEMORY)
+        self._recent_set: dict[tuple[str, float, float], int] = {}
         self._finished = False
         self.dropped_words = 0  # words ignored: empty text, non-finite times, repeats
 
@@ -272,18 +291,18 @@ class CueBuilder:
     def has_open_cue(self) -> bool:
         return bool(self._open)
 
-    def add_words(self, words: Iterable[Word]) -> List[Cue]:
+    def add_words(self, words: Iterable[Word]) -> list[Cue]:
         """Add final words in order; return the cues they closed (usually none or one)."""
         if self._finished:
             raise RuntimeError("CueBuilder.finish() was already called")
-        closed: List[Cue] = []
+        closed: list[Cue] = []
         for word in words:
             cue = self._add(word)
             if cue is not None:
                 closed.append(cue)
         return closed
 
-    def flush(self) -> List[Cue]:
+    def flush(self) -> list[Cue]:
         """Close the open cue now (extended to the minimum duration); the next cue starts after it."""
         if self._finished or not self._open:
             return []
@@ -291,7 +310,7 @@ class CueBuilder:
         self._floor = cue.end_ms
         return [cue]
 
-    def finish(self) -> List[Cue]:
+    def finish(self) -> list[Cue]:
         """Close the open cue, if any, and refuse further words. Idempotent."""
         if self._finished:
             return []
@@ -301,7 +320,7 @@ class CueBuilder:
 
     # -- internals
 
-    def _remember(self, key: Tuple[str, float, float]) -> None:
+    def _remember(self, key: tuple[str, float, float]) -> None:
         if len(self._recent) == self._recent.maxlen:
             old = self._recent[0]
             self._recent_set[old] -= 1
@@ -310,7 +329,7 @@ class CueBuilder:
         self._recent.append(key)
         self._recent_set[key] = self._recent_set.get(key, 0) + 1
 
-    def _add(self, word: Word) -> Optional[Cue]:
+    def _add(self, word: Word) -> Cue | None:
         text = clean_word(word.word)
         try:
             start = max(0, to_ms(word.start))
@@ -334,7 +353,7 @@ class CueBuilder:
         end = max(end, start)
         self._last_start = start
 
-        closed: Optional[Cue] = None
+        closed: Cue | None = None
         if self._open and self._breaks_before(text, start, end):
             next_start = max(start, self._floor, self._open_start + 1)
             closed = self._close(next_start)
@@ -362,7 +381,7 @@ class CueBuilder:
             return True
         return layout_lines(self._open_texts + [text], r) is None
 
-    def _close(self, next_start: Optional[int]) -> Cue:
+    def _close(self, next_start: int | None) -> Cue:
         start = self._open_start
         end = max(self._open_end, start + self._min_ms) + self._linger_ms
         end = min(end, start + self._max_ms)
@@ -380,7 +399,7 @@ class CueBuilder:
         return cue
 
 
-def segment_words(words: Iterable[Word], rules: Optional[CueRules] = None) -> List[Cue]:
+def segment_words(words: Iterable[Word], rules: CueRules | None = None) -> list[Cue]:
     """All cues for a complete list of final words."""
     builder = CueBuilder(rules)
     cues = builder.add_words(words)
@@ -407,7 +426,7 @@ def escape_vtt(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def _payload(cue: Cue) -> List[str]:
+def _payload(cue: Cue) -> list[str]:
     lines = [clean_word(line) for line in cue.lines]
     lines = [line for line in lines if line]
     if not lines:
@@ -429,7 +448,7 @@ def format_srt_cue(index: int, cue: Cue) -> str:
     return f"{index}\n{timing}\n" + "\n".join(lines) + "\n\n"
 
 
-def format_vtt_cue(cue: Cue, identifier: Optional[str] = None) -> str:
+def format_vtt_cue(cue: Cue, identifier: str | None = None) -> str:
     """One WebVTT cue block (escaped text, a blank line after); write :data:`VTT_HEADER` first."""
     lines = [escape_vtt(line) for line in _payload(cue)]
     head = ""

@@ -28,7 +28,8 @@ from __future__ import annotations
 import io
 import os
 import threading
-from typing import IO, Iterable, List, Optional, Union
+from collections.abc import Iterable
+from typing import IO, Union
 
 from cartesia_sync import Transcript, Word, hookimpl
 
@@ -64,8 +65,8 @@ class _Output:
 
     def __init__(self, target: Target, header: str) -> None:
         if isinstance(target, (str, os.PathLike)):
-            self.path: Optional[str] = os.fspath(target)
-            self.file: Optional[IO[str]] = None
+            self.path: str | None = os.fspath(target)
+            self.file: IO[str] | None = None
         elif hasattr(target, "write"):
             if isinstance(target, (io.RawIOBase, io.BufferedIOBase)):
                 raise TypeError("subtitle files must be opened in text mode")
@@ -80,7 +81,7 @@ class _Output:
         if self.opened:
             return
         if self.path is not None:
-            self.file = open(self.path, "w", encoding="utf-8", newline="")
+            self.file = open(self.path, "w", encoding="utf-8", newline="")  # noqa: SIM115 - open for the session
         self.opened = True
         if self.header:
             self.write(self.header)
@@ -112,7 +113,7 @@ class SubtitleWriter:
 
     name = "subtitles"
 
-    def __init__(self, srt: Optional[Target] = None, vtt: Optional[Target] = None, rules: Optional[CueRules] = None):
+    def __init__(self, srt: Target | None = None, vtt: Target | None = None, rules: CueRules | None = None):
         if srt is None and vtt is None:
             raise ValueError("SubtitleWriter needs srt= or vtt= (a path or an open text file)")
         self.rules = rules if rules is not None else CueRules()
@@ -122,7 +123,7 @@ class SubtitleWriter:
         self._lock = threading.Lock()
         self._started = False
         self._closed = False
-        self.cues: List[Cue] = []
+        self.cues: list[Cue] = []
 
     # -- hooks
 
@@ -186,7 +187,7 @@ class SubtitleWriter:
             if out is not None:
                 out.open()
 
-    def _write(self, cues: List[Cue]) -> None:
+    def _write(self, cues: list[Cue]) -> None:
         if not cues:
             return
         self._open()
@@ -201,10 +202,10 @@ class SubtitleWriter:
 
 def write_subtitles(
     words: Iterable[Word],
-    srt: Optional[Target] = None,
-    vtt: Optional[Target] = None,
-    rules: Optional[CueRules] = None,
-) -> List[Cue]:
+    srt: Target | None = None,
+    vtt: Target | None = None,
+    rules: CueRules | None = None,
+) -> list[Cue]:
     """Write subtitles for a complete list of final words; return the cues."""
     writer = SubtitleWriter(srt=srt, vtt=vtt, rules=rules)
     try:

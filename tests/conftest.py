@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 import pytest
@@ -30,12 +31,12 @@ from cartesia_sync.testing import ConnectionRecord, FakeCartesia, Scenario
 CANARY_KEY = "sk_canary_7f3a9c_DO_NOT_LEAK"
 
 
-def session_threads() -> List[threading.Thread]:
+def session_threads() -> list[threading.Thread]:
     """The threads of client sessions (sender and receiver)."""
     return [t for t in threading.enumerate() if t.name.startswith("cartesia-sync-")]
 
 
-def library_threads() -> List[threading.Thread]:
+def library_threads() -> list[threading.Thread]:
     """Every thread the library starts: sessions' and local servers'."""
     return session_threads() + [t for t in threading.enumerate() if t.name == "local-stt-server"]
 
@@ -63,19 +64,19 @@ def scenario() -> Scenario:
 
 
 @pytest.fixture
-def engine_options() -> Dict[str, Any]:
+def engine_options() -> dict[str, Any]:
     """Options of the ``server`` fixture's scripted engine."""
     return {"text": short_facts}
 
 
 @pytest.fixture
-def server_key() -> Optional[str]:
+def server_key() -> str | None:
     """The key the ``server`` fixture requires at the handshake: none."""
     return None
 
 
 @pytest.fixture
-def server(scenario: Scenario, engine_options: Dict[str, Any], server_key: Optional[str]) -> Iterator[FakeCartesia]:
+def server(scenario: Scenario, engine_options: dict[str, Any], server_key: str | None) -> Iterator[FakeCartesia]:
     """A running fake Cartesia on loopback that records every connection, the key included."""
     with FakeCartesia(scenario=scenario, api_key=server_key, record_secrets=True, **engine_options) as srv:
         yield srv
@@ -128,8 +129,8 @@ class Recorder:
     name = "recorder"
 
     def __init__(self) -> None:
-        self.calls: List[Tuple[str, Any]] = []
-        self.threads: List[str] = []
+        self.calls: list[tuple[str, Any]] = []
+        self.threads: list[str] = []
 
     def _add(self, hook: str, payload: Any) -> None:
         self.calls.append((hook, payload))
@@ -163,10 +164,10 @@ class Recorder:
     def on_session_end(self, session: Any) -> None:
         self._add("on_session_end", session)
 
-    def names(self, exclude: Tuple[str, ...] = ("on_event",)) -> List[str]:
+    def names(self, exclude: tuple[str, ...] = ("on_event",)) -> list[str]:
         return [name for name, _ in self.calls if name not in exclude]
 
-    def payloads(self, hook: str) -> List[Any]:
+    def payloads(self, hook: str) -> list[Any]:
         return [payload for name, payload in self.calls if name == hook]
 
 

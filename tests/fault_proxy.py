@@ -20,6 +20,7 @@ finishes. Threads are named ``fault-proxy-*``.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import logging
 import queue
@@ -28,22 +29,22 @@ import socket
 import struct
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, List, Optional, Tuple, Union
 
 __all__ = ["Faults", "FaultProxy", "ProxiedConnection"]
 
 logger = logging.getLogger(__name__)
 
-POLL = 0.05            # how often every blocking call wakes up to look at the state
-CHUNK = 65536          # the largest single read
-QUEUE_CHUNKS = 16      # chunks held per direction between reader and writer: at most 1 MiB
-RCVBUF = 4096          # small kernel receive buffers, so a "stall" backs up into the sender quickly
+POLL = 0.05  # how often every blocking call wakes up to look at the state
+CHUNK = 65536  # the largest single read
+QUEUE_CHUNKS = 16  # chunks held per direction between reader and writer: at most 1 MiB
+RCVBUF = 4096  # small kernel receive buffers, so a "stall" backs up into the sender quickly
 CONNECT_TIMEOUT = 2.0
-DRAIN_TIMEOUT = 2.0    # after an injected FIN, how long to wait for the peers' FIN before closing
+DRAIN_TIMEOUT = 2.0  # after an injected FIN, how long to wait for the peers' FIN before closing
 JOIN_TIMEOUT = 5.0
 _LINGER_RST = struct.pack("ii", 1, 0)
-_Item = Optional[Tuple[float, bytes]]  # (when to forward, data); None ends the stream
+_Item = tuple[float, bytes] | None  # (when to forward, data); None ends the stream
 
 
 @dataclass(frozen=True)
@@ -54,17 +55,17 @@ class Faults:
     threshold reached in a direction ends forwarding ("reset" wins ties, then "close").
     """
 
-    latency: float = 0.0             # seconds added before forwarding each chunk, both directions; order kept
-    jitter: float = 0.0              # +- uniform random extra latency (never a negative total)
-    bandwidth: Optional[int] = None  # bytes per second per direction (token bucket); None = unlimited
-    slice_size: Optional[int] = None  # forward in writes of at most this many bytes (exercises frame reassembly)
-    reset_after_up: Optional[int] = None    # after this many client->server bytes: RST both sockets
-    reset_after_down: Optional[int] = None  # same, counting server->client bytes
-    close_after_up: Optional[int] = None    # forward exactly this many client->server bytes, then FIN both sides
-    close_after_down: Optional[int] = None
-    blackhole_after_up: Optional[int] = None  # then forward nothing either way, sockets kept open (half-open peer)
-    blackhole_mode: str = "drop"     # "drop": read both sides and discard; "stall": stop reading (senders block)
-    slice_delay: float = 0.0         # seconds between the slices of one chunk (toxiproxy slicer's delay)
+    latency: float = 0.0  # seconds added before forwarding each chunk, both directions; order kept
+    jitter: float = 0.0  # +- uniform random extra latency (never a negative total)
+    bandwidth: int | None = None  # bytes per second per direction (token bucket); None = unlimited
+    slice_size: int | None = None  # forward in writes of at most this many bytes (exercises frame reassembly)
+    reset_after_up: int | None = None  # after this many client->server bytes: RST both sockets
+    reset_after_down: int | None = None  # same, counting server->client bytes
+    close_after_up: int | None = None  # forward exactly this many client->server bytes, then FIN both sides
+    close_after_down: int | None = None
+    blackhole_after_up: int | None = None  # then forward nothing either way, sockets kept open (half-open peer)
+    blackhole_mode: str = "drop"  # "drop": read both sides and discard; "stall": stop reading (senders block)
+    slice_delay: float = 0.0  # seconds between the slices of one chunk (toxiproxy slicer's delay)
 
     def __post_init__(self) -> None:
         if self.blackhole_mode not in ("drop", "stall"):
@@ -73,15 +74,26 @@ class Faults:
             raise ValueError("latency, jitter and slice_delay must not be negative")
         if any(v is not None and v <= 0 for v in (self.bandwidth, self.slice_size)):
             raise ValueError("bandwidth and slice_size must be positive")
-        if any(v is not None and v < 0 for v in (self.reset_after_up, self.reset_after_down, self.close_after_up,
-                                                  self.close_after_down, self.blackhole_after_up)):
+        if any(
+            v is not None and v < 0
+            for v in (
+                self.reset_after_up,
+                self.reset_after_down,
+                self.close_after_up,
+                self.close_after_down,
+                self.blackhole_after_up,
+            )
+        ):
             raise ValueError("byte thresholds must not be negative")
 
-    def limit(self, up: bool) -> Tuple[Optional[int], str]:
+    def limit(self, up: bool) -> tuple[int | None, str]:
         """The first byte threshold in one direction and its action ("reset" wins ties, then "close")."""
         if up:
-            found = [(self.reset_after_up, "reset"), (self.close_after_up, "close"),
-                     (self.blackhole_after_up, "blackhole")]
+            found = [
+                (self.reset_after_up, "reset"),
+                (self.close_after_up, "close"),
+                (self.blackhole_after_up, "blackhole"),
+            ]
         else:
             found = [(self.reset_after_down, "reset"), (self.close_after_down, "close")]
         found = [(n, action) for n, action in found if n is not None]
@@ -123,8 +135,9 @@ class ProxiedConnection:
     four threads are done and both sockets are closed.
     """
 
-    def __init__(self, proxy: "FaultProxy", index: int, faults: Faults, client: socket.socket,
-                 server: Optional[socket.socket]) -> None:
+    def __init__(
+        self, proxy: FaultProxy, index: int, faults: Faults, client: socket.socket, server: socket.socket | None
+    ) -> None:
         self.index, self.faults = index, faults
         self.bytes_up = 0
         self.bytes_down = 0
@@ -161,10 +174,8 @@ class ProxiedConnection:
             self.state, self._drain_until = "closed", time.monotonic() + DRAIN_TIMEOUT
         self._changed.set()
         for sock in self._sockets():
-            try:
+            with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_WR)
-            except OSError:
-                pass
 
     def blackhole(self, mode: str = "drop") -> None:
         """Forward nothing more in either direction but keep both sockets open (a half-open peer)."""
@@ -178,7 +189,7 @@ class ProxiedConnection:
 
     # -- the pumps --------------------------------------------------------------------------
 
-    def _sockets(self) -> List[socket.socket]:
+    def _sockets(self) -> list[socket.socket]:
         return [s for s in (self._client, self._server) if s is not None]
 
     def _start(self) -> None:
@@ -186,11 +197,14 @@ class ProxiedConnection:
             self.reset()
             self._finish()
             return
-        up: "queue.Queue[_Item]" = queue.Queue(QUEUE_CHUNKS)
-        down: "queue.Queue[_Item]" = queue.Queue(QUEUE_CHUNKS)
-        pumps = [("up-read", self._read, (self._client, up)), ("up-write", self._write, (up, self._server, True)),
-                 ("down-read", self._read, (self._server, down)),
-                 ("down-write", self._write, (down, self._client, False))]
+        up: queue.Queue[_Item] = queue.Queue(QUEUE_CHUNKS)
+        down: queue.Queue[_Item] = queue.Queue(QUEUE_CHUNKS)
+        pumps = [
+            ("up-read", self._read, (self._client, up)),
+            ("up-write", self._write, (up, self._server, True)),
+            ("down-read", self._read, (self._server, down)),
+            ("down-write", self._write, (down, self._client, False)),
+        ]
         self._live = len(pumps)
         for name, fn, args in pumps:
             self._proxy._spawn(f"fault-proxy-{self._proxy.port}-c{self.index}-{name}", self._run, fn, *args)
@@ -227,7 +241,7 @@ class ProxiedConnection:
     def _stopping(self) -> bool:
         return self._proxy._stopping.is_set()
 
-    def _read(self, src: socket.socket, out: "queue.Queue[_Item]") -> None:
+    def _read(self, src: socket.socket, out: queue.Queue[_Item]) -> None:
         """Read ``src`` into ``out``, stamped with the time to forward each chunk; a None ends the stream."""
         try:
             while not self._stopping():
@@ -239,7 +253,7 @@ class ProxiedConnection:
                     continue
                 try:
                     data = src.recv(CHUNK)
-                except socket.timeout:
+                except TimeoutError:
                     continue
                 if not data:
                     return
@@ -250,7 +264,7 @@ class ProxiedConnection:
         finally:
             self._put(out, None)
 
-    def _put(self, out: "queue.Queue[_Item]", item: Optional[Tuple[float, bytes]]) -> None:
+    def _put(self, out: queue.Queue[_Item], item: tuple[float, bytes] | None) -> None:
         while not self._stopping() and self.state in ("open", "blackholed"):
             try:
                 out.put(item, timeout=POLL)
@@ -258,7 +272,7 @@ class ProxiedConnection:
             except queue.Full:
                 continue
 
-    def _write(self, inq: "queue.Queue[_Item]", dst: socket.socket, up: bool) -> None:
+    def _write(self, inq: queue.Queue[_Item], dst: socket.socket, up: bool) -> None:
         """Forward chunks from ``inq`` to ``dst`` at their time, with the faults; a None passes on the FIN."""
         limit, action = self.faults.limit(up)
         if limit == 0:
@@ -276,17 +290,18 @@ class ProxiedConnection:
             if self.state == "open" and self._sleep_until(item[0]):
                 self._forward(item[1], dst, up, limit, action, bucket)
 
-    def _forward(self, data: bytes, dst: socket.socket, up: bool, limit: Optional[int], action: str,
-                 bucket: Optional[_Bucket]) -> None:
+    def _forward(
+        self, data: bytes, dst: socket.socket, up: bool, limit: int | None, action: str, bucket: _Bucket | None
+    ) -> None:
         step = min(self.faults.slice_size or CHUNK, bucket.burst if bucket else CHUNK)
         view = memoryview(data)
         while view and self.state == "open":
             done = self.bytes_up if up else self.bytes_down
-            piece = view[:step if limit is None else min(step, limit - done)]
+            piece = view[: step if limit is None else min(step, limit - done)]
             if bucket is not None and not self._sleep_until(bucket.take(len(piece))):
                 return
             self._send(dst, piece, up)
-            view = view[len(piece):]
+            view = view[len(piece) :]
             if limit is not None and (self.bytes_up if up else self.bytes_down) >= limit:
                 self._trigger(action)
                 return
@@ -298,7 +313,7 @@ class ProxiedConnection:
         while piece and not self._stopping() and self.state == "open":
             try:
                 sent = dst.send(piece)
-            except socket.timeout:
+            except TimeoutError:
                 continue
             piece = piece[sent:]
             if up:
@@ -335,27 +350,28 @@ class FaultProxy:
     target (they are counted and listed, in state "reset").
     """
 
-    def __init__(self, target_port: int, target_host: str = "127.0.0.1",
-                 faults: Union[Faults, Callable[[int], Faults]] = Faults()) -> None:
+    def __init__(
+        self, target_port: int, target_host: str = "127.0.0.1", faults: Faults | Callable[[int], Faults] = Faults()
+    ) -> None:
         if not _is_loopback(target_host):
             raise ValueError(f"the fault proxy only forwards to loopback, not {target_host!r}")
         self.target_host, self.target_port = target_host, target_port
         self.port = 0
         self.refuse = False
         self.accepted = 0
-        self.connections: List[ProxiedConnection] = []
+        self.connections: list[ProxiedConnection] = []
         self._faults = faults
-        self._listener: Optional[socket.socket] = None
+        self._listener: socket.socket | None = None
         self._stopping = threading.Event()
         self._cond = threading.Condition()
-        self._threads: List[threading.Thread] = []
-        self._accept_thread: Optional[threading.Thread] = None
+        self._threads: list[threading.Thread] = []
+        self._accept_thread: threading.Thread | None = None
 
     def url(self, path: str = "/stt/websocket", scheme: str = "ws") -> str:
         """The URL to give the client instead of the server's, e.g. ``ws://127.0.0.1:PORT/stt/websocket``."""
         return f"{scheme}://127.0.0.1:{self.port}{path}"
 
-    def start(self) -> "FaultProxy":
+    def start(self) -> FaultProxy:
         """Listen on 127.0.0.1 and accept connections on a ``fault-proxy-*`` thread."""
         if self._listener is not None:
             raise RuntimeError("the fault proxy is already started")
@@ -385,13 +401,13 @@ class FaultProxy:
         if alive:
             logger.warning("fault proxy threads still alive after stop(): %s", alive)
 
-    def __enter__(self) -> "FaultProxy":
+    def __enter__(self) -> FaultProxy:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def set_faults(self, faults: Union[Faults, Callable[[int], Faults]]) -> None:
+    def set_faults(self, faults: Faults | Callable[[int], Faults]) -> None:
         """Use these faults for connections accepted from now on."""
         self._faults = faults
 
@@ -426,7 +442,7 @@ class FaultProxy:
         while not self._stopping.is_set():
             try:
                 client, _ = self._listener.accept()
-            except socket.timeout:
+            except TimeoutError:
                 continue
             except OSError:
                 return
@@ -453,8 +469,9 @@ class FaultProxy:
         conn._start()
 
     def _connect(self) -> socket.socket:
-        family, kind, proto, _, address = socket.getaddrinfo(self.target_host, self.target_port,
-                                                             type=socket.SOCK_STREAM)[0]
+        family, kind, proto, _, address = socket.getaddrinfo(
+            self.target_host, self.target_port, type=socket.SOCK_STREAM
+        )[0]
         if not _is_loopback(address[0]):
             raise ValueError(f"{self.target_host!r} resolved to {address[0]!r}, not loopback")
         sock = socket.socket(family, kind, proto)

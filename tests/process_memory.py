@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Dict, List
 
 __all__ = ["tree_rss_mib"]
 
 
 def tree_rss_mib(pid: int) -> float:
     """Resident memory of ``pid`` and all its descendants, in MiB (0 once it is gone)."""
-    children: Dict[int, List[int]] = {}
+    children: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue

@@ -13,7 +13,6 @@ import random
 import wave
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Tuple
 
 import numpy as np
 
@@ -24,7 +23,7 @@ _DATA = _ROOT / "tests" / "data"
 RATE = 16000
 
 
-def _load_clips() -> List[Tuple[Path, str]]:
+def _load_clips() -> list[tuple[Path, str]]:
     clips = []
     for line in (_DATA / "fixtures.tsv").read_text().splitlines():
         name, text = line.split("\t")
@@ -45,10 +44,10 @@ class Recording:
 
     path: Path
     seconds: float
-    sentences: Tuple[str, ...]
+    sentences: tuple[str, ...]
 
     @property
-    def words(self) -> List[str]:
+    def words(self) -> list[str]:
         return " ".join(self.sentences).split()
 
 
@@ -69,8 +68,8 @@ def make_recording(path: Path, seconds: float, seed: int = 0, long_pause_every: 
     noise = np.random.default_rng(seed)
     clips = [(_samples(p), text) for p, text in CLIPS]
     total = int(seconds * RATE)
-    parts: List[np.ndarray] = []
-    sentences: List[str] = []
+    parts: list[np.ndarray] = []
+    sentences: list[str] = []
     length = 0
     next_long_pause = long_pause_every
     while True:

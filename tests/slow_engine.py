@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Iterable, List, Optional
+from collections.abc import Iterable
 
 from cartesia_sync._events import Word
 from cartesia_sync.local.engine import Recognition, StreamOptions
@@ -19,7 +19,7 @@ class SlowStream:
     With ``final_every``, it also commits a final (one word spanning it) for every that many seconds.
     """
 
-    def __init__(self, slowness: float, talk: bool, final_every: Optional[float] = None) -> None:
+    def __init__(self, slowness: float, talk: bool, final_every: float | None = None) -> None:
         self._slowness = slowness
         self._talk = talk
         self._final_every = final_every
@@ -34,17 +34,31 @@ class SlowStream:
         seconds = self._received / BYTES_PER_SECOND
         if self._final_every and seconds - self._committed >= self._final_every:
             start, self._committed = self._committed, seconds
-            return [Recognition(text=f"upto-{seconds:.1f}", is_final=True, start=start, end=seconds,
-                                words=(Word(f"upto-{seconds:.1f}", start, seconds),))]
+            return [
+                Recognition(
+                    text=f"upto-{seconds:.1f}",
+                    is_final=True,
+                    start=start,
+                    end=seconds,
+                    words=(Word(f"upto-{seconds:.1f}", start, seconds),),
+                )
+            ]
         return [Recognition(text=f"heard {seconds:.1f}", is_final=False, end=seconds)]
 
-    def flush(self) -> List[Recognition]:
+    def flush(self) -> list[Recognition]:
         seconds = self._received / BYTES_PER_SECOND
         start, self._committed = self._committed, seconds
         if self._final_every and start == seconds:
             return []
-        return [Recognition(text=f"all {seconds:.1f} s", is_final=True, start=start, end=seconds,
-                            words=(Word(f"all-{seconds:.1f}", start, seconds),))]
+        return [
+            Recognition(
+                text=f"all {seconds:.1f} s",
+                is_final=True,
+                start=start,
+                end=seconds,
+                words=(Word(f"all-{seconds:.1f}", start, seconds),),
+            )
+        ]
 
     def close(self) -> None:
         pass
@@ -56,7 +70,7 @@ class SlowEngine:
     name = "slow"
     raw_audio = True
 
-    def __init__(self, slowness: float, talk: bool = True, final_every: Optional[float] = None) -> None:
+    def __init__(self, slowness: float, talk: bool = True, final_every: float | None = None) -> None:
         self._slowness = slowness
         self._talk = talk
         self._final_every = final_every

@@ -99,9 +99,7 @@ def test_multichannel_bytes_downmix_by_averaging() -> None:
     np.testing.assert_array_equal(out, expected)
 
 
-@pytest.mark.parametrize(
-    "empty", [b"", bytearray(), memoryview(b""), np.zeros(0, np.int16), np.zeros((0, 2))]
-)
+@pytest.mark.parametrize("empty", [b"", bytearray(), memoryview(b""), np.zeros(0, np.int16), np.zeros((0, 2))])
 def test_empty_input_gives_empty_output(empty: object) -> None:
     conv = AudioConverter(TARGET)
     assert conv.convert(empty) == b""
@@ -302,7 +300,7 @@ def test_chunked_int16_bytes_resampling_matches_one_shot() -> None:
     whole = one.convert(data, sample_rate=44100) + one.flush()
     chunked = AudioConverter(TARGET)
     cuts = [0, *(2 * p for p in split_points(len(samples), 37, 2)), len(data)]
-    parts = [chunked.convert(data[a:b], sample_rate=44100) for a, b in zip(cuts, cuts[1:])]
+    parts = [chunked.convert(data[a:b], sample_rate=44100) for a, b in zip(cuts, cuts[1:], strict=False)]
     out = as_int16(b"".join(parts) + chunked.flush())
     assert len(out) == len(whole) // 2
     assert np.max(np.abs(out.astype(np.int32) - as_int16(whole))) <= 1
@@ -399,4 +397,4 @@ def test_property_any_split_resamples_like_one_shot(cuts: list[int]) -> None:
 def test_property_pass_through_split_is_bit_exact(data: bytes, cuts: list[int]) -> None:
     conv = AudioConverter(TARGET)
     bounds = [0, *sorted(2 * c for c in cuts if 2 * c <= len(data)), len(data)]
-    assert b"".join(conv.convert(data[a:b]) for a, b in zip(bounds, bounds[1:])) == data
+    assert b"".join(conv.convert(data[a:b]) for a, b in zip(bounds, bounds[1:], strict=False)) == data

@@ -7,7 +7,6 @@ import struct
 import subprocess
 import sys
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 import pytest
@@ -39,14 +38,15 @@ def encode(x: np.ndarray, tag: int, bits: int) -> bytes:
     return ints.astype("<i2").tobytes() if bits == 16 else ints.tobytes()
 
 
-def chunk(chunk_id: bytes, payload: bytes, size: Optional[int] = None) -> bytes:
+def chunk(chunk_id: bytes, payload: bytes, size: int | None = None) -> bytes:
     """One RIFF chunk, with its pad byte when the payload is odd-sized."""
     declared = len(payload) if size is None else size
     return chunk_id + struct.pack("<I", declared) + payload + (b"\x00" if len(payload) % 2 else b"")
 
 
-def fmt_payload(tag: int, channels: int, rate: int, bits: int, *, extensible: bool = False,
-                block_align: Optional[int] = None) -> bytes:
+def fmt_payload(
+    tag: int, channels: int, rate: int, bits: int, *, extensible: bool = False, block_align: int | None = None
+) -> bytes:
     """A 'fmt ' chunk payload; EXTENSIBLE puts *tag* in the subformat GUID."""
     align = channels * bits // 8 if block_align is None else block_align
     head = struct.pack("<HHIIHH", 0xFFFE if extensible else tag, channels, rate, rate * align, align, bits)
@@ -55,14 +55,30 @@ def fmt_payload(tag: int, channels: int, rate: int, bits: int, *, extensible: bo
     return head + struct.pack("<HHI", 22, bits, 0) + struct.pack("<H", tag) + _GUID_TAIL
 
 
-def write_wav(path: Path, data: bytes, *, tag: int = 1, channels: int = 2, bits: int = 16, rate: int = RATE,
-              extensible: bool = False, before_data: bytes = b"", before_fmt: bytes = b"",
-              data_size: Optional[int] = None, riff_size: Optional[int] = None,
-              block_align: Optional[int] = None,
-              fmt: Optional[bytes] = None, trailer: bytes = b"") -> Path:
+def write_wav(
+    path: Path,
+    data: bytes,
+    *,
+    tag: int = 1,
+    channels: int = 2,
+    bits: int = 16,
+    rate: int = RATE,
+    extensible: bool = False,
+    before_data: bytes = b"",
+    before_fmt: bytes = b"",
+    data_size: int | None = None,
+    riff_size: int | None = None,
+    block_align: int | None = None,
+    fmt: bytes | None = None,
+    trailer: bytes = b"",
+) -> Path:
     """Write a WAV with any header we like."""
-    fmt_chunk = chunk(b"fmt ", fmt if fmt is not None else
-                      fmt_payload(tag, channels, rate, bits, extensible=extensible, block_align=block_align))
+    fmt_chunk = chunk(
+        b"fmt ",
+        fmt
+        if fmt is not None
+        else fmt_payload(tag, channels, rate, bits, extensible=extensible, block_align=block_align),
+    )
     data_chunk = b"data" + struct.pack("<I", len(data) if data_size is None else data_size) + data
     body = b"WAVE" + before_fmt + fmt_chunk + before_data + data_chunk + trailer
     path.write_bytes(b"RIFF" + struct.pack("<I", len(body) if riff_size is None else riff_size) + body)
@@ -84,8 +100,9 @@ VARIANTS = [(1, 8, 1 / 128), (1, 16, 0), (1, 24, 2.0**-23), (1, 32, 2.0**-24), (
 
 @pytest.mark.parametrize("extensible", [False, True], ids=["plain", "extensible"])
 @pytest.mark.parametrize(("tag", "bits", "tolerance"), VARIANTS, ids=lambda v: str(v))
-def test_wav_variants_decode_to_the_source(tmp_path: Path, tag: int, bits: int, tolerance: float,
-                                           extensible: bool) -> None:
+def test_wav_variants_decode_to_the_source(
+    tmp_path: Path, tag: int, bits: int, tolerance: float, extensible: bool
+) -> None:
     x = source()
     path = write_wav(tmp_path / "x.wav", encode(x, tag, bits), tag=tag, bits=bits, extensible=extensible)
     info, audio, sizes = read_all(path)
@@ -103,8 +120,9 @@ def test_wav_variants_decode_to_the_source(tmp_path: Path, tag: int, bits: int, 
     # libsndfile is an independent decoder of the same bytes
     theirs, their_rate = soundfile.read(path, dtype="float32", always_2d=True)
     assert their_rate == RATE
-    np.testing.assert_allclose(np.asarray(audio, np.float32) / (32768 if audio.dtype == np.int16 else 1),
-                               theirs, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(
+        np.asarray(audio, np.float32) / (32768 if audio.dtype == np.int16 else 1), theirs, rtol=0, atol=1e-6
+    )
 
 
 def test_mono_wav_and_block_sizes(tmp_path: Path) -> None:
@@ -121,8 +139,14 @@ def test_mono_wav_and_block_sizes(tmp_path: Path) -> None:
 def test_odd_sized_chunks_with_pad_bytes(tmp_path: Path) -> None:
     x = source()
     extra = chunk(b"LIST", b"INFOabcde") + chunk(b"junk", b"x")
-    path = write_wav(tmp_path / "x.wav", encode(x, 1, 24), bits=24, before_fmt=chunk(b"bext", b"abc"),
-                     before_data=extra, trailer=chunk(b"id3 ", b"tag"))
+    path = write_wav(
+        tmp_path / "x.wav",
+        encode(x, 1, 24),
+        bits=24,
+        before_fmt=chunk(b"bext", b"abc"),
+        before_data=extra,
+        trailer=chunk(b"id3 ", b"tag"),
+    )
     info, audio, _ = read_all(path)
     assert info.frames == FRAMES
     np.testing.assert_allclose(audio, x, atol=2.0**-23)
@@ -170,8 +194,15 @@ def test_rf64_ds64_size_is_honoured(tmp_path: Path) -> None:
     x = source()
     data = encode(x, 1, 16)
     ds64 = chunk(b"ds64", struct.pack("<QQQI", 0, len(data), FRAMES, 0))
-    body = (b"WAVE" + ds64 + chunk(b"fmt ", fmt_payload(1, 2, RATE, 16)) + b"data"
-            + struct.pack("<I", 0xFFFFFFFF) + data + chunk(b"LIST", b"INFO" + b"z" * 400))
+    body = (
+        b"WAVE"
+        + ds64
+        + chunk(b"fmt ", fmt_payload(1, 2, RATE, 16))
+        + b"data"
+        + struct.pack("<I", 0xFFFFFFFF)
+        + data
+        + chunk(b"LIST", b"INFO" + b"z" * 400)
+    )
     path = tmp_path / "x.wav"
     path.write_bytes(b"RF64" + struct.pack("<I", 0xFFFFFFFF) + body)
     info, audio, _ = read_all(path)
@@ -185,7 +216,7 @@ def test_interleaved_iterators_and_repeat_reads(tmp_path: Path, suffix: str) -> 
     soundfile.write(path, source(), RATE, subtype="PCM_16")
     with open_audio_file(path) as reader:
         first, second = reader.blocks(100), reader.blocks(100)
-        pairs = list(zip(first, second))
+        pairs = list(zip(first, second, strict=False))
         assert len(pairs) == 10
         for a, b in pairs:
             np.testing.assert_array_equal(a, b)
@@ -307,11 +338,16 @@ def test_random_bytes_are_not_audio(tmp_path: Path) -> None:
     assert isinstance(info.value.__cause__, RuntimeError)
 
 
-@pytest.mark.parametrize(("tag", "bits", "extensible", "label"), [(2, 4, False, "2 (Microsoft ADPCM)"),
-                                                                   (7, 8, False, "7 (mu-law)"),
-                                                                   (85, 16, False, "85 (MP3)"),
-                                                                   (6, 8, True, "6 (A-law)"),
-                                                                   (0x1234, 16, False, "4660")])
+@pytest.mark.parametrize(
+    ("tag", "bits", "extensible", "label"),
+    [
+        (2, 4, False, "2 (Microsoft ADPCM)"),
+        (7, 8, False, "7 (mu-law)"),
+        (85, 16, False, "85 (MP3)"),
+        (6, 8, True, "6 (A-law)"),
+        (0x1234, 16, False, "4660"),
+    ],
+)
 def test_unsupported_format_tags(tmp_path: Path, tag: int, bits: int, extensible: bool, label: str) -> None:
     path = write_wav(tmp_path / "x.wav", b"\x00" * 64, tag=tag, bits=bits, channels=1, extensible=extensible)
     with pytest.raises(AudioFormatError) as info:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-import re
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -21,8 +21,9 @@ from cartesia_sync.testing import Scenario
 def run_cli(*args: str, env_extra=None, timeout: float = 60) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CARTESIA")}
     env.update(env_extra or {})
-    return subprocess.run([sys.executable, "-m", "cartesia_sync", *args], capture_output=True, text=True,
-                          timeout=timeout, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "cartesia_sync", *args], capture_output=True, text=True, timeout=timeout, env=env
+    )
 
 
 @pytest.fixture
@@ -123,7 +124,8 @@ def test_python_dash_m_and_console_script_agree():
 @pytest.mark.parametrize("scenario", [Scenario(answer_finalize=False)])
 def test_ctrl_c_in_a_script_stops_cleanly(server, tmp_path):
     program = tmp_path / "script.py"
-    program.write_text(textwrap.dedent(f"""
+    program.write_text(
+        textwrap.dedent(f"""
         import sys, threading, numpy as np, cartesia_sync
         client = cartesia_sync.Client(url={server.url!r}, load_entrypoints=False)
         try:
@@ -135,7 +137,8 @@ def test_ctrl_c_in_a_script_stops_cleanly(server, tmp_path):
             left = [t.name for t in threading.enumerate() if t.name.startswith("cartesia-sync-")]
             print("interrupted", session.state.value, left, flush=True)
             sys.exit(3)
-    """))
+    """)
+    )
     proc = subprocess.Popen([sys.executable, str(program)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert proc.stdout.readline().strip() == "waiting"
@@ -152,8 +155,23 @@ def test_ctrl_c_in_a_script_stops_cleanly(server, tmp_path):
 
 def test_serve_runs_until_ctrl_c(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("CARTESIA")}
-    proc = subprocess.Popen([sys.executable, "-m", "cartesia_sync", "serve", "--port", "0", "--engine", "scripted",
-                             "--api-key", "sk_serve_test"], stderr=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "cartesia_sync",
+            "serve",
+            "--port",
+            "0",
+            "--engine",
+            "scripted",
+            "--api-key",
+            "sk_serve_test",
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     try:
         line = proc.stderr.readline()
         assert "key required" in line and "sk_serve_test" not in line
@@ -185,8 +203,13 @@ def test_progress_bar_is_drawn_when_stderr_is_a_terminal(server, wav):
     env = {k: v for k, v in os.environ.items() if not k.startswith("CARTESIA")}
     leader, follower = pty.openpty()
     try:
-        proc = subprocess.run([sys.executable, "-m", "cartesia_sync", "transcribe", wav, "--url", server.url],
-                              stdout=subprocess.PIPE, stderr=follower, timeout=60, env=env)
+        proc = subprocess.run(
+            [sys.executable, "-m", "cartesia_sync", "transcribe", wav, "--url", server.url],
+            stdout=subprocess.PIPE,
+            stderr=follower,
+            timeout=60,
+            env=env,
+        )
         os.close(follower)
         follower = -1
         drawn = b""
@@ -212,16 +235,19 @@ def test_no_progress_bar_when_stderr_is_not_a_terminal(server, wav):
     assert "[" not in result.stderr and result.stderr == ""
 
 
-@pytest.mark.parametrize("engine_options", [{"segments": ["Hello there.", " How are you?"], "word_per_segment": False,
-                                             "segment_bytes": 32000}])
+@pytest.mark.parametrize(
+    "engine_options",
+    [{"segments": ["Hello there.", " How are you?"], "word_per_segment": False, "segment_bytes": 32000}],
+)
 def test_transcribe_writes_subtitles_and_an_event_log_then_replay_rebuilds_them(server, tmp_path):
     import soundfile
 
     wav_path = tmp_path / "two.wav"
     soundfile.write(wav_path, np.zeros(32000, dtype=np.int16), 16000)
     srt, vtt, log = tmp_path / "out.srt", tmp_path / "out.vtt", tmp_path / "events.jsonl"
-    result = run_cli("transcribe", str(wav_path), "--url", server.url, "--srt", str(srt), "--vtt", str(vtt),
-                     "--log", str(log))
+    result = run_cli(
+        "transcribe", str(wav_path), "--url", server.url, "--srt", str(srt), "--vtt", str(vtt), "--log", str(log)
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout == "Hello there. How are you?\n"
     srt_text = srt.read_text()
@@ -258,10 +284,11 @@ def test_the_progress_bar_shows_recognised_audio_not_sent_audio():
     """Unpaced, the whole file is sent long before it is recognised: the bar follows the server, not the socket."""
     import io
 
-    import cartesia_sync
-    from cartesia_sync.local import LocalServer
-    from cartesia_sync._progress import ProgressLine
     from slow_engine import BYTES_PER_SECOND, SlowEngine
+
+    import cartesia_sync
+    from cartesia_sync._progress import ProgressLine
+    from cartesia_sync.local import LocalServer
 
     class Terminal(io.StringIO):
         def isatty(self) -> bool:

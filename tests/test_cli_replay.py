@@ -10,20 +10,20 @@ import sys
 import numpy as np
 import pytest
 import soundfile
+from conftest import pcm
 
 import cartesia_sync
 from cartesia_sync.cli import main
 from cartesia_sync_plugins.event_log import EventLog
-
-from conftest import pcm
 
 EXPECTED = "expected a JSON Lines event log"
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CARTESIA")}
-    return subprocess.run([sys.executable, "-m", "cartesia_sync", *args], capture_output=True, text=True,
-                          timeout=60, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "cartesia_sync", *args], capture_output=True, text=True, timeout=60, env=env
+    )
 
 
 def replay(capsys, *args: str):
@@ -64,11 +64,15 @@ def test_a_wav_file_is_refused_in_one_line(tmp_path, capsys):
 
 NOT_LOGS = {
     "random.bin": (bytes(range(256)) * 8, "binary data"),
-    "settings.json": (json.dumps({"model": "ink-whisper", "language": "en"}, indent=2).encode(),
-                      "a single JSON object"),
+    "settings.json": (
+        json.dumps({"model": "ink-whisper", "language": "en"}, indent=2).encode(),
+        "a single JSON object",
+    ),
     "one-line.json": (b'{"model": "ink-whisper"}', "a single JSON object"),
-    "records.jsonl": (b'{"id": 1, "name": "a"}\n{"id": 2, "name": "b"}\n',
-                      'none of its 2 JSON lines is an event record (a JSON object with "event" and "session"'),
+    "records.jsonl": (
+        b'{"id": 1, "name": "a"}\n{"id": 2, "name": "b"}\n',
+        'none of its 2 JSON lines is an event record (a JSON object with "event" and "session"',
+    ),
     "notes.txt": ("Meeting notes\nsecond line, ünïcödé\n".encode(), "line 1 is not JSON"),
     "empty.jsonl": (b"", "it is empty (0 bytes)"),
     "blank.jsonl": (b"\n\n  \n", "only white space"),
@@ -119,9 +123,12 @@ def test_the_refusals_go_through_the_console_script_too(tmp_path):
 def test_sessions_of_one_log_are_numbered_in_file_order_and_chosen_with_session(server, tmp_path, capsys):
     log = tmp_path / "events.jsonl"
     sessions = log_sessions(server, log, 0.1, 0.2, 0.3)
-    ids = [json.loads(line)["session"] for line in log.read_text().splitlines()
-           if json.loads(line)["event"] == "session_start"]
-    for number, (session, sid) in enumerate(zip(sessions, ids), start=1):
+    ids = [
+        json.loads(line)["session"]
+        for line in log.read_text().splitlines()
+        if json.loads(line)["event"] == "session_start"
+    ]
+    for number, (session, sid) in enumerate(zip(sessions, ids, strict=False), start=1):
         for choice in (str(number), sid):
             code, out, err = replay(capsys, str(log), "--session", choice)
             assert (code, out, err) == (0, session.text.strip() + "\n", "")
@@ -134,8 +141,9 @@ def test_a_log_of_several_sessions_lists_them_and_asks_for_session(server, tmp_p
     code, out, err = replay(capsys, str(log))
     assert code == 2 and out == ""
     headline, *rows = err.splitlines()
-    assert headline == (f"cartesia-sync: error: {log} holds 2 sessions; "
-                        "choose one with --session N (its number or its id):")
+    assert headline == (
+        f"cartesia-sync: error: {log} holds 2 sessions; choose one with --session N (its number or its id):"
+    )
     assert len(rows) == 2
     assert rows[0].split()[0] == "1" and rows[0].endswith('0.1 s of audio  "seg1:3200b"')
     assert rows[1].split()[0] == "2" and rows[1].endswith('0.2 s of audio  "seg1:6400b"')
@@ -148,8 +156,10 @@ def test_a_session_that_is_not_in_the_log_lists_those_that_are(server, tmp_path,
     code, out, err = replay(capsys, str(log), "--session", choice)
     assert code == 2 and out == ""
     headline, *rows = err.splitlines()
-    assert headline == (f"cartesia-sync: error: {log} has no session '{choice}'; choose one of its 2 sessions "
-                        "with --session N (its number or its id):")
+    assert headline == (
+        f"cartesia-sync: error: {log} has no session '{choice}'; choose one of its 2 sessions "
+        "with --session N (its number or its id):"
+    )
     assert [row.split()[0] for row in rows] == ["1", "2"] and "session=" not in err
 
 

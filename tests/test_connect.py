@@ -25,11 +25,13 @@ import socket
 import threading
 import time
 import traceback
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator, List, Optional, Type
+from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
+from conftest import CANARY_KEY, pcm
 
 import cartesia_sync
 from cartesia_sync import (
@@ -42,20 +44,24 @@ from cartesia_sync import (
 )
 from cartesia_sync.testing import ConnectionRecord, FakeCartesia, Scenario
 
-from conftest import CANARY_KEY, pcm
-
 try:
     import trustme
 except ImportError:  # pragma: no cover - the dev extra installs it
     trustme = None
 
 needs_trustme = pytest.mark.skipif(
-    trustme is None, reason="trustme is not installed (pip install trustme, or the dev extra): TLS tests need a throwaway CA"
+    trustme is None,
+    reason="trustme is not installed (pip install trustme, or the dev extra): TLS tests need a throwaway CA",
 )
 
 WAIT = 5.0  # the longest any single wait in this module may take, in seconds
 STT_PATH = "/stt/websocket"
-CONNECT_ERROR_SUBCLASSES = (AuthenticationError, PaymentRequiredError, RateLimitError, cartesia_sync.ConnectionLostError)
+CONNECT_ERROR_SUBCLASSES = (
+    AuthenticationError,
+    PaymentRequiredError,
+    RateLimitError,
+    cartesia_sync.ConnectionLostError,
+)
 
 
 # -- shared helpers -----------------------------------------------------------
@@ -64,8 +70,17 @@ CONNECT_ERROR_SUBCLASSES = (AuthenticationError, PaymentRequiredError, RateLimit
 @pytest.fixture(autouse=True)
 def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """No test here may pick up a key, URL, proxy or CA bundle from the developer's shell."""
-    for name in ("CARTESIA_API_KEY", "CARTESIA_STT_URL", "http_proxy", "HTTP_PROXY", "https_proxy",
-                 "HTTPS_PROXY", "no_proxy", "NO_PROXY", "WEBSOCKET_CLIENT_CA_BUNDLE"):
+    for name in (
+        "CARTESIA_API_KEY",
+        "CARTESIA_STT_URL",
+        "http_proxy",
+        "HTTP_PROXY",
+        "https_proxy",
+        "HTTPS_PROXY",
+        "no_proxy",
+        "NO_PROXY",
+        "WEBSOCKET_CLIENT_CA_BUNDLE",
+    ):
         monkeypatch.delenv(name, raising=False)
 
 
@@ -75,7 +90,7 @@ def new_client(**kwargs: Any) -> cartesia_sync.Client:
     return cartesia_sync.Client(**kwargs)
 
 
-def connect_fails(client: cartesia_sync.Client, expected: Type[BaseException] = ConnectError, **kwargs: Any) -> Any:
+def connect_fails(client: cartesia_sync.Client, expected: type[BaseException] = ConnectError, **kwargs: Any) -> Any:
     """Call ``client.connect()``, expecting it to raise ``expected``; return the exception."""
     with pytest.raises(expected) as info:
         client.connect(**kwargs)
@@ -104,14 +119,14 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def exception_chain(error: BaseException) -> List[BaseException]:
+def exception_chain(error: BaseException) -> list[BaseException]:
     """The error and every exception reachable through ``__cause__`` and ``__context__``.
 
     ``__suppress_context__`` is ignored on purpose: a suppressed context is
     still reachable from the error object (debuggers, error trackers, pickles).
     """
-    seen: List[BaseException] = []
-    todo: List[Optional[BaseException]] = [error]
+    seen: list[BaseException] = []
+    todo: list[BaseException | None] = [error]
     while todo:
         current = todo.pop()
         if current is None or any(current is known for known in seen):
@@ -121,7 +136,7 @@ def exception_chain(error: BaseException) -> List[BaseException]:
     return seen
 
 
-def exception_texts(error: BaseException) -> List[str]:
+def exception_texts(error: BaseException) -> list[str]:
     """str, repr and args of every exception in the chain, and the formatted traceback."""
     texts = ["".join(traceback.format_exception(type(error), error, error.__traceback__))]
     for item in exception_chain(error):
@@ -135,14 +150,15 @@ class NetworkUsed(Exception):
 
 
 @pytest.fixture
-def no_network(monkeypatch: pytest.MonkeyPatch) -> List[Any]:
+def no_network(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
     """Fail on any DNS lookup or socket connect; returns the list of attempts made."""
-    attempts: List[Any] = []
+    attempts: list[Any] = []
 
     def refuse(what: str) -> Callable[..., Any]:
         def fake(*args: Any, **kwargs: Any) -> Any:
             attempts.append((what, args[1:] if what.startswith("socket.") else args))
             raise NetworkUsed(f"{what} called during a test that must not touch the network: {args!r}")
+
         return fake
 
     monkeypatch.setattr(socket.socket, "connect", refuse("socket.connect"))
@@ -159,20 +175,20 @@ class RawTCPServer:
     set on exit so handlers that hold a connection open can return.
     """
 
-    def __init__(self, handler: Callable[[socket.socket, "RawTCPServer"], None]) -> None:
+    def __init__(self, handler: Callable[[socket.socket, RawTCPServer], None]) -> None:
         self._handler = handler
-        self.received: List[bytes] = []
+        self.received: list[bytes] = []
         self.accepted = 0
         self.stop = threading.Event()
         self._listener = socket.create_server(("127.0.0.1", 0))
         self._listener.settimeout(0.1)
         self.port = self._listener.getsockname()[1]
-        self._threads: List[threading.Thread] = []
+        self._threads: list[threading.Thread] = []
 
     def url(self, path: str = STT_PATH) -> str:
         return f"ws://127.0.0.1:{self.port}{path}"
 
-    def __enter__(self) -> "RawTCPServer":
+    def __enter__(self) -> RawTCPServer:
         thread = threading.Thread(target=self._accept_loop, name="raw-tcp-listener", daemon=True)
         thread.start()
         self._threads.append(thread)
@@ -188,7 +204,7 @@ class RawTCPServer:
         while not self.stop.is_set():
             try:
                 conn, _ = self._listener.accept()
-            except socket.timeout:
+            except TimeoutError:
                 continue
             except OSError:
                 return
@@ -239,8 +255,12 @@ def refusal_body(status: int) -> str:
 
 @pytest.mark.parametrize(
     "scenario, status, error_class, advice",
-    [pytest.param(Scenario(reject_status=status, reject_body=refusal_body(status)), status, cls, advice, id=str(status))
-     for status, cls, advice in STATUS_CASES],
+    [
+        pytest.param(
+            Scenario(reject_status=status, reject_body=refusal_body(status)), status, cls, advice, id=str(status)
+        )
+        for status, cls, advice in STATUS_CASES
+    ],
 )
 def test_refused_handshake_raises_the_matching_error(make_client, server, status, error_class, advice):
     client = make_client(api_key=CANARY_KEY)  # construction succeeds: the refusal comes from connect()
@@ -279,8 +299,9 @@ def test_a_wrong_or_missing_key_is_refused(make_client, server, api_key):
     error = connect_fails(make_client(api_key=api_key), AuthenticationError)
     assert error.status_code == 401
     # the fake server's refusal, in the hosted API's structured format
-    assert error.body == json.dumps({"title": "Unauthorized", "message": "Invalid API key",
-                                     "error_code": "invalid_api_key"})
+    assert error.body == json.dumps(
+        {"title": "Unauthorized", "message": "Invalid API key", "error_code": "invalid_api_key"}
+    )
     assert "HTTP 401" in str(error)
 
 
@@ -421,8 +442,9 @@ def construct_quickly(**kwargs: Any) -> cartesia_sync.Client:
     return client
 
 
-@pytest.mark.parametrize("url", ["ws://10.1.2.3/stt/websocket", "ws://example.com/stt/websocket",
-                                 "ws://127.0.0.1.example.com/stt/websocket"])
+@pytest.mark.parametrize(
+    "url", ["ws://10.1.2.3/stt/websocket", "ws://example.com/stt/websocket", "ws://127.0.0.1.example.com/stt/websocket"]
+)
 def test_a_key_over_plain_ws_to_a_remote_host_is_refused(no_network, url):
     started = time.monotonic()
     with pytest.raises(ConfigurationError) as info:
@@ -435,8 +457,15 @@ def test_a_key_over_plain_ws_to_a_remote_host_is_refused(no_network, url):
     assert CANARY_KEY not in message
 
 
-@pytest.mark.parametrize("url", ["ws://127.0.0.1:8080/stt/websocket", "ws://127.5.6.7/stt/websocket",
-                                 "ws://localhost:9000/stt/websocket", "ws://[::1]:8080/stt/websocket"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "ws://127.0.0.1:8080/stt/websocket",
+        "ws://127.5.6.7/stt/websocket",
+        "ws://localhost:9000/stt/websocket",
+        "ws://[::1]:8080/stt/websocket",
+    ],
+)
 def test_a_key_over_plain_ws_to_loopback_is_allowed(no_network, url):
     client = construct_quickly(api_key=CANARY_KEY, url=url)
 
@@ -466,8 +495,11 @@ def test_malformed_urls_are_refused(no_network, url, fragment):
     assert no_network == []
 
 
-@pytest.mark.parametrize("url", ["http://user:hunter2secret@127.0.0.1/stt/websocket", "ws://user:hunter2secret@/stt"],
-                         ids=["bad-scheme", "no-host"])
+@pytest.mark.parametrize(
+    "url",
+    ["http://user:hunter2secret@127.0.0.1/stt/websocket", "ws://user:hunter2secret@/stt"],
+    ids=["bad-scheme", "no-host"],
+)
 def test_url_credentials_are_never_echoed_in_errors(no_network, url):
     with pytest.raises(ConfigurationError) as info:
         new_client(url=url)
@@ -478,7 +510,7 @@ def test_reprs_and_str_never_show_the_key(make_client, server):
     client = make_client(api_key=CANARY_KEY)
     key = client.settings.api_key
 
-    texts = [repr(client), repr(client.settings), str(key), repr(key), f"{key}", f"{key!s:>40}", "%s" % key]
+    texts = [repr(client), repr(client.settings), str(key), repr(key), f"{key}", f"{key!s:>40}", f"{key}"]
     session = client.connect()
     try:
         texts += [repr(session), repr(session.settings), str(session.stats)]
@@ -500,14 +532,17 @@ def test_the_key_wrapper_refuses_to_be_pickled():
         pickle.dumps(settings)  # settings hold the key, so they refuse too
 
 
-def client_side_log_texts(caplog: pytest.LogCaptureFixture) -> List[str]:
+def client_side_log_texts(caplog: pytest.LogCaptureFixture) -> list[str]:
     """Every formatted log record except the fake server's own (not under test).
 
     That is ``websockets.*`` (its WebSocket server) and ``cartesia_sync.local.*`` (its conversation).
     """
     formatter = logging.Formatter("%(name)s %(levelname)s %(message)s")
-    return [formatter.format(record) for record in caplog.records
-            if not record.name.startswith(("websockets", "cartesia_sync.local"))]
+    return [
+        formatter.format(record)
+        for record in caplog.records
+        if not record.name.startswith(("websockets", "cartesia_sync.local"))
+    ]
 
 
 @pytest.mark.parametrize("auth", ["header", "query"])
@@ -617,8 +652,11 @@ def test_tls_with_the_ca_connects_and_closes_cleanly(tls_server):
 
 
 @needs_trustme
-@pytest.mark.parametrize("cert_names, host", [(("other.example",), "localhost"), (("localhost",), "127.0.0.1")],
-                         ids=["name-mismatch", "ip-not-in-cert"])
+@pytest.mark.parametrize(
+    "cert_names, host",
+    [(("other.example",), "localhost"), (("localhost",), "127.0.0.1")],
+    ids=["name-mismatch", "ip-not-in-cert"],
+)
 def test_tls_certificate_for_another_host_fails(tmp_path, cert_names, host):
     from tls_server import TLSServer
 
@@ -731,10 +769,18 @@ def test_bad_settings_are_refused_at_construction(no_network, kwargs, word):
     assert no_network == []
 
 
-@pytest.mark.parametrize("kwargs", [
-    {"sample_rate": 8000}, {"sample_rate": 48000}, {"keyterms": [f"term{i}" for i in range(100)]},
-    {"min_volume": 0}, {"frame_duration": 0.005}, {"frame_duration": 1.0},
-], ids=["rate-8000", "rate-48000", "100-keyterms", "min_volume-0", "frame-min", "frame-max"])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"sample_rate": 8000},
+        {"sample_rate": 48000},
+        {"keyterms": [f"term{i}" for i in range(100)]},
+        {"min_volume": 0},
+        {"frame_duration": 0.005},
+        {"frame_duration": 1.0},
+    ],
+    ids=["rate-8000", "rate-48000", "100-keyterms", "min_volume-0", "frame-min", "frame-max"],
+)
 def test_boundary_settings_are_accepted(no_network, kwargs):
     construct_quickly(api_key=CANARY_KEY, url=f"ws://127.0.0.1{STT_PATH}", **kwargs)
     assert no_network == []
@@ -743,7 +789,7 @@ def test_boundary_settings_are_accepted(no_network, kwargs):
 @pytest.mark.parametrize("realtime", [-1, 0, math.nan, "fast"], ids=["negative", "zero", "nan", "string"])
 def test_bad_realtime_is_refused_before_any_socket(monkeypatch, realtime):
     client = new_client(api_key=CANARY_KEY, url=f"ws://127.0.0.1:{free_port()}{STT_PATH}")
-    attempts: List[Any] = []
+    attempts: list[Any] = []
 
     def refuse(self: socket.socket, address: Any) -> None:
         attempts.append(address)

@@ -8,15 +8,32 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cartesia_sync import Done, FlushDone, ProtocolError, ServerErrorEvent, Transcript, UnknownMessage, Word, parse_message
+from cartesia_sync import (
+    Done,
+    FlushDone,
+    ProtocolError,
+    ServerErrorEvent,
+    Transcript,
+    UnknownMessage,
+    Word,
+    parse_message,
+)
 
 
 def test_transcript_with_all_fields():
-    event = parse_message(json.dumps({
-        "type": "transcript", "request_id": "r", "is_final": True, "text": " How are you doing today?",
-        "duration": 1.1, "language": "en",
-        "words": [{"word": "How", "start": 0.0, "end": 0.12}, {"word": "today?", "start": 0.58, "end": 0.78}],
-    }))
+    event = parse_message(
+        json.dumps(
+            {
+                "type": "transcript",
+                "request_id": "r",
+                "is_final": True,
+                "text": " How are you doing today?",
+                "duration": 1.1,
+                "language": "en",
+                "words": [{"word": "How", "start": 0.0, "end": 0.12}, {"word": "today?", "start": 0.58, "end": 0.78}],
+            }
+        )
+    )
     assert isinstance(event, Transcript)
     assert event.text == " How are you doing today?"
     assert event.is_final and event.duration == 1.1 and event.language == "en" and event.request_id == "r"
@@ -63,12 +80,27 @@ def test_error_done_false_is_not_fatal():
 
 
 def test_error_to_exception_keeps_every_field():
-    event = parse_message(json.dumps({"type": "error", "status_code": 400, "error_code": "model_not_found",
-                                      "title": "Invalid model", "message": "not valid", "request_id": "r",
-                                      "doc_url": "https://d"}))
+    event = parse_message(
+        json.dumps(
+            {
+                "type": "error",
+                "status_code": 400,
+                "error_code": "model_not_found",
+                "title": "Invalid model",
+                "message": "not valid",
+                "request_id": "r",
+                "doc_url": "https://d",
+            }
+        )
+    )
     error = event.to_exception()
     assert (error.status_code, error.error_code, error.title, error.request_id, error.doc_url) == (
-        400, "model_not_found", "Invalid model", "r", "https://d")
+        400,
+        "model_not_found",
+        "Invalid model",
+        "r",
+        "https://d",
+    )
     assert str(error) == "server error (400 model_not_found): Invalid model: not valid"
 
 
@@ -77,22 +109,25 @@ def test_plain_text_title_message_error():
     assert isinstance(event, ServerErrorEvent) and event.title == "Unauthorized" and event.message == "invalid API key"
 
 
-@pytest.mark.parametrize("frame,fragment", [
-    ("hello", "not JSON"),
-    ("", "not JSON"),
-    ("[1]", "not an object"),
-    ("42", "not an object"),
-    ('{"text": "x"}', "no string 'type'"),
-    ('{"type": 5}', "no string 'type'"),
-    ('{"type": "transcript", "text": 1}', "non-string 'text'"),
-    ('{"type": "transcript", "is_final": 1}', "non-boolean"),
-    ('{"type": "transcript", "words": {}}', "not a list"),
-    ('{"type": "transcript", "words": [{"word": "a", "start": 0}]}', "word end"),
-    ('{"type": "transcript", "words": [{"word": "a", "start": Infinity, "end": 1}]}', "not JSON"),
-    ('{"type": "transcript", "duration": "1"}', "duration"),
-    ('{"type": "done", "request_id": 5}', "request_id"),
-    (b"\xff\xfe", "not UTF-8"),
-])
+@pytest.mark.parametrize(
+    "frame,fragment",
+    [
+        ("hello", "not JSON"),
+        ("", "not JSON"),
+        ("[1]", "not an object"),
+        ("42", "not an object"),
+        ('{"text": "x"}', "no string 'type'"),
+        ('{"type": 5}', "no string 'type'"),
+        ('{"type": "transcript", "text": 1}', "non-string 'text'"),
+        ('{"type": "transcript", "is_final": 1}', "non-boolean"),
+        ('{"type": "transcript", "words": {}}', "not a list"),
+        ('{"type": "transcript", "words": [{"word": "a", "start": 0}]}', "word end"),
+        ('{"type": "transcript", "words": [{"word": "a", "start": Infinity, "end": 1}]}', "not JSON"),
+        ('{"type": "transcript", "duration": "1"}', "duration"),
+        ('{"type": "done", "request_id": 5}', "request_id"),
+        (b"\xff\xfe", "not UTF-8"),
+    ],
+)
 def test_malformed_messages_raise_protocol_error(frame, fragment):
     with pytest.raises(ProtocolError, match=fragment) as caught:
         parse_message(frame)
@@ -119,15 +154,25 @@ json_values = st.recursive(
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.one_of(
-    st.binary(max_size=200),
-    st.text(max_size=200),
-    json_values.map(json.dumps),
-    st.fixed_dictionaries({"type": st.sampled_from(["transcript", "flush_done", "done", "error"])},
-                          optional={"text": json_values, "is_final": json_values, "words": json_values,
-                                    "duration": json_values, "message": json_values, "status_code": json_values,
-                                    "request_id": json_values}).map(json.dumps),
-))
+@given(
+    st.one_of(
+        st.binary(max_size=200),
+        st.text(max_size=200),
+        json_values.map(json.dumps),
+        st.fixed_dictionaries(
+            {"type": st.sampled_from(["transcript", "flush_done", "done", "error"])},
+            optional={
+                "text": json_values,
+                "is_final": json_values,
+                "words": json_values,
+                "duration": json_values,
+                "message": json_values,
+                "status_code": json_values,
+                "request_id": json_values,
+            },
+        ).map(json.dumps),
+    )
+)
 def test_parser_never_raises_anything_but_protocol_error(frame):
     try:
         event = parse_message(frame)

@@ -9,19 +9,19 @@ import json
 import socket
 import threading
 import time
-from typing import Callable, Iterator, List, Optional
+from collections.abc import Callable, Iterator
 
 import pytest
 import websocket
+from fault_proxy import FaultProxy, Faults
 
 from cartesia_sync.testing import FakeCartesia
-from fault_proxy import FaultProxy, Faults
 
 WAIT = 5.0
 QUERY = "?model=ink-whisper&encoding=pcm_s16le&sample_rate=16000"
 
 
-def proxy_threads() -> List[str]:
+def proxy_threads() -> list[str]:
     return [t.name for t in threading.enumerate() if t.name.startswith("fault-proxy-")]
 
 
@@ -44,11 +44,11 @@ class TcpServer:
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.listener.settimeout(0.05)
         self.port = self.listener.getsockname()[1]
-        self.conns: List[socket.socket] = []
-        self.received: List[bytearray] = []
-        self.recv_sizes: List[List[int]] = []
-        self.eof: List[threading.Event] = []
-        self.errors: List[Optional[OSError]] = []
+        self.conns: list[socket.socket] = []
+        self.received: list[bytearray] = []
+        self.recv_sizes: list[list[int]] = []
+        self.eof: list[threading.Event] = []
+        self.errors: list[OSError | None] = []
         self.stopping = threading.Event()
         self.threads = [threading.Thread(target=self._accept, name="test-tcp-accept", daemon=True)]
         self.threads[0].start()
@@ -57,7 +57,7 @@ class TcpServer:
         while not self.stopping.is_set():
             try:
                 conn, _ = self.listener.accept()
-            except socket.timeout:
+            except TimeoutError:
                 continue
             conn.settimeout(0.05)
             self.conns.append(conn)
@@ -65,7 +65,9 @@ class TcpServer:
             self.recv_sizes.append([])
             self.errors.append(None)
             self.eof.append(threading.Event())  # last: wait_conn() watches it
-            thread = threading.Thread(target=self._serve, args=(len(self.conns) - 1,), name="test-tcp-conn", daemon=True)
+            thread = threading.Thread(
+                target=self._serve, args=(len(self.conns) - 1,), name="test-tcp-conn", daemon=True
+            )
             self.threads.append(thread)
             thread.start()
 
@@ -75,7 +77,7 @@ class TcpServer:
             while not self.stopping.is_set():
                 try:
                     data = conn.recv(65536)
-                except socket.timeout:
+                except TimeoutError:
                     continue
                 if not data:
                     self.eof[i].set()
@@ -118,7 +120,7 @@ def sink() -> Iterator[TcpServer]:
     server.stop()
 
 
-def connect(proxy: FaultProxy, timeout: float = WAIT, sndbuf: Optional[int] = None) -> socket.socket:
+def connect(proxy: FaultProxy, timeout: float = WAIT, sndbuf: int | None = None) -> socket.socket:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     if sndbuf is not None:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, sndbuf)
@@ -149,7 +151,7 @@ def wait_for(condition: Callable[[], bool], timeout: float = WAIT) -> bool:
     return condition()
 
 
-def connect_and_read(proxy: FaultProxy) -> Optional[OSError]:
+def connect_and_read(proxy: FaultProxy) -> OSError | None:
     """Connect and read to the end: the socket error (a reset may already fail the connect), None on EOF."""
     try:
         with connect(proxy) as client:
@@ -171,14 +173,14 @@ def recv_until_end(sock: socket.socket) -> tuple:
         data += chunk
 
 
-def fill_until_blocked(sock: socket.socket, cap: int = 64 << 20, timeout: float = 0.3) -> Optional[int]:
+def fill_until_blocked(sock: socket.socket, cap: int = 64 << 20, timeout: float = 0.3) -> int | None:
     """Send until one send makes no progress for ``timeout`` s; the bytes sent, or None if ``cap`` went through."""
     sock.settimeout(timeout)
     chunk, sent = b"x" * 65536, 0
     while sent < cap:
         try:
             sent += sock.send(chunk)
-        except socket.timeout:
+        except TimeoutError:
             return sent
     return None
 
@@ -292,8 +294,10 @@ def test_close_after_down_forwards_exactly_n_then_fin(sink):
 
 
 def test_blackhole_drop_reads_and_discards(sink):
-    with FaultProxy(sink.port, faults=Faults(blackhole_after_up=10)) as proxy, \
-            connect(proxy, timeout=10, sndbuf=32768) as client:
+    with (
+        FaultProxy(sink.port, faults=Faults(blackhole_after_up=10)) as proxy,
+        connect(proxy, timeout=10, sndbuf=32768) as client,
+    ):
         client.sendall(b"0123456789")
         assert sink.wait_received(0, 10) == b"0123456789"
         client.sendall(b"y" * (4 << 20))  # far more than the buffers hold: the proxy keeps reading
@@ -309,8 +313,10 @@ def test_blackhole_drop_reads_and_discards(sink):
 
 
 def test_blackhole_stall_blocks_both_senders(sink):
-    with FaultProxy(sink.port, faults=Faults(blackhole_after_up=10, blackhole_mode="stall")) as proxy, \
-            connect(proxy, sndbuf=32768) as client:
+    with (
+        FaultProxy(sink.port, faults=Faults(blackhole_after_up=10, blackhole_mode="stall")) as proxy,
+        connect(proxy, sndbuf=32768) as client,
+    ):
         client.sendall(b"0123456789")
         assert sink.wait_received(0, 10) == b"0123456789"
         assert fill_until_blocked(client) is not None  # a drop would let all 64 MB through
@@ -393,8 +399,10 @@ def test_blackhole_all_then_heal(echo):
 
 
 def test_stop_closes_everything_and_joins_all_threads(echo):
-    proxy = FaultProxy(echo.port, faults=lambda i: Faults(latency=0.5) if i == 0 else
-                       Faults(blackhole_after_up=0, blackhole_mode="stall"))
+    proxy = FaultProxy(
+        echo.port,
+        faults=lambda i: Faults(latency=0.5) if i == 0 else Faults(blackhole_after_up=0, blackhole_mode="stall"),
+    )
     proxy.start()
     with connect(proxy) as slow, connect(proxy) as stalled:
         slow.sendall(b"in flight")
@@ -423,13 +431,13 @@ def test_rejects_non_loopback_targets_and_bad_faults():
 # -- a real WebSocket conversation through the proxy -------------------------------------------------
 
 
-def transcribe_over(url: str, audio: bytes, chunk: int = 3200) -> List[dict]:
+def transcribe_over(url: str, audio: bytes, chunk: int = 3200) -> list[dict]:
     ws = websocket.create_connection(url + QUERY, timeout=WAIT)
     try:
         for i in range(0, len(audio), chunk):
-            ws.send_binary(audio[i:i + chunk])
+            ws.send_binary(audio[i : i + chunk])
         ws.send("done")
-        messages: List[dict] = []
+        messages: list[dict] = []
         while not messages or messages[-1].get("type") != "done":
             messages.append(json.loads(ws.recv()))
         return messages

@@ -46,7 +46,7 @@ import string
 import sys
 import threading
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -65,7 +65,7 @@ from cartesia_sync import (
 )
 from cartesia_sync._transcript import TranscriptAccumulator
 
-Frame = Union[str, bytes]
+Frame = str | bytes
 EVENT_TYPES = (Transcript, FlushDone, Done, ServerErrorEvent, UnknownMessage)
 KNOWN_TYPES = ("transcript", "flush_done", "done", "error")
 
@@ -131,13 +131,21 @@ def _nested(depth: int) -> Any:
 deep_values = st.integers(min_value=1, max_value=400).map(_nested)
 
 # A value of any wrong or hostile kind, used to mutate a field.
-wrong = st.one_of(scalars, st.lists(scalars, max_size=3), st.dictionaries(st.text(max_size=5), scalars, max_size=3),
-                  deep_values, st.text(min_size=300, max_size=2000))
+wrong = st.one_of(
+    scalars,
+    st.lists(scalars, max_size=3),
+    st.dictionaries(st.text(max_size=5), scalars, max_size=3),
+    deep_values,
+    st.text(min_size=300, max_size=2000),
+)
 
-good_time = st.one_of(st.floats(min_value=-1e6, max_value=1e6, allow_nan=False), st.integers(-10**6, 10**6))
-bad_time = st.one_of(st.sampled_from([math.nan, math.inf, -math.inf, True, False, None, "0.5", "1"]),
-                     overflow_literals,
-                     st.sampled_from(HUGE_INTS), wrong)
+good_time = st.one_of(st.floats(min_value=-1e6, max_value=1e6, allow_nan=False), st.integers(-(10**6), 10**6))
+bad_time = st.one_of(
+    st.sampled_from([math.nan, math.inf, -math.inf, True, False, None, "0.5", "1"]),
+    overflow_literals,
+    st.sampled_from(HUGE_INTS),
+    wrong,
+)
 
 
 def maybe(good: st.SearchStrategy[Any], bad: st.SearchStrategy[Any] = wrong) -> st.SearchStrategy[Any]:
@@ -152,10 +160,15 @@ word_dicts = st.fixed_dictionaries(
 
 
 @st.composite
-def many_words(draw: st.DrawFn) -> List[Dict[str, Any]]:
+def many_words(draw: st.DrawFn) -> list[dict[str, Any]]:
     """A 10k-word list, built from a pattern (generating each element would be too slow)."""
-    pattern = draw(st.lists(st.fixed_dictionaries({"word": st.text(max_size=6), "start": good_time,
-                                                   "end": good_time}), min_size=1, max_size=3))
+    pattern = draw(
+        st.lists(
+            st.fixed_dictionaries({"word": st.text(max_size=6), "start": good_time, "end": good_time}),
+            min_size=1,
+            max_size=3,
+        )
+    )
     broken_at = draw(st.one_of(st.none(), st.integers(0, 9_999)))
     words = [dict(pattern[i % len(pattern)]) for i in range(10_000)]
     if broken_at is not None:
@@ -205,7 +218,7 @@ error_dicts = st.fixed_dictionaries(
 
 
 @st.composite
-def encoded(draw: st.DrawFn, values: st.SearchStrategy[Any]) -> Tuple[Any, Frame, bool]:
+def encoded(draw: st.DrawFn, values: st.SearchStrategy[Any]) -> tuple[Any, Frame, bool]:
     """A value as a JSON decoder sees it, its frame (text or UTF-8 bytes), and whether the frame is
     valid UTF-8 holding strict JSON (no NaN/Infinity tokens).
 
@@ -269,7 +282,9 @@ def check_protocol_error(frame: Frame, exc: ProtocolError, *, bounded_message: b
     message = str(exc)
     assert message, "a ProtocolError must say what was wrong"
     if bounded_message:
-        assert len(message) <= MESSAGE_LIMIT, f"ProtocolError message of {len(message)} characters: {message[:300]!r}..."
+        assert len(message) <= MESSAGE_LIMIT, (
+            f"ProtocolError message of {len(message)} characters: {message[:300]!r}..."
+        )
 
 
 def _is_finite_float(value: Any) -> bool:
@@ -303,7 +318,7 @@ def check_well_typed(event: Any) -> None:
         assert type(event.message_type) is str and event.message_type not in KNOWN_TYPES
 
 
-def parse_checked(frame: Frame) -> Optional[Any]:
+def parse_checked(frame: Frame) -> Any | None:
     """Parse ``frame`` twice; return the event, or None for a ProtocolError, after the common checks.
 
     Any exception other than ProtocolError propagates and fails the test.
@@ -341,7 +356,7 @@ def _optional_str(value: Any) -> Any:
     return value if value is None or isinstance(value, str) else _BAD
 
 
-def expected_transcript(d: Dict[str, Any]) -> Any:
+def expected_transcript(d: dict[str, Any]) -> Any:
     """protocol.md 3.1 ``transcript``, with the leniencies events.py documents (missing text/is_final)."""
     text = d.get("text")
     text = "" if text is None else text
@@ -353,7 +368,7 @@ def expected_transcript(d: Dict[str, Any]) -> Any:
     if not isinstance(text, str) or not isinstance(is_final, bool) or _BAD in (duration, language, request_id):
         return _BAD
     if words_value is None:
-        words: Tuple[Word, ...] = ()
+        words: tuple[Word, ...] = ()
     elif not isinstance(words_value, list):
         return _BAD
     else:
@@ -366,8 +381,9 @@ def expected_transcript(d: Dict[str, Any]) -> Any:
                 return _BAD
             parsed.append(Word(item["word"], start, end))
         words = tuple(parsed)
-    return Transcript(text=text, is_final=is_final, duration=duration, language=language, words=words,
-                      request_id=request_id)
+    return Transcript(
+        text=text, is_final=is_final, duration=duration, language=language, words=words, request_id=request_id
+    )
 
 
 # --------------------------------------------------------------------------- parser properties
@@ -377,8 +393,15 @@ huge_text = st.tuples(wild_text, st.integers(0, 2500)).map(lambda t: t[0] * t[1]
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(frame=st.one_of(st.binary(max_size=300), huge_bytes, wild_text, huge_text,
-                       st.text(alphabet=st.characters(categories=("Cs", "Cc")), max_size=20)))
+@given(
+    frame=st.one_of(
+        st.binary(max_size=300),
+        huge_bytes,
+        wild_text,
+        huge_text,
+        st.text(alphabet=st.characters(categories=("Cs", "Cc")), max_size=20),
+    )
+)
 def test_arbitrary_frames(frame: Frame) -> None:
     """Junk bytes/text: a ProtocolError, or a plain-text ``Title: Message`` error; never another exception."""
     event = parse_checked(frame)
@@ -400,8 +423,9 @@ TITLE_CHARS = string.ascii_letters + string.digits + " -_()"
 @settings(max_examples=150, deadline=None)
 @given(
     lead=st.sampled_from(["", " ", "\n", "\t "]),
-    title=st.one_of(st.text(alphabet=TITLE_CHARS, min_size=1, max_size=20),
-                    st.text(alphabet=TITLE_CHARS, min_size=75, max_size=90)).filter(lambda t: t == t.strip()),
+    title=st.one_of(
+        st.text(alphabet=TITLE_CHARS, min_size=1, max_size=20), st.text(alphabet=TITLE_CHARS, min_size=75, max_size=90)
+    ).filter(lambda t: t == t.strip()),
     message=any_text.filter(lambda m: bool(m) and m == m.strip()),
     trail=st.sampled_from(["", " ", "\r\n"]),
     as_bytes=st.booleans(),
@@ -422,7 +446,7 @@ def test_plain_text_title_message(lead: str, title: str, message: str, trail: st
 
 @settings(max_examples=300, deadline=None)
 @given(encoded(json_values))
-def test_arbitrary_json(case: Tuple[Any, Frame, bool]) -> None:
+def test_arbitrary_json(case: tuple[Any, Frame, bool]) -> None:
     """Any JSON value: an oracle decides between ProtocolError, UnknownMessage and a known event."""
     value, frame, ok = case
     event = parse_checked(frame)
@@ -436,24 +460,26 @@ def test_arbitrary_json(case: Tuple[Any, Frame, bool]) -> None:
 
 
 @settings(max_examples=25, deadline=None)
-@given(depth=st.sampled_from([10, 500, 900, 990, 995, 1000, 5000, 100_000]),
-       where=st.sampled_from(["top", "words", "start", "error_code", "unknown"]))
+@given(
+    depth=st.sampled_from([10, 500, 900, 990, 995, 1000, 5000, 100_000]),
+    where=st.sampled_from(["top", "words", "start", "error_code", "unknown"]),
+)
 def test_deep_nesting(depth: int, where: str) -> None:
     """Nesting from harmless to far past the recursion limit, in every place a value is inspected or repr'd."""
     inner = "[" * depth + "]" * depth
     frame = {
         "top": inner,
-        "words": '{"type":"transcript","words":[%s]}' % inner,
-        "start": '{"type":"transcript","words":[{"word":"a","start":%s,"end":1}]}' % inner,
-        "error_code": '{"type":"error","message":"m","error_code":%s}' % inner,
-        "unknown": '{"type":"x","payload":%s}' % inner,
+        "words": f'{{"type":"transcript","words":[{inner}]}}',
+        "start": f'{{"type":"transcript","words":[{{"word":"a","start":{inner},"end":1}}]}}',
+        "error_code": f'{{"type":"error","message":"m","error_code":{inner}}}',
+        "unknown": f'{{"type":"x","payload":{inner}}}',
     }[where]
     parse_checked(frame)
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(encoded(transcript_dicts))
-def test_near_valid_transcripts(case: Tuple[Dict[str, Any], Frame, bool]) -> None:
+def test_near_valid_transcripts(case: tuple[dict[str, Any], Frame, bool]) -> None:
     """Mutated ``transcript`` messages parse exactly as the protocol.md oracle says, or raise ProtocolError."""
     value, frame, ok = case
     event = parse_checked(frame)
@@ -467,7 +493,7 @@ def test_near_valid_transcripts(case: Tuple[Dict[str, Any], Frame, bool]) -> Non
 
 @settings(max_examples=200, deadline=None)
 @given(encoded(simple_dicts))
-def test_near_valid_flush_done_and_done(case: Tuple[Dict[str, Any], Frame, bool]) -> None:
+def test_near_valid_flush_done_and_done(case: tuple[dict[str, Any], Frame, bool]) -> None:
     """``flush_done``/``done``: only ``request_id`` matters; it must be a string or absent."""
     value, frame, ok = case
     event = parse_checked(frame)
@@ -480,7 +506,7 @@ def test_near_valid_flush_done_and_done(case: Tuple[Dict[str, Any], Frame, bool]
 
 @settings(max_examples=300, deadline=None)
 @given(encoded(error_dicts))
-def test_near_valid_errors(case: Tuple[Dict[str, Any], Frame, bool]) -> None:
+def test_near_valid_errors(case: tuple[dict[str, Any], Frame, bool]) -> None:
     """``error`` in any shape is lenient: always an event (never ProtocolError) with protocol.md's precedence."""
     value, frame, ok = case
     event = parse_checked(frame)
@@ -514,8 +540,9 @@ def test_near_valid_errors(case: Tuple[Dict[str, Any], Frame, bool]) -> None:
     if expected_status is not _BAD:
         assert event.status_code == expected_status
     error_code = value.get("error_code")
-    assert event.error_code == (None if error_code is None else error_code if isinstance(error_code, str)
-                                else str(error_code))
+    assert event.error_code == (
+        None if error_code is None else error_code if isinstance(error_code, str) else str(error_code)
+    )
     for key in ("title", "request_id", "doc_url"):
         field = value.get(key)
         assert getattr(event, key) == (field if isinstance(field, str) else None), key
@@ -539,7 +566,7 @@ valid_transcripts = st.fixed_dictionaries(
 
 @settings(max_examples=200, deadline=None)
 @given(value=valid_transcripts, ascii_only=st.booleans(), as_bytes=st.booleans())
-def test_valid_transcripts_round_trip(value: Dict[str, Any], ascii_only: bool, as_bytes: bool) -> None:
+def test_valid_transcripts_round_trip(value: dict[str, Any], ascii_only: bool, as_bytes: bool) -> None:
     """A valid transcript keeps every field verbatim (text spaces included); times become equal floats."""
     text = json.dumps(value, ensure_ascii=ascii_only)
     event = parse_message(text.encode("utf-8") if as_bytes else text)
@@ -551,7 +578,7 @@ def test_valid_transcripts_round_trip(value: Dict[str, Any], ascii_only: bool, a
     assert event.language == value.get("language")
     assert event.duration == value.get("duration")
     assert len(event.words) == len(value.get("words", []))
-    for word, raw in zip(event.words, value.get("words", [])):
+    for word, raw in zip(event.words, value.get("words", []), strict=False):
         assert (word.word, word.start, word.end) == (raw["word"], raw["start"], raw["end"])
     assert event.raw == value
 
@@ -576,8 +603,19 @@ def test_str_and_bytes_frames_agree(frame: Frame) -> None:
 
 @settings(max_examples=100, deadline=None)
 @given(
-    kind=st.sampled_from(["transcript-text", "transcript-words", "word", "start", "duration", "request_id",
-                          "type", "not-object", "not-json"]),
+    kind=st.sampled_from(
+        [
+            "transcript-text",
+            "transcript-words",
+            "word",
+            "start",
+            "duration",
+            "request_id",
+            "type",
+            "not-object",
+            "not-json",
+        ]
+    ),
     filler=st.text(alphabet=st.characters(categories=("L", "N", "P", "Zs")), min_size=1, max_size=3),
     size=st.integers(0, 50_000),
 )
@@ -604,11 +642,16 @@ def test_protocol_error_messages_are_bounded(kind: str, filler: str, size: int) 
 
 
 @st.composite
-def chunks(draw: st.DrawFn, final: Optional[bool] = None) -> Transcript:
+def chunks(draw: st.DrawFn, final: bool | None = None) -> Transcript:
     """A transcript chunk: text with leading spaces/unicode, words with increasing times."""
     is_final = draw(st.booleans()) if final is None else final
-    text = draw(st.one_of(st.text(max_size=12), st.text(max_size=12).map(lambda t: " " + t),
-                          st.sampled_from(["", " ", "  two  spaces ", " ünïcödé 日本語", "\n"])))
+    text = draw(
+        st.one_of(
+            st.text(max_size=12),
+            st.text(max_size=12).map(lambda t: " " + t),
+            st.sampled_from(["", " ", "  two  spaces ", " ünïcödé 日本語", "\n"]),
+        )
+    )
     count = draw(st.integers(0, 4))
     t = draw(st.floats(min_value=0, max_value=1000, allow_nan=False))
     words = []
@@ -630,7 +673,7 @@ class Reconnect:
     offset: float
 
 
-def _shift(words: Tuple[Word, ...], offset: float) -> Tuple[Word, ...]:
+def _shift(words: tuple[Word, ...], offset: float) -> tuple[Word, ...]:
     return tuple(Word(w.word, w.start + offset, w.end + offset) for w in words)
 
 
@@ -639,12 +682,18 @@ class _Model:
 
     def __init__(self) -> None:
         self.text = ""
-        self.words: List[Word] = []
-        self.interim: Optional[Transcript] = None
+        self.words: list[Word] = []
+        self.interim: Transcript | None = None
 
     def add(self, chunk: Transcript, offset: float) -> Transcript:
-        shifted = Transcript(text=chunk.text, is_final=chunk.is_final, duration=chunk.duration,
-                             language=chunk.language, words=_shift(chunk.words, offset), request_id=chunk.request_id)
+        shifted = Transcript(
+            text=chunk.text,
+            is_final=chunk.is_final,
+            duration=chunk.duration,
+            language=chunk.language,
+            words=_shift(chunk.words, offset),
+            request_id=chunk.request_id,
+        )
         if chunk.is_final:
             self.text += chunk.text
             self.words.extend(shifted.words)
@@ -667,7 +716,7 @@ reconnects = offsets.map(Reconnect) if HAS_START_CONNECTION else st.nothing()
 
 @settings(max_examples=300, deadline=None)
 @given(steps=st.lists(st.one_of(chunks(), offsets, reconnects), max_size=25))
-def test_accumulator_sequences(steps: List[Union[Transcript, float, Reconnect]]) -> None:
+def test_accumulator_sequences(steps: list[Transcript | float | Reconnect]) -> None:
     """Finals concatenate verbatim, words are shifted by the offset in force, interim is the latest un-finalised one."""
     acc, model = TranscriptAccumulator(), _Model()
     offset = 0.0
@@ -692,14 +741,18 @@ def test_accumulator_sequences(steps: List[Union[Transcript, float, Reconnect]])
 
 
 @settings(max_examples=25, deadline=None)
-@given(threads=st.integers(2, 6), per_thread=st.integers(1, 40), payload=st.text(max_size=5),
-       offset=st.sampled_from([0.0, 12.5]))
+@given(
+    threads=st.integers(2, 6),
+    per_thread=st.integers(1, 40),
+    payload=st.text(max_size=5),
+    offset=st.sampled_from([0.0, 12.5]),
+)
 def test_accumulator_concurrent_finals(threads: int, per_thread: int, payload: str, offset: float) -> None:
     """Threads adding disjoint finals: every chunk appears exactly once, text and words in the same order."""
     acc = TranscriptAccumulator()
     acc.offset = offset
     barrier = threading.Barrier(threads)
-    failures: List[BaseException] = []
+    failures: list[BaseException] = []
 
     def tag(i: int, j: int) -> str:
         return f"<{i}.{j}>"
@@ -711,8 +764,7 @@ def test_accumulator_concurrent_finals(threads: int, per_thread: int, payload: s
             barrier.wait(timeout=10)
             for j in range(per_thread):
                 word = Word(tag(i, j), float(j), float(j) + 0.5)
-                acc.add(Transcript(text=tag(i, j) + clean,
-                                   is_final=True, words=(word, word)))
+                acc.add(Transcript(text=tag(i, j) + clean, is_final=True, words=(word, word)))
                 if j % 3 == 0:
                     acc.add(Transcript(text="interim", is_final=False))
         except BaseException as exc:  # noqa: BLE001 - reported below
@@ -790,7 +842,7 @@ test_accumulator_state_machine = AccumulatorMachine.TestCase
 
 # --------------------------------------------------------------------------- known defects, minimal inputs
 
-DEFECT_FRAMES: List[Tuple[str, str]] = [
+DEFECT_FRAMES: list[tuple[str, str]] = [
     # math.isfinite()/float() on an int beyond the float range raises OverflowError
     ("duration-huge-int", '{"type":"transcript","duration":1' + "0" * 309 + "}"),
     ("word-start-huge-int", '{"type":"transcript","words":[{"word":"a","start":1' + "0" * 309 + ',"end":1}]}'),
@@ -807,10 +859,14 @@ def test_defect_parser_raises_only_protocol_error(frame: str) -> None:
     parse_checked(frame)
 
 
-@pytest.mark.parametrize("frame", [
-    json.dumps({"type": "transcript", "words": [{"word": 1, "pad": "x" * 1000}]}),
-    json.dumps({"type": "transcript", "words": [{"word": "a", "start": "x" * 1000, "end": 1}]}),
-], ids=["malformed-word-entry", "bad-word-start"])
+@pytest.mark.parametrize(
+    "frame",
+    [
+        json.dumps({"type": "transcript", "words": [{"word": 1, "pad": "x" * 1000}]}),
+        json.dumps({"type": "transcript", "words": [{"word": "a", "start": "x" * 1000, "end": 1}]}),
+    ],
+    ids=["malformed-word-entry", "bad-word-start"],
+)
 def test_defect_protocol_error_message_is_bounded(frame: str) -> None:
     """The field description quotes the whole bad value, so the message grows with the frame."""
     with pytest.raises(ProtocolError) as caught:

@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import threading
 import time
+
 import pytest
+from conftest import HandlerServer, record_then
+from slow_engine import BYTES_PER_SECOND, SlowEngine
 
 import cartesia_sync
 from cartesia_sync import StreamTimeout, TranscriptionResult
 from cartesia_sync.local import LocalServer
 from cartesia_sync.testing import FakeCartesia, Scenario
-from conftest import HandlerServer, record_then
-from slow_engine import BYTES_PER_SECOND, SlowEngine
+
 
 def _client(url: str, **options) -> cartesia_sync.Client:
     return cartesia_sync.Client(url=url, load_entrypoints=False, **options)

@@ -5,12 +5,12 @@ from __future__ import annotations
 import threading
 
 import pytest
+from conftest import pcm
 
 import cartesia_sync
 from cartesia_sync import SessionState, hookimpl
 from cartesia_sync._lifecycle import TRANSITIONS, Lifecycle
 from cartesia_sync.testing import Scenario
-from conftest import pcm
 
 S = SessionState
 

@@ -43,9 +43,10 @@ import sys
 import threading
 import time
 import weakref
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Set, Tuple
+from typing import Any
 
 import numpy as np
 import pytest
@@ -96,12 +97,12 @@ def checksum_text(number: int, audio: bytes) -> str:
     return f" s{number}:{len(audio)}b:{hashlib.sha256(audio).hexdigest()[:16]}"
 
 
-def expected_segments(parts: Sequence[bytes]) -> List[bytes]:
+def expected_segments(parts: Sequence[bytes]) -> list[bytes]:
     """The segments the engine cuts: every SEGMENT_BYTES, and at each finalize/end (after each part)."""
-    segments: List[bytes] = []
+    segments: list[bytes] = []
     for part in parts:
         for start in range(0, len(part), SEGMENT_BYTES):
-            segments.append(part[start:start + SEGMENT_BYTES])
+            segments.append(part[start : start + SEGMENT_BYTES])
     return segments
 
 
@@ -109,7 +110,7 @@ def expected_text(segments: Sequence[bytes]) -> str:
     return "".join(checksum_text(number, audio) for number, audio in enumerate(segments, 1))
 
 
-def session_audio(round_no: int, index: int) -> Tuple[bytes, bytes]:
+def session_audio(round_no: int, index: int) -> tuple[bytes, bytes]:
     """Two parts of seeded random int16 audio, different in every session and round (lengths too)."""
     rng = np.random.default_rng([round_no, index])
     first = rng.integers(-12_000, 12_000, RATE + 37 * (index % 41), dtype="<i2").tobytes()  # ~1.0-1.1 s
@@ -121,7 +122,7 @@ def uneven_chunks(audio: bytes, cuts: Sequence[float]) -> Iterator[bytes]:
     """Split at these fractions, on sample boundaries but not on the 100 ms frame boundaries."""
     samples = len(audio) // 2
     points = [0] + [int(samples * cut) * 2 for cut in cuts] + [len(audio)]
-    for start, end in zip(points, points[1:]):
+    for start, end in zip(points, points[1:], strict=False):
         yield audio[start:end]
 
 
@@ -153,10 +154,10 @@ class HookCounter:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self.started: Set[int] = set()
-        self.ended: Set[int] = set()
-        self.finals: Dict[int, int] = {}
-        self.errors: List[str] = []
+        self.started: set[int] = set()
+        self.ended: set[int] = set()
+        self.finals: dict[int, int] = {}
+        self.errors: list[str] = []
 
     def reset(self) -> None:
         with self._lock:
@@ -193,8 +194,8 @@ class Outcome:
 
     index: int
     number: int = 0
-    problems: List[str] = field(default_factory=list)
-    session_ref: Optional["weakref.ReferenceType[cartesia_sync.Session]"] = None
+    problems: list[str] = field(default_factory=list)
+    session_ref: weakref.ReferenceType[cartesia_sync.Session] | None = None
     audio_sha256: str = ""
     finals: int = 0
 
@@ -210,14 +211,15 @@ class AtPeak:
     wall: float = 0.0
 
 
-def drive(client: cartesia_sync.Client, round_no: int, index: int, barrier: threading.Barrier,
-          gauge: Gauge, streaming: Gauge) -> Outcome:
+def drive(
+    client: cartesia_sync.Client, round_no: int, index: int, barrier: threading.Barrier, gauge: Gauge, streaming: Gauge
+) -> Outcome:
     """One session: connect, wait for all, stream, finalize, check, stream more, close, check."""
     outcome = Outcome(index)
     problems = outcome.problems
     first, second = session_audio(round_no, index)
     outcome.audio_sha256 = hashlib.sha256(first + second).hexdigest()
-    session: Optional[cartesia_sync.Session] = None
+    session: cartesia_sync.Session | None = None
     counted = False
     try:
         try:
@@ -271,23 +273,24 @@ def drive(client: cartesia_sync.Client, round_no: int, index: int, barrier: thre
     return outcome
 
 
-def word_problems(words: Sequence[cartesia_sync.Word], segments: Sequence[bytes]) -> List[str]:
+def word_problems(words: Sequence[cartesia_sync.Word], segments: Sequence[bytes]) -> list[str]:
     """One word per segment, spanning its audio on the session's clock (server rounds to 1 ms)."""
-    expected: List[Tuple[str, float, float]] = []
+    expected: list[tuple[str, float, float]] = []
     offset = 0
     for number, audio in enumerate(segments, 1):
-        expected.append((checksum_text(number, audio).strip(), offset / BYTES_PER_SECOND,
-                         (offset + len(audio)) / BYTES_PER_SECOND))
+        expected.append(
+            (checksum_text(number, audio).strip(), offset / BYTES_PER_SECOND, (offset + len(audio)) / BYTES_PER_SECOND)
+        )
         offset += len(audio)
     got = [(w.word, w.start, w.end) for w in words]
     if [g[0] for g in got] != [e[0] for e in expected] or any(
-        abs(g[1] - e[1]) > 0.0011 or abs(g[2] - e[2]) > 0.0011 for g, e in zip(got, expected)
+        abs(g[1] - e[1]) > 0.0011 or abs(g[2] - e[2]) > 0.0011 for g, e in zip(got, expected, strict=False)
     ):
         return [f"words {got!r}, expected {expected!r}"]
     return []
 
 
-def stats_problems(stats: cartesia_sync.SessionStats, audio_bytes: int, finals: int) -> List[str]:
+def stats_problems(stats: cartesia_sync.SessionStats, audio_bytes: int, finals: int) -> list[str]:
     """Every byte queued was sent, none dropped or left unsent, no keepalive, one final per segment."""
     seconds = audio_bytes / BYTES_PER_SECOND
     checks = {
@@ -336,7 +339,7 @@ def rss_bytes() -> int:
 class Resources:
     """What the process holds between rounds."""
 
-    new_threads: List[str]
+    new_threads: list[str]
     os_threads: int
     fds: int
     gc_objects: int = 0
@@ -344,15 +347,18 @@ class Resources:
     rss: int = 0
 
 
-def settled(baseline_threads: Set[Optional[int]], baseline_os_threads: int, baseline_fds: int,
-            wait: float = 10.0) -> Resources:
+def settled(
+    baseline_threads: set[int | None], baseline_os_threads: int, baseline_fds: int, wait: float = 10.0
+) -> Resources:
     """Threads and descriptors once the round's stragglers (server connections) have finished, then memory."""
     deadline = time.monotonic() + wait
     while True:
-        now = Resources([t.name for t in threading.enumerate() if t.ident not in baseline_threads],
-                        os_threads(), open_fds())
-        if (not now.new_threads and now.os_threads <= baseline_os_threads and now.fds <= baseline_fds) \
-                or time.monotonic() >= deadline:
+        now = Resources(
+            [t.name for t in threading.enumerate() if t.ident not in baseline_threads], os_threads(), open_fds()
+        )
+        if (
+            not now.new_threads and now.os_threads <= baseline_os_threads and now.fds <= baseline_fds
+        ) or time.monotonic() >= deadline:
             break
         time.sleep(0.05)
     gc.collect()
@@ -369,8 +375,10 @@ def fd_headroom() -> Iterator[None]:
     needed = open_fds() + SESSIONS * FDS_PER_SESSION + 256
     if soft != resource.RLIM_INFINITY and soft < needed:
         if hard != resource.RLIM_INFINITY and hard < needed:
-            pytest.skip(f"{SESSIONS} concurrent sessions need about {needed} file descriptors; "
-                        f"the hard limit (ulimit -Hn) is {hard}")
+            pytest.skip(
+                f"{SESSIONS} concurrent sessions need about {needed} file descriptors; "
+                f"the hard limit (ulimit -Hn) is {hard}"
+            )
         raised = needed * 2 if hard == resource.RLIM_INFINITY else min(hard, needed * 2)
         resource.setrlimit(resource.RLIMIT_NOFILE, (raised, hard))
     try:
@@ -387,39 +395,50 @@ def test_200_concurrent_sessions_repeatedly_without_thread_or_memory_growth(fd_h
     # idle_timeout: callers wait at the barrier while the others connect; never close them for it
     with FakeCartesia(text=checksum_text, segment_bytes=SEGMENT_BYTES, idle_timeout=120.0) as fake:
         client = cartesia_sync.Client(
-            url=fake.url, load_entrypoints=False, plugins=[counter],
+            url=fake.url,
+            load_entrypoints=False,
+            plugins=[counter],
             keepalive_interval=None,  # keepalive silence would be audio to the engine and change the checksums
-            connect_timeout=CALL_TIMEOUT, send_timeout=CALL_TIMEOUT,
+            connect_timeout=CALL_TIMEOUT,
+            send_timeout=CALL_TIMEOUT,
         )
         gc.collect()
         baseline_threads = {t.ident for t in threading.enumerate()}
         baseline_os_threads = os_threads()
         baseline_fds = open_fds()
-        after: List[Resources] = []
+        after: list[Resources] = []
         for round_no in range(1, ROUNDS + 1):
             peak = run_round(fake, client, counter, round_no)
             now = settled(baseline_threads, baseline_os_threads, baseline_fds)
             after.append(now)
-            print(f"\nload round {round_no}: {SESSIONS} sessions in {peak.wall:.2f} s; at the peak: {peak.client_open} "
-                  f"open (server side {peak.server_open}), {peak.threads} threads; most streaming at once "
-                  f"{peak.streaming}; after: {threading.active_count()} threads (OS {now.os_threads}, baseline "
-                  f"{baseline_os_threads}), {now.fds} fds (baseline {baseline_fds}), {now.gc_objects} gc objects, "
-                  f"{now.blocks} blocks, RSS {now.rss / 2**20:.1f} MiB")
-            assert not now.new_threads, f"round {round_no}: {len(now.new_threads)} threads survived it: {now.new_threads[:10]}"
-            assert now.os_threads <= baseline_os_threads, \
+            print(
+                f"\nload round {round_no}: {SESSIONS} sessions in {peak.wall:.2f} s; at the peak: {peak.client_open} "
+                f"open (server side {peak.server_open}), {peak.threads} threads; most streaming at once "
+                f"{peak.streaming}; after: {threading.active_count()} threads (OS {now.os_threads}, baseline "
+                f"{baseline_os_threads}), {now.fds} fds (baseline {baseline_fds}), {now.gc_objects} gc objects, "
+                f"{now.blocks} blocks, RSS {now.rss / 2**20:.1f} MiB"
+            )
+            assert not now.new_threads, (
+                f"round {round_no}: {len(now.new_threads)} threads survived it: {now.new_threads[:10]}"
+            )
+            assert now.os_threads <= baseline_os_threads, (
                 f"round {round_no}: {now.os_threads - baseline_os_threads} OS threads survived it"
+            )
             assert now.fds <= baseline_fds, f"round {round_no}: {now.fds - baseline_fds} file descriptors leaked"
 
     second, last = after[1], after[-1]
-    growth = {"gc objects": last.gc_objects - second.gc_objects, "blocks": last.blocks - second.blocks,
-              "RSS bytes": last.rss - second.rss}
+    growth = {
+        "gc objects": last.gc_objects - second.gc_objects,
+        "blocks": last.blocks - second.blocks,
+        "RSS bytes": last.rss - second.rss,
+    }
     print(f"growth from round 2 to round {ROUNDS}: {growth}")
     assert growth["gc objects"] < GC_OBJECTS_GROWTH_BOUND, growth
     assert growth["blocks"] < BLOCKS_GROWTH_BOUND, growth
     assert growth["RSS bytes"] < RSS_GROWTH_BOUND, growth
 
 
-def run_round(fake: FakeCartesia, client: cartesia_sync.Client, counter: HookCounter, round_no: int) -> "AtPeak":
+def run_round(fake: FakeCartesia, client: cartesia_sync.Client, counter: HookCounter, round_no: int) -> AtPeak:
     """SESSIONS sessions at once; check each result, the hooks and the server's records."""
     counter.reset()
     gauge, streaming = Gauge(), Gauge()

@@ -10,6 +10,7 @@ import time
 import numpy as np
 import pytest
 import websocket
+from conftest import pcm
 
 import cartesia_sync
 from cartesia_sync import (
@@ -21,8 +22,6 @@ from cartesia_sync import (
 )
 from cartesia_sync.local import LocalServer, ScriptedEngine, available_engines
 from cartesia_sync.testing import FakeCartesia, facts_text
-
-from conftest import pcm
 
 
 def client_for(server, **kwargs):
@@ -83,8 +82,13 @@ def test_segment_bytes_makes_finals_without_finalize_and_interims_in_between():
 
 def test_every_message_has_the_documented_shape():
     with FakeCartesia(interim_bytes=3200) as server:
-        messages, code = raw_exchange(server.url.replace("websocket", "websocket?model=ink-whisper&sample_rate=16000"),
-                                      pcm(0.2), "finalize", pcm(0.1), "close")
+        messages, code = raw_exchange(
+            server.url.replace("websocket", "websocket?model=ink-whisper&sample_rate=16000"),
+            pcm(0.2),
+            "finalize",
+            pcm(0.1),
+            "close",
+        )
     kinds = [m["type"] for m in messages]
     assert kinds == ["transcript", "transcript", "flush_done", "transcript", "transcript", "done"]
     assert [m.get("is_final") for m in messages] == [False, True, None, False, True, None]
@@ -96,15 +100,18 @@ def test_every_message_has_the_documented_shape():
     assert code == 1000
 
 
-@pytest.mark.parametrize("query,code,fragment", [
-    ("model=whisper-9000", "model_not_found", "whisper-9000"),
-    ("", "model_required", "model"),
-    ("model=ink-whisper&encoding=pcm_u8", "invalid_encoding", "pcm_u8"),
-    ("model=ink-whisper&sample_rate=96000", "invalid_sample_rate", "96000"),
-    ("model=ink-whisper&sample_rate=abc", "invalid_sample_rate", "abc"),
-    ("model=ink-whisper&min_volume=2", "invalid_min_volume", "min_volume"),
-    ("model=ink-whisper&max_silence_duration_secs=-1", "invalid_max_silence_duration_secs", "max_silence"),
-])
+@pytest.mark.parametrize(
+    "query,code,fragment",
+    [
+        ("model=whisper-9000", "model_not_found", "whisper-9000"),
+        ("", "model_required", "model"),
+        ("model=ink-whisper&encoding=pcm_u8", "invalid_encoding", "pcm_u8"),
+        ("model=ink-whisper&sample_rate=96000", "invalid_sample_rate", "96000"),
+        ("model=ink-whisper&sample_rate=abc", "invalid_sample_rate", "abc"),
+        ("model=ink-whisper&min_volume=2", "invalid_min_volume", "min_volume"),
+        ("model=ink-whisper&max_silence_duration_secs=-1", "invalid_max_silence_duration_secs", "max_silence"),
+    ],
+)
 def test_query_validation_errors(query, code, fragment):
     with FakeCartesia() as server:
         messages, close_code = raw_exchange(server.url + "?" + query)
@@ -130,14 +137,17 @@ class DecodedScripted(ScriptedEngine):
     raw_audio = False
 
 
-@pytest.mark.parametrize("encoding,rate,audio", [
-    ("pcm_s16le", 8000, np.full(8000, 1000, dtype="<i2").tobytes()),
-    ("pcm_s32le", 16000, np.full(16000, 1000 << 16, dtype="<i4").tobytes()),
-    ("pcm_f32le", 48000, np.full(48000, 0.25, dtype="<f4").tobytes()),
-    ("pcm_f16le", 16000, np.full(16000, 0.25, dtype="<f2").tobytes()),
-    ("pcm_mulaw", 8000, bytes([0x9f]) * 8000),
-    ("pcm_alaw", 8000, bytes([0xd5]) * 8000),
-])
+@pytest.mark.parametrize(
+    "encoding,rate,audio",
+    [
+        ("pcm_s16le", 8000, np.full(8000, 1000, dtype="<i2").tobytes()),
+        ("pcm_s32le", 16000, np.full(16000, 1000 << 16, dtype="<i4").tobytes()),
+        ("pcm_f32le", 48000, np.full(48000, 0.25, dtype="<f4").tobytes()),
+        ("pcm_f16le", 16000, np.full(16000, 0.25, dtype="<f2").tobytes()),
+        ("pcm_mulaw", 8000, bytes([0x9F]) * 8000),
+        ("pcm_alaw", 8000, bytes([0xD5]) * 8000),
+    ],
+)
 def test_every_encoding_and_rate_reaches_the_engine_as_16k_s16le(encoding, rate, audio):
     received = []
     engine = DecodedScripted(text=lambda n, pcm: received.append(pcm) or f" got{n}")
@@ -175,6 +185,7 @@ def test_wrong_path_is_404():
 
 # -- authentication -------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("auth", ["header", "query"])
 def test_key_is_required_when_configured(auth):
     with FakeCartesia(api_key="sk_local_1") as server:
@@ -192,7 +203,9 @@ def test_key_is_required_when_configured(auth):
 
 def test_bearer_authorization_is_accepted():
     with FakeCartesia(api_key="sk_local_2") as server:
-        ws = websocket.create_connection(server.url + "?model=ink-whisper", header={"Authorization": "Bearer sk_local_2"})
+        ws = websocket.create_connection(
+            server.url + "?model=ink-whisper", header={"Authorization": "Bearer sk_local_2"}
+        )
         ws.close()
 
 
@@ -202,6 +215,7 @@ def test_server_refuses_non_loopback_bind_unless_asked():
 
 
 # -- idle timeout, concurrency, shutdown ------------------------------------------------------
+
 
 def test_idle_connections_are_closed_and_the_idle_session_ends_cleanly():
     with FakeCartesia(idle_timeout=0.8) as server:
@@ -233,6 +247,7 @@ def test_concurrent_sessions_get_their_own_results():
     audio = {n: np.full(1600 * n, n, dtype=np.int16) for n in range(1, 21)}
     results = {}
     with FakeCartesia() as server:
+
         def run(n):
             with client_for(server).connect() as session:
                 session.send(audio[n])

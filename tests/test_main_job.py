@@ -41,8 +41,9 @@ def test_the_sample_through_client_server_and_engine(pocketsphinx_server):
         def on_transcript(self, transcript):
             seen.append(transcript)
 
-    result = cartesia_sync.transcribe(str(SAMPLE), url=pocketsphinx_server.url, plugins=[Collect()],
-                                      load_entrypoints=False)
+    result = cartesia_sync.transcribe(
+        str(SAMPLE), url=pocketsphinx_server.url, plugins=[Collect()], load_entrypoints=False
+    )
     assert word_error_rate(SAMPLE_TEXT, result.text) <= 0.15, result.text
     assert result.text.startswith(" ") and "  " not in result.text  # verbatim joining reads naturally
     interims = [t for t in seen if not t.is_final]
@@ -75,8 +76,13 @@ def test_realtime_streaming_gives_interims_long_before_the_end(pocketsphinx_serv
 
 def test_the_cli_main_job_with_no_key_and_no_network():
     env = {k: v for k, v in os.environ.items() if not k.startswith("CARTESIA")}
-    result = subprocess.run([sys.executable, "-m", "cartesia_sync", "transcribe", str(SAMPLE)],
-                            capture_output=True, text=True, timeout=180, env=env)
+    result = subprocess.run(
+        [sys.executable, "-m", "cartesia_sync", "transcribe", str(SAMPLE)],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=env,
+    )
     assert result.returncode == 0, result.stderr
     notice = result.stderr.strip().splitlines()
     assert len(notice) == 1 and "embedded local server (pocketsphinx)" in notice[0]

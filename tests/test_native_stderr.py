@@ -19,8 +19,9 @@ def test_the_capture_takes_what_c_code_writes_and_restores_the_descriptor(capfd)
         os.write(2, b"ALSA lib pcm.c:1:(x) Unknown PCM nothing\n")
         with capture_native_stderr() as inner:  # nested: the outer capture gets the text
             os.write(2, b"jack server is not running or cannot be started\n")
-    assert captured.text == ("ALSA lib pcm.c:1:(x) Unknown PCM nothing\n"
-                             "jack server is not running or cannot be started\n")
+    assert captured.text == (
+        "ALSA lib pcm.c:1:(x) Unknown PCM nothing\njack server is not running or cannot be started\n"
+    )
     assert inner.text == ""
     after = os.fstat(2)
     assert (after.st_dev, after.st_ino) == (before.st_dev, before.st_ino)

@@ -10,10 +10,9 @@ import time
 
 import numpy as np
 import pytest
+from conftest import pcm
 
 from cartesia_sync import StreamTimeout
-
-from conftest import pcm
 
 
 def frame_times(record):

@@ -10,20 +10,18 @@ import re
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Dict, Iterator
 
 import numpy as np
-import soundfile
-
 import pluggy
 import pytest
+import soundfile
+from conftest import pcm
 
 import cartesia_sync
 from cartesia_sync import ConfigurationError, hookimpl
 from cartesia_sync._plugin_manager import create_plugin_manager, list_plugins
-
-from conftest import pcm
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -104,8 +102,9 @@ class Site:
     def __init__(self, path: Path) -> None:
         self.path = path
 
-    def install(self, distribution: str, entry_points: Dict[str, str], modules: Dict[str, str],
-                version: str = "1.2.3") -> None:
+    def install(
+        self, distribution: str, entry_points: dict[str, str], modules: dict[str, str], version: str = "1.2.3"
+    ) -> None:
         for module, source in modules.items():
             (self.path / f"{module}.py").write_text(textwrap.dedent(source))
         info = self.path / f"{distribution.replace('-', '_')}-{version}.dist-info"
@@ -181,8 +180,12 @@ class NeedsConfig:
 
 
 def install_counting(site: Site) -> None:
-    site.install("cartesia-sync-counting", {"counting": "cartesia_sync_counting:CountingPlugin"},
-                 {"cartesia_sync_counting": CLASS_PLUGIN}, version="0.4.0")
+    site.install(
+        "cartesia-sync-counting",
+        {"counting": "cartesia_sync_counting:CountingPlugin"},
+        {"cartesia_sync_counting": CLASS_PLUGIN},
+        version="0.4.0",
+    )
 
 
 def test_installed_plugins_are_loaded_from_entry_points(site, make_client):
@@ -222,8 +225,9 @@ def test_an_entry_point_naming_a_class_registers_one_instance_per_manager(site, 
 
 
 def test_an_entry_point_naming_a_module_registers_the_module(site, make_client):
-    site.install("cartesia-sync-modplug", {"modplug": "cartesia_sync_modplug"},
-                 {"cartesia_sync_modplug": MODULE_PLUGIN})
+    site.install(
+        "cartesia-sync-modplug", {"modplug": "cartesia_sync_modplug"}, {"cartesia_sync_modplug": MODULE_PLUGIN}
+    )
     client = make_client(load_entrypoints=True)
     import cartesia_sync_modplug
 
@@ -235,17 +239,27 @@ def test_an_entry_point_naming_a_module_registers_the_module(site, make_client):
 
 
 def test_a_plugin_class_that_cannot_start_is_skipped_and_the_others_still_work(site, make_client, caplog):
-    site.install("cartesia-sync-needs-config", {"needs-config": "cartesia_sync_needs_config:NeedsConfig"},
-                 {"cartesia_sync_needs_config": FAILING_CLASS_PLUGIN}, version="2.0.1")
+    site.install(
+        "cartesia-sync-needs-config",
+        {"needs-config": "cartesia_sync_needs_config:NeedsConfig"},
+        {"cartesia_sync_needs_config": FAILING_CLASS_PLUGIN},
+        version="2.0.1",
+    )
     install_counting(site)
     with caplog.at_level("WARNING", logger="cartesia_sync.plugin_manager"):
         client = make_client(load_entrypoints=True)
     [warning] = [r for r in caplog.records if r.name == "cartesia_sync.plugin_manager"]
     message = warning.getMessage()
     assert warning.levelname == "WARNING"
-    for part in ("'needs-config'", "cartesia-sync-needs-config 2.0.1", "cartesia_sync_needs_config:NeedsConfig",
-                 "RuntimeError: no configuration file at ~/.needs-config", "pip uninstall cartesia-sync-needs-config",
-                 "CARTESIA_SYNC_DISABLE_PLUGINS=needs-config", "load_entrypoints=False"):
+    for part in (
+        "'needs-config'",
+        "cartesia-sync-needs-config 2.0.1",
+        "cartesia_sync_needs_config:NeedsConfig",
+        "RuntimeError: no configuration file at ~/.needs-config",
+        "pip uninstall cartesia-sync-needs-config",
+        "CARTESIA_SYNC_DISABLE_PLUGINS=needs-config",
+        "load_entrypoints=False",
+    ):
         assert part in message, part
     pm = client.plugin_manager
     assert not pm.has_plugin("needs-config") and pm.has_plugin("counting")
@@ -263,8 +277,11 @@ def test_a_plugin_class_that_cannot_start_is_skipped_and_the_others_still_work(s
 
 
 def test_the_command_line_transcribes_and_lists_a_broken_plugin(site, server, tmp_path):
-    site.install("cartesia-sync-needs-config", {"needs-config": "cartesia_sync_needs_config:NeedsConfig"},
-                 {"cartesia_sync_needs_config": FAILING_CLASS_PLUGIN})
+    site.install(
+        "cartesia-sync-needs-config",
+        {"needs-config": "cartesia_sync_needs_config:NeedsConfig"},
+        {"cartesia_sync_needs_config": FAILING_CLASS_PLUGIN},
+    )
     install_counting(site)
     wav = tmp_path / "tone.wav"
     soundfile.write(wav, np.zeros(1600, dtype=np.int16), 16000)
@@ -272,8 +289,9 @@ def test_the_command_line_transcribes_and_lists_a_broken_plugin(site, server, tm
     env["PYTHONPATH"] = os.pathsep.join([str(site.path), env.get("PYTHONPATH", "")])
 
     def cli(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "cartesia_sync", *args], capture_output=True, text=True,
-                              timeout=60, env=env)
+        return subprocess.run(
+            [sys.executable, "-m", "cartesia_sync", *args], capture_output=True, text=True, timeout=60, env=env
+        )
 
     transcribed = cli("transcribe", str(wav), "--url", server.url)
     assert transcribed.returncode == 0, transcribed.stderr
@@ -290,9 +308,14 @@ def test_the_command_line_transcribes_and_lists_a_broken_plugin(site, server, tm
 
 
 BROKEN_KINDS = {
-    "import fails": ("cartesia_sync_bad:plugin", "raise ImportError('missing dependency xyz')\n",
-                     "importing cartesia_sync_bad:plugin failed (ImportError: missing dependency xyz)"),
-    "class needs arguments": ("cartesia_sync_bad:Configured", """
+    "import fails": (
+        "cartesia_sync_bad:plugin",
+        "raise ImportError('missing dependency xyz')\n",
+        "importing cartesia_sync_bad:plugin failed (ImportError: missing dependency xyz)",
+    ),
+    "class needs arguments": (
+        "cartesia_sync_bad:Configured",
+        """
         from cartesia_sync import hookimpl
 
         class Configured:
@@ -302,35 +325,55 @@ BROKEN_KINDS = {
             @hookimpl
             def on_transcript(self, transcript):
                 pass
-        """, "cartesia_sync_bad:Configured() failed (TypeError"),
-    "names a function": ("cartesia_sync_bad:make_plugin", "def make_plugin():\n    return None\n",
-                         "is a function with no @cartesia_sync.hookimpl methods"),
-    "class without hooks": ("cartesia_sync_bad:Nothing", "class Nothing:\n    pass\n",
-                            "is an instance of Nothing with no @cartesia_sync.hookimpl methods"),
-    "misspelt hook": ("cartesia_sync_bad:Typo", """
+        """,
+        "cartesia_sync_bad:Configured() failed (TypeError",
+    ),
+    "names a function": (
+        "cartesia_sync_bad:make_plugin",
+        "def make_plugin():\n    return None\n",
+        "is a function with no @cartesia_sync.hookimpl methods",
+    ),
+    "class without hooks": (
+        "cartesia_sync_bad:Nothing",
+        "class Nothing:\n    pass\n",
+        "is an instance of Nothing with no @cartesia_sync.hookimpl methods",
+    ),
+    "misspelt hook": (
+        "cartesia_sync_bad:Typo",
+        """
         from cartesia_sync import hookimpl
 
         class Typo:
             @hookimpl
             def on_transcrpit(self, transcript):
                 pass
-        """, "implements on_transcrpit: no such hook"),
-    "wrong argument": ("cartesia_sync_bad:BadArgs", """
+        """,
+        "implements on_transcrpit: no such hook",
+    ),
+    "wrong argument": (
+        "cartesia_sync_bad:BadArgs",
+        """
         from cartesia_sync import hookimpl
 
         class BadArgs:
             @hookimpl
             def on_transcript(self, chunk):
                 pass
-        """, "chunk"),
-    "hook wrapper": ("cartesia_sync_bad:Wrapper", """
+        """,
+        "chunk",
+    ),
+    "hook wrapper": (
+        "cartesia_sync_bad:Wrapper",
+        """
         from cartesia_sync import hookimpl
 
         class Wrapper:
             @hookimpl(wrapper=True)
             def on_transcript(self, transcript):
                 yield
-        """, "hook wrapper"),
+        """,
+        "hook wrapper",
+    ),
 }
 
 
@@ -351,8 +394,11 @@ def test_every_kind_of_broken_entry_point_is_skipped_and_listed(site, kind, capl
 
 
 def test_blocked_entry_points_are_not_even_imported(site, make_client, monkeypatch):
-    site.install("cartesia-sync-explodes", {"explodes": "cartesia_sync_explodes:plugin"},
-                 {"cartesia_sync_explodes": "raise RuntimeError('imported although blocked')\n"})
+    site.install(
+        "cartesia-sync-explodes",
+        {"explodes": "cartesia_sync_explodes:plugin"},
+        {"cartesia_sync_explodes": "raise RuntimeError('imported although blocked')\n"},
+    )
     install_counting(site)
     monkeypatch.setenv("CARTESIA_SYNC_DISABLE_PLUGINS", "explodes, counting")
     client = make_client(load_entrypoints=True)
@@ -375,8 +421,13 @@ def test_the_pyproject_entry_point_in_the_plugin_guide_loads_the_guide_s_class(t
         '[project]\nname = "cartesia-sync-print-finals"\nversion = "0.1.0"\n\n' + table
     )
     (site.path / "cartesia_sync_print_finals.py").write_text(example.split("\nclient = ", 1)[0])
-    built = subprocess.run([sys.executable, "-c", "import setuptools; setuptools.setup()", "-q", "egg_info",
-                            "--egg-base", str(site.path)], cwd=project, capture_output=True, text=True, timeout=120)
+    built = subprocess.run(
+        [sys.executable, "-c", "import setuptools; setuptools.setup()", "-q", "egg_info", "--egg-base", str(site.path)],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert built.returncode == 0, built.stderr  # setuptools writes the installed metadata, entry points included
     importlib.invalidate_caches()
     client = make_client(load_entrypoints=True)
@@ -429,10 +480,27 @@ def test_every_hookspec_has_a_docstring_naming_its_thread():
 
 
 def test_public_api_names():
-    for name in ("Client", "Session", "transcribe", "hookimpl", "Transcript", "Word", "FlushDone", "Done",
-                 "CartesiaSyncError", "ConfigurationError", "AuthenticationError", "RateLimitError", "ConnectError",
-                 "ServerError", "ProtocolError", "StreamTimeout", "SessionClosedError", "AudioFormatError",
-                 "PluginError"):
+    for name in (
+        "Client",
+        "Session",
+        "transcribe",
+        "hookimpl",
+        "Transcript",
+        "Word",
+        "FlushDone",
+        "Done",
+        "CartesiaSyncError",
+        "ConfigurationError",
+        "AuthenticationError",
+        "RateLimitError",
+        "ConnectError",
+        "ServerError",
+        "ProtocolError",
+        "StreamTimeout",
+        "SessionClosedError",
+        "AudioFormatError",
+        "PluginError",
+    ):
         assert name in cartesia_sync.__all__ and hasattr(cartesia_sync, name)
     import builtins
 

@@ -18,7 +18,11 @@ def private_imports(source: str) -> list:
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Import):
             for alias in node.names:
-                if alias.name.startswith("cartesia_sync.") or alias.name == "plugins" or alias.name.startswith("plugins."):
+                if (
+                    alias.name.startswith("cartesia_sync.")
+                    or alias.name == "plugins"
+                    or alias.name.startswith("plugins.")
+                ):
                     bad.append(alias.name)
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
             if node.module == "cartesia_sync":

@@ -12,15 +12,15 @@ import signal
 import threading
 import time
 import wave
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Dict, Iterator, List, Sequence, Tuple
 
 import pytest
 
 pytest.importorskip("pocketsphinx")
 
-from cartesia_sync.local.metrics import word_error_rate as wer  # noqa: E402
 from cartesia_sync.local.engine import Engine, EngineStream, Recognition, StreamOptions  # noqa: E402
+from cartesia_sync.local.metrics import word_error_rate as wer  # noqa: E402
 from cartesia_sync.local.pocketsphinx_engine import PocketSphinxEngine  # noqa: E402
 
 DATA = Path(__file__).parent / "data"
@@ -46,7 +46,7 @@ def scaled(pcm: bytes, factor: float) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def fixtures() -> Dict[str, Tuple[bytes, str]]:
+def fixtures() -> dict[str, tuple[bytes, str]]:
     out = {}
     for line in (DATA / "fixtures.tsv").read_text().splitlines():
         name, text = line.split("\t")
@@ -63,11 +63,11 @@ def engine() -> Iterator[PocketSphinxEngine]:
 
 def run(
     engine: PocketSphinxEngine, pcm: bytes, chunk: int = CHUNK, flush: bool = True, **options: object
-) -> List[Recognition]:
+) -> list[Recognition]:
     """Every result of one stream fed ``pcm`` in ``chunk``-byte pieces, then flushed."""
     stream = engine.open_stream(StreamOptions(**options))  # type: ignore[arg-type]
     try:
-        results: List[Recognition] = []
+        results: list[Recognition] = []
         for i in range(0, len(pcm), chunk):
             results.extend(stream.feed(pcm[i : i + chunk]))
         if flush:
@@ -88,7 +88,7 @@ def test_word_error_rate_on_fixtures(engine, fixtures):
         hyps.append(final_text(run(engine, pcm)))
     score = wer(refs, hyps)
     # Measured: 2 errors in 68 words (2.9 %); docs/audio-stack.md expects 16-30 % on espeak speech.
-    assert score < 0.2, list(zip(refs, hyps))
+    assert score < 0.2, list(zip(refs, hyps, strict=False))
 
 
 def test_shipped_sample_is_transcribed_exactly(engine):
@@ -104,7 +104,7 @@ def test_interims_come_first_and_change_as_audio_arrives(engine, fixtures):
     interims = results[: finals[0]]
     assert interims and not any(r.is_final for r in interims)
     assert len({r.text for r in interims}) >= 3
-    assert all(a.text != b.text for a, b in zip(interims, interims[1:]))
+    assert all(a.text != b.text for a, b in zip(interims, interims[1:], strict=False))
     assert len(interims[-1].text.split()) > len(interims[0].text.split())
     assert all(r.text == r.text.strip() and "  " not in r.text for r in results)
 
@@ -256,8 +256,8 @@ def test_in_process_and_worker_modes_agree(engine, fixtures):
 def test_concurrent_streams_from_two_threads_match_sequential(engine, fixtures):
     inputs = [fixtures["utt02.wav"][0] + silence(0.8) + fixtures["utt05.wav"][0], fixtures["utt06.wav"][0]]
     sequential = [final_text(run(engine, pcm)) for pcm in inputs]
-    concurrent: List[str] = ["", ""]
-    errors: List[BaseException] = []
+    concurrent: list[str] = ["", ""]
+    errors: list[BaseException] = []
 
     def work(i: int) -> None:
         try:

@@ -39,8 +39,14 @@ def test_the_api_reference_renders_exactly_the_exported_names(tmp_path):
 
     site = tmp_path / "site"
     env = dict(os.environ, NO_MKDOCS_2_WARNING="1")
-    built = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--quiet", "-d", str(site)],
-                           cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
+    built = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--quiet", "-d", str(site)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
     assert built.returncode == 0, built.stderr
     html = (site / "api" / "index.html").read_text()
     rendered = set(re.findall(r'id="cartesia_sync\.([A-Za-z_]+)"', html)) - {"hookspecs"}

@@ -17,17 +17,17 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
-from typing import List, Sequence
 
 import pytest
+from process_memory import tree_rss_mib
+from recordings import Recording, make_recording
 
 import cartesia_sync
 from cartesia_sync import ConfigurationError, PluginError, ServerError, TranscriptionResult, hookimpl
 from cartesia_sync.local import LocalServer
 from cartesia_sync.testing import Scenario
-from process_memory import tree_rss_mib
-from recordings import Recording, make_recording
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -39,7 +39,7 @@ def recall(spoken: Sequence[str], text: str) -> float:
     return sum((heard & wanted).values()) / max(1, sum(wanted.values()))
 
 
-def tail_words(recording: Recording, count: int = 40) -> List[str]:
+def tail_words(recording: Recording, count: int = 40) -> list[str]:
     return recording.words[-count:]
 
 
@@ -50,8 +50,14 @@ def clean_env(**extra: str) -> dict:
 
 
 def run_cli(*args: str, timeout: float, cwd: Path = ROOT) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "cartesia_sync", *args], capture_output=True, text=True,
-                          timeout=timeout, env=clean_env(), cwd=cwd)
+    return subprocess.run(
+        [sys.executable, "-m", "cartesia_sync", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=clean_env(),
+        cwd=cwd,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -105,8 +111,14 @@ def test_an_hour_through_the_cli_with_flat_memory(tmp_path):
     """One hour of audio, unpaced into the embedded server: it finishes, and memory stays flat on both sides."""
     recording = make_recording(tmp_path / "hour.wav", 3600, seed=60)
     out = open(tmp_path / "out.json", "w+")
-    client = subprocess.Popen([sys.executable, "-m", "cartesia_sync", "transcribe", "--json", str(recording.path)],
-                              stdout=out, stderr=subprocess.PIPE, text=True, env=clean_env(), cwd=ROOT)
+    client = subprocess.Popen(
+        [sys.executable, "-m", "cartesia_sync", "transcribe", "--json", str(recording.path)],
+        stdout=out,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=clean_env(),
+        cwd=ROOT,
+    )
     samples = []
     deadline = time.monotonic() + 3600
     while client.poll() is None and time.monotonic() < deadline:
@@ -123,7 +135,7 @@ def test_an_hour_through_the_cli_with_flat_memory(tmp_path):
     assert recall(recording.words, result["text"]) > 0.75
     # After the first quarter the engine's decoders are built; from there on nothing may grow with the
     # audio (the hour is 115 MB of samples; 60 MiB would be holding half of what is left of it).
-    settled = samples[len(samples) // 4:]
+    settled = samples[len(samples) // 4 :]
     assert max(settled) - settled[0] < 60, f"memory grew: {settled[0]:.0f} -> {max(settled):.0f} MiB"
 
 
@@ -183,8 +195,9 @@ def test_ctrl_c_in_the_python_api_carries_what_was_recognised(one_minute, local_
                 _thread.interrupt_main()
 
     with pytest.raises(KeyboardInterrupt) as raised:
-        cartesia_sync.transcribe(one_minute.path, url=local_server.url, plugins=[InterruptAtFirstFinal()],
-                                 load_entrypoints=False)
+        cartesia_sync.transcribe(
+            one_minute.path, url=local_server.url, plugins=[InterruptAtFirstFinal()], load_entrypoints=False
+        )
     partial = raised.value.partial_result
     assert isinstance(partial, TranscriptionResult) and not partial.complete
     assert partial.text.strip()
@@ -192,12 +205,33 @@ def test_ctrl_c_in_the_python_api_carries_what_was_recognised(one_minute, local_
 
 def test_the_cli_prints_what_it_has_then_one_error_line(one_minute, tmp_path):
     srt = tmp_path / "part.srt"
-    refusal = {"type": "error", "done": True, "status_code": 400, "error_code": "bad_audio", "title": "Bad audio",
-               "message": "the audio could not be decoded"}  # a 4xx: permanent, no reconnect
+    refusal = {
+        "type": "error",
+        "done": True,
+        "status_code": 400,
+        "error_code": "bad_audio",
+        "title": "Bad audio",
+        "message": "the audio could not be decoded",
+    }  # a 4xx: permanent, no reconnect
     with LocalServer(scenario=Scenario(error_after_bytes=40 * 32000, error_message=refusal)) as server:
         result = subprocess.run(
-            [sys.executable, "-m", "cartesia_sync", "transcribe", str(one_minute.path), "--url", server.url,
-             "--srt", str(srt)], capture_output=True, text=True, timeout=300, env=clean_env(), cwd=ROOT)
+            [
+                sys.executable,
+                "-m",
+                "cartesia_sync",
+                "transcribe",
+                str(one_minute.path),
+                "--url",
+                server.url,
+                "--srt",
+                str(srt),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env=clean_env(),
+            cwd=ROOT,
+        )
     assert result.returncode == 1
     assert result.stdout.strip() and not result.stdout.startswith(" ")
     lines = result.stderr.strip().splitlines()
@@ -225,9 +259,24 @@ def test_one_bad_file_among_good_ones(tmp_path):
 def test_ctrl_c_in_the_cli_prints_what_was_recognised(ten_minutes, tmp_path):
     log = tmp_path / "events.jsonl"
     srt = tmp_path / "live.srt"
-    proc = subprocess.Popen([sys.executable, "-m", "cartesia_sync", "transcribe", str(ten_minutes.path),
-                             "--log", str(log), "--srt", str(srt)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=clean_env(), cwd=ROOT)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "cartesia_sync",
+            "transcribe",
+            str(ten_minutes.path),
+            "--log",
+            str(log),
+            "--srt",
+            str(srt),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=clean_env(),
+        cwd=ROOT,
+    )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         if log.exists() and log.read_text().count('"is_final":true') >= 3:
@@ -250,12 +299,16 @@ def test_ctrl_c_in_the_cli_prints_what_was_recognised(ten_minutes, tmp_path):
 
 def test_the_readme_python_example_runs_with_no_key():
     code = "import cartesia_sync\nprint(cartesia_sync.transcribe('samples/hello.wav').text.strip())\n"
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
-                            env=clean_env(), cwd=ROOT)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=clean_env(), cwd=ROOT
+    )
     assert result.returncode == 0, result.stderr
     assert "cup of coffee" in result.stdout
-    assert re.fullmatch(r"cartesia-sync: no CARTESIA_API_KEY set: using the embedded local server \(pocketsphinx\) "
-                        r"at ws://127\.0\.0\.1:\d+/stt/websocket\n", result.stderr)
+    assert re.fullmatch(
+        r"cartesia-sync: no CARTESIA_API_KEY set: using the embedded local server \(pocketsphinx\) "
+        r"at ws://127\.0\.0\.1:\d+/stt/websocket\n",
+        result.stderr,
+    )
 
 
 def test_no_key_and_local_false_is_a_clear_error(monkeypatch):

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import hashlib
 import time
-from typing import Any, Iterator, List, Tuple
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import pytest
@@ -49,9 +50,9 @@ class ReconnectLog:
     """A plugin keeping every ``on_reconnect`` event and every final chunk's words."""
 
     def __init__(self) -> None:
-        self.reconnects: List[Reconnected] = []
-        self.finals: List[Tuple[str, Tuple[Any, ...]]] = []
-        self.errors: List[Exception] = []
+        self.reconnects: list[Reconnected] = []
+        self.finals: list[tuple[str, tuple[Any, ...]]] = []
+        self.errors: list[Exception] = []
 
     @hookimpl
     def on_reconnect(self, event: Reconnected) -> None:
@@ -73,8 +74,9 @@ def fake() -> Iterator[FakeCartesia]:
         yield server
 
 
-def stream(url: str, audio: bytes, *, realtime: Any = 8.0, finalize_at: float = 0.0, plugins_extra: Any = (),
-           **options: Any):
+def stream(
+    url: str, audio: bytes, *, realtime: Any = 8.0, finalize_at: float = 0.0, plugins_extra: Any = (), **options: Any
+):
     """Stream ``audio`` in 0.1 s pieces, optionally finalize part-way, close; return (session, plugin)."""
     log = ReconnectLog()
     options.setdefault("ping_interval", 0.3)
@@ -84,7 +86,7 @@ def stream(url: str, audio: bytes, *, realtime: Any = 8.0, finalize_at: float = 
     session = client.connect(realtime=realtime)
     step = 3200
     for start in range(0, len(audio), step):
-        session.send(audio[start:start + step])
+        session.send(audio[start : start + step])
         if finalize_at and start == int(finalize_at * 32000):
             session.finalize(timeout=15)
     session.close(timeout=15)
@@ -92,7 +94,7 @@ def stream(url: str, audio: bytes, *, realtime: Any = 8.0, finalize_at: float = 
 
 
 @pytest.fixture(scope="module")
-def undisturbed() -> Tuple[str, Tuple[Any, ...]]:
+def undisturbed() -> tuple[str, tuple[Any, ...]]:
     """The text and words of the audio with no fault."""
     with FakeCartesia(text=checksum_text, segment_bytes=SEGMENT) as server:
         session, _ = stream(server.url, speech(), realtime=False)
@@ -100,12 +102,13 @@ def undisturbed() -> Tuple[str, Tuple[Any, ...]]:
     return session.text, session.words
 
 
-def assert_continuous(session: cartesia_sync.Session, undisturbed: Tuple[str, Tuple[Any, ...]]) -> None:
+def assert_continuous(session: cartesia_sync.Session, undisturbed: tuple[str, tuple[Any, ...]]) -> None:
     text, words = undisturbed
     assert session.error is None, session.error
     assert session.text == text  # no final lost, none duplicated, none reordered
-    assert [(w.word, round(w.start, 6), round(w.end, 6)) for w in session.words] == \
-        [(w.word, round(w.start, 6), round(w.end, 6)) for w in words]
+    assert [(w.word, round(w.start, 6), round(w.end, 6)) for w in session.words] == [
+        (w.word, round(w.start, 6), round(w.end, 6)) for w in words
+    ]
     ends = [w.end for w in session.words]
     assert ends == sorted(ends)
 
@@ -181,8 +184,10 @@ def test_a_finalize_in_flight_is_answered_on_the_new_connection(fake, cut_after)
 
 def test_the_end_command_is_resent_when_the_connection_drops_while_closing(undisturbed):
     scenario = Scenario(end_delay=0.3, faulty_connections=1)
-    with FakeCartesia(text=checksum_text, segment_bytes=SEGMENT, scenario=scenario) as server, \
-            FaultProxy(server.port) as proxy:
+    with (
+        FakeCartesia(text=checksum_text, segment_bytes=SEGMENT, scenario=scenario) as server,
+        FaultProxy(server.port) as proxy,
+    ):
         log = ReconnectLog()
         client = cartesia_sync.Client(url=proxy.url(), plugins=[log], load_entrypoints=False, reconnect_delay=0.05)
         session = client.connect(realtime=False)
@@ -221,14 +226,16 @@ def test_a_server_error_with_a_5xx_status_is_retried_and_a_4xx_one_is_not(undist
 
 
 def test_a_refused_key_on_reconnect_is_permanent_and_not_retried():
-    with FakeCartesia(text=checksum_text, segment_bytes=SEGMENT, api_key="sk_right") as server, \
-            FaultProxy(server.port, faults=lambda i: Faults(reset_after_up=40_000) if i == 0 else Faults()) as proxy:
+    with (
+        FakeCartesia(text=checksum_text, segment_bytes=SEGMENT, api_key="sk_right") as server,
+        FaultProxy(server.port, faults=lambda i: Faults(reset_after_up=40_000) if i == 0 else Faults()) as proxy,
+    ):
         client = cartesia_sync.Client(url=proxy.url(), api_key="sk_right", load_entrypoints=False, reconnect_delay=0.05)
         session = client.connect(realtime=8.0)
         server._api_key = cartesia_sync._secrets.ApiKey("sk_rotated")  # the key is revoked mid-session
         with pytest.raises(AuthenticationError) as caught:
             for start in range(0, len(speech()), 3200):
-                session.send(speech()[start:start + 3200])
+                session.send(speech()[start : start + 3200])
             session.close(timeout=10)
         session.abort()
     assert caught.value.status_code == 401 and session.stats.reconnect_attempts == 1
@@ -236,13 +243,14 @@ def test_a_refused_key_on_reconnect_is_permanent_and_not_retried():
 
 def test_attempts_are_bounded_with_backoff_and_end_in_a_clear_error(fake):
     with FaultProxy(fake.port, faults=lambda i: Faults(reset_after_up=40_000) if i == 0 else Faults()) as proxy:
-        client = cartesia_sync.Client(url=proxy.url(), load_entrypoints=False, reconnect_attempts=3,
-                                      reconnect_delay=0.05, reconnect_max_delay=0.2)
+        client = cartesia_sync.Client(
+            url=proxy.url(), load_entrypoints=False, reconnect_attempts=3, reconnect_delay=0.05, reconnect_max_delay=0.2
+        )
         session = client.connect(realtime=8.0)
         proxy.refuse = True  # every new connection is refused
         with pytest.raises(ConnectionLostError) as caught:
             for start in range(0, len(speech()), 3200):
-                session.send(speech()[start:start + 3200])
+                session.send(speech()[start : start + 3200])
             session.close(timeout=10)
         session.abort()
     assert "3 reconnect attempts failed" in str(caught.value)
@@ -260,8 +268,9 @@ def test_a_server_that_fails_every_connection_is_given_up_on():
 
 def test_the_replay_buffer_is_bounded_and_what_it_let_go_is_reported_as_a_gap():
     # No final arrives before the drop (one segment per 2 s), so everything is unacknowledged.
-    with FakeCartesia(text=checksum_text, segment_bytes=64_000, scenario=Scenario(
-            drop_after_bytes=48_000, faulty_connections=1)) as server:
+    with FakeCartesia(
+        text=checksum_text, segment_bytes=64_000, scenario=Scenario(drop_after_bytes=48_000, faulty_connections=1)
+    ) as server:
         session, log = stream(server.url, speech(), replay_seconds=0.5)
     assert session.error is None and len(log.reconnects) == 1
     event = log.reconnects[0]
@@ -296,8 +305,9 @@ def test_keepalive_keeps_an_idle_session_and_an_idle_close_ends_it_cleanly():
 
 def test_the_half_open_watchdog_fires_within_its_budget(fake):
     with FaultProxy(fake.port, faults=Faults(blackhole_after_up=20_000)) as proxy:
-        client = cartesia_sync.Client(url=proxy.url(), load_entrypoints=False, reconnect=False,
-                                      ping_interval=0.3, ping_timeout=0.4)
+        client = cartesia_sync.Client(
+            url=proxy.url(), load_entrypoints=False, reconnect=False, ping_interval=0.3, ping_timeout=0.4
+        )
         session = client.connect(realtime=False)
         session.send(speech(1.0))
         started = time.monotonic()
@@ -345,7 +355,7 @@ def test_subtitles_stay_monotonic_and_complete_across_a_reconnect(fake, undistur
     assert len(log.reconnects) == 1
     cues = list(srt.parse(path.read_text(), ignore_errors=False))
     starts = [cue.start.total_seconds() for cue in cues]
-    assert starts == sorted(starts) and all(a.end <= b.start for a, b in zip(cues, cues[1:]))
+    assert starts == sorted(starts) and all(a.end <= b.start for a, b in zip(cues, cues[1:], strict=False))
     assert " ".join(cue.content.replace("\n", " ") for cue in cues).split() == undisturbed[0].split()
     assert cues[-1].end.total_seconds() == pytest.approx(AUDIO_SECONDS)
 
@@ -355,7 +365,7 @@ def test_no_new_connection_is_installed_once_abort_began(fake):
     import threading
 
     aborting = threading.Event()
-    after_abort: List[Reconnected] = []
+    after_abort: list[Reconnected] = []
 
     class Watch:
         @hookimpl
@@ -365,8 +375,9 @@ def test_no_new_connection_is_installed_once_abort_began(fake):
 
     slow_second = lambda i: Faults(reset_after_up=20_000) if i == 0 else Faults(latency=0.12)  # noqa: E731
     with FaultProxy(fake.port, faults=slow_second) as proxy:
-        client = cartesia_sync.Client(url=proxy.url(), plugins=[Watch()], load_entrypoints=False,
-                                      reconnect_delay=0.001, ping_interval=None)
+        client = cartesia_sync.Client(
+            url=proxy.url(), plugins=[Watch()], load_entrypoints=False, reconnect_delay=0.001, ping_interval=None
+        )
         session = client.connect(realtime=False)
         session.send(speech(1.0))
         assert proxy.wait_connections(2, timeout=5)  # the reconnect handshake has started

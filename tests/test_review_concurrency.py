@@ -12,6 +12,7 @@ Timing bounds are loose on purpose.
 from __future__ import annotations
 
 import base64
+import contextlib
 import ctypes
 import hashlib
 import json
@@ -24,6 +25,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from conftest import HandlerServer, pcm, record_then, session_threads, short_facts
 
 import cartesia_sync
 from cartesia_sync import (
@@ -37,8 +39,6 @@ from cartesia_sync import (
     hookimpl,
 )
 from cartesia_sync.testing import Scenario
-
-from conftest import HandlerServer, pcm, record_then, session_threads, short_facts
 
 # -- helpers ------------------------------------------------------------------------------
 
@@ -151,10 +151,8 @@ class RawWsServer:
         """Close every accepted connection: a stalled client write fails, and its thread wakes."""
         self.release.set()
         for conn in self.connections:
-            try:
+            with contextlib.suppress(OSError):
                 conn.close()
-            except OSError:
-                pass
 
     def _run(self) -> None:
         self.listener.settimeout(10)
@@ -174,11 +172,16 @@ class RawWsServer:
             if self.mode == "drop_in_handshake":
                 conn.close()
                 return
-            key = next(line.split(b":", 1)[1].strip() for line in request.split(b"\r\n")
-                       if line.lower().startswith(b"sec-websocket-key:"))
+            key = next(
+                line.split(b":", 1)[1].strip()
+                for line in request.split(b"\r\n")
+                if line.lower().startswith(b"sec-websocket-key:")
+            )
             accept = base64.b64encode(hashlib.sha1(key + _WS_GUID).digest())
-            answer = (b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                      b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n")
+            answer = (
+                b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n"
+            )
             if self.mode == "close_at_once":
                 answer += b"\x88\x02" + struct.pack("!H", 1011)
             conn.sendall(answer)
@@ -195,9 +198,17 @@ def final_for_all_audio(record: Any) -> str:
     """The final the ``server`` fixture would send for all the audio so far as one segment (JSON)."""
     seconds = len(record.audio) / 32000
     text = short_facts(1, bytes(record.audio))
-    return json.dumps({"type": "transcript", "request_id": "req-1", "is_final": True, "text": text,
-                       "duration": seconds, "language": "en",
-                       "words": [{"word": text.strip(), "start": 0.0, "end": seconds}]})
+    return json.dumps(
+        {
+            "type": "transcript",
+            "request_id": "req-1",
+            "is_final": True,
+            "text": text,
+            "duration": seconds,
+            "language": "en",
+            "words": [{"word": text.strip(), "start": 0.0, "end": seconds}],
+        }
+    )
 
 
 # =========================================================================================
@@ -208,8 +219,9 @@ def final_for_all_audio(record: Any) -> str:
 @pytest.mark.parametrize("how", ["abort", "close"])
 def test_abort_and_close_return_when_the_server_stops_reading(how):
     with RawWsServer("stall") as stalled:
-        client = client_for(stalled.url, send_timeout=0.5, close_timeout=0.5, close_grace=0.2,
-                            join_timeout=0.5, max_buffer_seconds=1.0)
+        client = client_for(
+            stalled.url, send_timeout=0.5, close_timeout=0.5, close_grace=0.2, join_timeout=0.5, max_buffer_seconds=1.0
+        )
         session = client.connect()
         with pytest.raises(StreamTimeout):
             for _ in range(2000):  # ~1000 s of audio: far more than the socket buffers hold
@@ -320,8 +332,7 @@ class SlowSessionEnd:
 
 def test_interrupt_during_teardown_still_ends_the_session(server):
     plugin = SlowSessionEnd()
-    session = client_for(server.url, plugins=[plugin], close_timeout=1.0, close_grace=0.2,
-                         join_timeout=0.5).connect()
+    session = client_for(server.url, plugins=[plugin], close_timeout=1.0, close_grace=0.2, join_timeout=0.5).connect()
     session.send(pcm(0.1))
     closer = started(session.close, name="review-close")
     assert plugin.entered.wait(5)
@@ -334,8 +345,9 @@ def test_interrupt_during_teardown_still_ends_the_session(server):
     assert time.monotonic() - again < 0.5
 
 
-@pytest.mark.parametrize("scenario", [
-    Scenario(on_open=("{broken", {"type": "error", "message": "fatal", "status_code": 500}))])
+@pytest.mark.parametrize(
+    "scenario", [Scenario(on_open=("{broken", {"type": "error", "message": "fatal", "status_code": 500}))]
+)
 def test_every_background_error_is_raised_once(server):
     session = client_for(server.url, reconnect=False).connect()
     assert wait_until(lambda: session.error is not None)
@@ -377,8 +389,9 @@ class SlowFinalTranscript:
 
 
 def test_no_hook_runs_after_on_session_end(server, recorder):
-    session = client_for(server.url, plugins=[recorder, SlowFinalTranscript()], close_grace=0.2,
-                         join_timeout=0.2).connect()
+    session = client_for(
+        server.url, plugins=[recorder, SlowFinalTranscript()], close_grace=0.2, join_timeout=0.2
+    ).connect()
     session.send(pcm(0.1))
     with pytest.raises(StreamTimeout):
         session.close(timeout=0.3)
@@ -418,8 +431,7 @@ class EndsFromClosingThreadHook:
 @pytest.mark.parametrize("hook", ["on_session_end", "on_error"])
 def test_ending_the_session_from_a_hook_on_the_closing_thread_does_not_wait_for_itself(server, hook):
     plugin = EndsFromClosingThreadHook(hook)
-    session = client_for(server.url, plugins=[plugin], close_timeout=2.0, close_grace=0.5,
-                         join_timeout=1.0).connect()
+    session = client_for(server.url, plugins=[plugin], close_timeout=2.0, close_grace=0.5, join_timeout=1.0).connect()
     session.send(pcm(0.1))
     begun = time.monotonic()
     with pytest.raises(StreamTimeout):
@@ -657,8 +669,9 @@ def test_close_waits_for_a_slow_on_done_and_ends_after_it(server, recorder):
 
 
 def test_everything_at_once_ends_bounded_and_once(server, recorder):
-    session = client_for(server.url, plugins=[recorder], send_timeout=1.0, finalize_timeout=1.0,
-                         close_timeout=2.0).connect()
+    session = client_for(
+        server.url, plugins=[recorder], send_timeout=1.0, finalize_timeout=1.0, close_timeout=2.0
+    ).connect()
     unexpected: list[BaseException] = []
 
     def keep(fn: Callable[[], Any]) -> Callable[[], None]:
@@ -673,13 +686,17 @@ def test_everything_at_once_ends_bounded_and_once(server, recorder):
                 except BaseException as exc:  # noqa: BLE001
                     unexpected.append(exc)
                     return
+
         return loop
 
     workers = [started(keep(lambda: session.send(pcm(0.05))), name=f"review-send-{n}") for n in range(3)]
     workers.append(started(keep(lambda: session.finalize()), name="review-finalize"))
     time.sleep(0.3)
-    enders = [started(session.close, name="review-close-a"), started(session.abort, name="review-abort"),
-              started(session.close, name="review-close-b")]
+    enders = [
+        started(session.close, name="review-close-a"),
+        started(session.abort, name="review-abort"),
+        started(session.close, name="review-close-b"),
+    ]
     for thread in workers + enders:
         thread.join(15)
     assert not any(thread.is_alive() for thread in workers + enders)

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator, List
+from typing import Any
 
 from conftest import CANARY_KEY
 from fault_proxy import FaultProxy, Faults
@@ -32,7 +33,7 @@ class Nosy:
     """A plugin that fails once, with the session (and so the client's settings) in its error's frame."""
 
     def __init__(self) -> None:
-        self.reconnects: List[Any] = []
+        self.reconnects: list[Any] = []
         self.failed = False
 
     @hookimpl
@@ -62,20 +63,30 @@ def test_the_key_never_leaks_through_a_session_with_errors_and_a_reconnect(tmp_p
     caplog.set_level(logging.DEBUG)
     log_path, srt_path, vtt_path = tmp_path / "events.jsonl", tmp_path / "out.srt", tmp_path / "out.vtt"
     nosy = Nosy()
-    scenario = Scenario(on_open=("this is not JSON",), error_after_bytes=40_000,
-                        error_message=dict(Scenario().error_message, status_code=503), faulty_connections=1)
+    scenario = Scenario(
+        on_open=("this is not JSON",),
+        error_after_bytes=40_000,
+        error_message=dict(Scenario().error_message, status_code=503),
+        faulty_connections=1,
+    )
     audio = (b"\x01\x02" * 16000) * 4
-    raised: List[BaseException] = []
-    with FakeCartesia(text=checksum_text, segment_bytes=8000, scenario=scenario, api_key=CANARY_KEY,
-                      record_secrets=True) as server, \
-            FaultProxy(server.port, faults=lambda i: Faults(reset_after_up=90_000) if i == 1 else Faults()) as proxy:
+    raised: list[BaseException] = []
+    with (
+        FakeCartesia(
+            text=checksum_text, segment_bytes=8000, scenario=scenario, api_key=CANARY_KEY, record_secrets=True
+        ) as server,
+        FaultProxy(server.port, faults=lambda i: Faults(reset_after_up=90_000) if i == 1 else Faults()) as proxy,
+    ):
         client = cartesia_sync.Client(
-            url=proxy.url(), api_key=CANARY_KEY, load_entrypoints=False, reconnect_delay=0.05,
+            url=proxy.url(),
+            api_key=CANARY_KEY,
+            load_entrypoints=False,
+            reconnect_delay=0.05,
             plugins=[EventLog(log_path), SubtitleWriter(srt=srt_path, vtt=vtt_path), nosy],
         )
         session = client.connect(realtime=8.0)
         for start in range(0, len(audio), 3200):
-            session.send(audio[start:start + 3200])
+            session.send(audio[start : start + 3200])
         try:
             session.close(timeout=15)
         except cartesia_sync.CartesiaSyncError as exc:  # the plugin's error, raised once at close
@@ -98,16 +109,21 @@ def test_the_key_never_leaks_through_a_session_with_errors_and_a_reconnect(tmp_p
     surfaces = {
         "logs": "\n".join(
             f"{r.name} {r.getMessage()} {r.args!r} "
-            f"{logging.Formatter().formatException(r.exc_info) if r.exc_info else ''}" for r in caplog.records
+            f"{logging.Formatter().formatException(r.exc_info) if r.exc_info else ''}"
+            for r in caplog.records
         ),
         "event log": log_path.read_text(),
         "srt": srt_path.read_text(),
         "vtt": vtt_path.read_text(),
         "stdout and stderr": "".join(capsys.readouterr()),
-        "reprs": " ".join(repr(x) for x in (client, session, session.settings, session.options, session.stats,
-                                           *nosy.reconnects)),
-        "errors": " ".join(f"{e} {e!r} {getattr(e, 'raw', '')} {getattr(e, 'body', '')}"
-                           for error in [*session.errors, *raised] for e in chain(error)),
+        "reprs": " ".join(
+            repr(x) for x in (client, session, session.settings, session.options, session.stats, *nosy.reconnects)
+        ),
+        "errors": " ".join(
+            f"{e} {e!r} {getattr(e, 'raw', '')} {getattr(e, 'body', '')}"
+            for error in [*session.errors, *raised]
+            for e in chain(error)
+        ),
     }
     assert surfaces["event log"] and surfaces["srt"] and surfaces["logs"]
     leaked = [name for name, text in surfaces.items() if CANARY_KEY in text]

@@ -6,10 +6,9 @@ import json
 
 import numpy as np
 import pytest
+from conftest import HandlerServer, pcm, record_then
 
 from cartesia_sync import AudioFormatError
-
-from conftest import HandlerServer, pcm, record_then
 
 
 def received(server) -> bytes:
@@ -46,7 +45,7 @@ def test_stereo_float_at_48k_is_downmixed_and_resampled(make_client, server):
     stereo = np.stack([tone, tone], axis=1)
     with make_client().connect() as session:
         for start in range(0, 48000, 4410):  # uneven chunks
-            session.send(stereo[start:start + 4410], sample_rate=48000)
+            session.send(stereo[start : start + 4410], sample_rate=48000)
     samples = np.frombuffer(received(server), dtype="<i2").astype(np.float64)
     assert abs(len(samples) - 16000) <= 16
     spectrum = np.abs(np.fft.rfft(samples[1000:15000]))
@@ -73,11 +72,14 @@ def test_send_file_wav_any_rate_and_channels(make_client, server, tmp_path):
     assert abs(len(received(server)) - 2 * 32000) <= 64
 
 
-@pytest.mark.parametrize("content,expected", [
-    (b"", "empty"),
-    (b"this is plainly not audio, just some text in a file\n" * 20, "could not read"),
-    (b"RIFF\x24\x00\x00\x00WAVEfmt ", "WAV"),
-])
+@pytest.mark.parametrize(
+    "content,expected",
+    [
+        (b"", "empty"),
+        (b"this is plainly not audio, just some text in a file\n" * 20, "could not read"),
+        (b"RIFF\x24\x00\x00\x00WAVEfmt ", "WAV"),
+    ],
+)
 def test_send_file_refuses_bad_files_before_sending_anything(make_client, server, tmp_path, content, expected):
     path = tmp_path / "bad.wav"
     path.write_bytes(content)

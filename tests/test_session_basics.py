@@ -7,11 +7,10 @@ import uuid
 
 import numpy as np
 import pytest
+from conftest import pcm, short_facts
 
 import cartesia_sync
 from cartesia_sync import SessionClosedError, SessionState
-
-from conftest import pcm, short_facts
 
 
 def test_full_session_delivers_every_final_in_order(make_client, server, recorder):
@@ -27,7 +26,12 @@ def test_full_session_delivers_every_final_in_order(make_client, server, recorde
     assert [w.word for w in session.words] == ["seg1:32000b", "seg2:8000b"]
     assert session.words[1].start == pytest.approx(1.0) and session.words[1].end == pytest.approx(1.25)
     assert recorder.names() == [
-        "on_session_start", "on_transcript", "on_flush_done", "on_transcript", "on_done", "on_session_end",
+        "on_session_start",
+        "on_transcript",
+        "on_flush_done",
+        "on_transcript",
+        "on_done",
+        "on_session_end",
     ]
     record = server.wait_finished()
     assert record.texts == ["finalize", "done"]
@@ -63,8 +67,9 @@ def test_finalize_returns_after_every_final_before_it_was_dispatched(make_client
             assert names[index - 1] == "on_transcript"
 
 
-@pytest.mark.parametrize("engine_options", [
-    {"text": lambda n, audio: ["Hello", " world.", "  two  spaces ", "", "\tTab\n"][n - 1]}])
+@pytest.mark.parametrize(
+    "engine_options", [{"text": lambda n, audio: ["Hello", " world.", "  two  spaces ", "", "\tTab\n"][n - 1]}]
+)
 def test_text_is_concatenated_verbatim(make_client):
     client = make_client()
     with client.connect() as session:
@@ -97,7 +102,7 @@ def test_interim_transcripts_are_dispatched_but_not_committed(make_client, recor
 def test_hooks_run_on_the_receiver_thread_and_lifecycle_on_the_caller(make_client, recorder):
     with make_client().connect() as session:
         session.send(pcm(0.1))
-    by_hook = dict(zip(recorder.names(exclude=()), recorder.threads))
+    by_hook = dict(zip(recorder.names(exclude=()), recorder.threads, strict=False))
     caller = threading.current_thread().name
     assert by_hook["on_session_start"] == caller
     assert by_hook["on_session_end"] == caller
@@ -160,9 +165,11 @@ def test_exception_in_with_block_aborts_and_is_not_masked(make_client, server, r
 def test_concurrent_senders_lose_nothing(make_client, server):
     chunks = {n: np.full(1600, n, dtype=np.int16) for n in range(1, 9)}
     with make_client().connect() as session:
+
         def feed(n: int) -> None:
             for _ in range(25):
                 session.send(chunks[n])
+
         threads = [threading.Thread(target=feed, args=(n,)) for n in chunks]
         for thread in threads:
             thread.start()
@@ -171,7 +178,7 @@ def test_concurrent_senders_lose_nothing(make_client, server):
     samples = np.frombuffer(bytes(server.wait_finished().audio), dtype="<i2")
     assert len(samples) == 8 * 25 * 1600
     values, counts = np.unique(samples, return_counts=True)
-    assert dict(zip(values.tolist(), counts.tolist())) == {n: 25 * 1600 for n in chunks}
+    assert dict(zip(values.tolist(), counts.tolist(), strict=False)) == {n: 25 * 1600 for n in chunks}
 
 
 def test_transcribe_one_call_with_an_array(server):
@@ -201,8 +208,11 @@ def test_request_id_is_recorded(make_client, recorder):
     assert {event.request_id for event in recorder.payloads("on_event")} == {session.request_id}
 
 
-@pytest.mark.parametrize("frame_duration,sample_rate", [(0.005, 8000), (0.1, 16000), (1.0, 48000)],
-                         ids=["7-bit-length", "16-bit-length", "64-bit-length"])
+@pytest.mark.parametrize(
+    "frame_duration,sample_rate",
+    [(0.005, 8000), (0.1, 16000), (1.0, 48000)],
+    ids=["7-bit-length", "16-bit-length", "64-bit-length"],
+)
 def test_every_frame_length_encoding_arrives_intact(make_client, server, frame_duration, sample_rate):
     audio = np.random.default_rng(3).integers(-32768, 32767, sample_rate * 2, dtype=np.int16).tobytes()
     with make_client(frame_duration=frame_duration, sample_rate=sample_rate).connect() as session:
@@ -221,8 +231,9 @@ def test_client_takes_session_options_one_by_one_or_as_one_object(server):
         parameter = signature.parameters[field.name]
         assert parameter.kind is inspect.Parameter.KEYWORD_ONLY and parameter.default == field.default
     one_by_one = cartesia_sync.Client(url=server.url, close_timeout=3.0, load_entrypoints=False)
-    as_object = cartesia_sync.Client(url=server.url, options=cartesia_sync.SessionOptions(close_timeout=3.0),
-                                     load_entrypoints=False)
+    as_object = cartesia_sync.Client(
+        url=server.url, options=cartesia_sync.SessionOptions(close_timeout=3.0), load_entrypoints=False
+    )
     assert one_by_one.options == as_object.options
     with as_object.connect() as session:
         session.send(b"\0" * 3200)

@@ -8,6 +8,7 @@ import threading
 import time
 
 import pytest
+from conftest import pcm
 
 import cartesia_sync
 from cartesia_sync import (
@@ -21,33 +22,76 @@ from cartesia_sync import (
 )
 from cartesia_sync.testing import Scenario
 
-from conftest import pcm
-
 # -- server error messages -------------------------------------------------------
 
 ERROR_FORMATS = [
-    pytest.param({"type": "error", "error": "Audio decode failed", "request_id": "r-2025"},
-                 dict(message="Audio decode failed", status_code=None, request_id="r-2025"), id="2025-docs-error-field"),
-    pytest.param({"type": "error", "message": "boom", "request_id": "r-2x"},
-                 dict(message="boom", status_code=None, request_id="r-2x"), id="sdk-2x-message"),
-    pytest.param({"type": "error", "message": "too many", "code": 429},
-                 dict(message="too many", status_code=429), id="livekit-code"),
-    pytest.param({"type": "error", "message": "Invalid model", "status_code": 400, "title": "Bad request",
-                  "doc_url": "https://docs.example/x", "error_code": "model_not_found"},
-                 dict(message="Invalid model", status_code=400, title="Bad request", error_code="model_not_found",
-                      doc_url="https://docs.example/x"), id="sdk-4x"),
-    pytest.param({"type": "error", "done": True, "status_code": 429, "error_code": "concurrency_limited",
-                  "title": "Concurrency limited", "message": "Too many sessions", "request_id": "r-26"},
-                 dict(message="Too many sessions", status_code=429, error_code="concurrency_limited",
-                      title="Concurrency limited", request_id="r-26"), id="2026-structured"),
-    pytest.param("Invalid model: The model is not valid",
-                 dict(message="The model is not valid", title="Invalid model"), id="plain-text-title-message"),
+    pytest.param(
+        {"type": "error", "error": "Audio decode failed", "request_id": "r-2025"},
+        dict(message="Audio decode failed", status_code=None, request_id="r-2025"),
+        id="2025-docs-error-field",
+    ),
+    pytest.param(
+        {"type": "error", "message": "boom", "request_id": "r-2x"},
+        dict(message="boom", status_code=None, request_id="r-2x"),
+        id="sdk-2x-message",
+    ),
+    pytest.param(
+        {"type": "error", "message": "too many", "code": 429},
+        dict(message="too many", status_code=429),
+        id="livekit-code",
+    ),
+    pytest.param(
+        {
+            "type": "error",
+            "message": "Invalid model",
+            "status_code": 400,
+            "title": "Bad request",
+            "doc_url": "https://docs.example/x",
+            "error_code": "model_not_found",
+        },
+        dict(
+            message="Invalid model",
+            status_code=400,
+            title="Bad request",
+            error_code="model_not_found",
+            doc_url="https://docs.example/x",
+        ),
+        id="sdk-4x",
+    ),
+    pytest.param(
+        {
+            "type": "error",
+            "done": True,
+            "status_code": 429,
+            "error_code": "concurrency_limited",
+            "title": "Concurrency limited",
+            "message": "Too many sessions",
+            "request_id": "r-26",
+        },
+        dict(
+            message="Too many sessions",
+            status_code=429,
+            error_code="concurrency_limited",
+            title="Concurrency limited",
+            request_id="r-26",
+        ),
+        id="2026-structured",
+    ),
+    pytest.param(
+        "Invalid model: The model is not valid",
+        dict(message="The model is not valid", title="Invalid model"),
+        id="plain-text-title-message",
+    ),
 ]
 
 
-@pytest.mark.parametrize("scenario,fields", [
-    pytest.param(Scenario(error_after_bytes=3200, error_message=case.values[0]), case.values[1], id=case.id)
-    for case in ERROR_FORMATS])
+@pytest.mark.parametrize(
+    "scenario,fields",
+    [
+        pytest.param(Scenario(error_after_bytes=3200, error_message=case.values[0]), case.values[1], id=case.id)
+        for case in ERROR_FORMATS
+    ],
+)
 def test_every_server_error_format_reaches_the_caller(server, make_client, recorder, fields):
     session = make_client().connect()
     session.send(pcm(0.2))
@@ -65,8 +109,16 @@ def test_every_server_error_format_reaches_the_caller(server, make_client, recor
     assert session.closed
 
 
-@pytest.mark.parametrize("scenario", [Scenario(error_after_bytes=3200, error_closes=False,
-                                                 error_message={"type": "error", "done": False, "message": "minor"})])
+@pytest.mark.parametrize(
+    "scenario",
+    [
+        Scenario(
+            error_after_bytes=3200,
+            error_closes=False,
+            error_message={"type": "error", "done": False, "message": "minor"},
+        )
+    ],
+)
 def test_non_fatal_server_error_is_raised_once_and_the_stream_goes_on(make_client):
     session = make_client().connect()
     session.send(pcm(0.2))
@@ -80,10 +132,17 @@ def test_non_fatal_server_error_is_raised_once_and_the_stream_goes_on(make_clien
 
 # -- junk from the server ---------------------------------------------------------
 
-JUNK = ["not json at all", b"\x00\x01binary", "[1, 2, 3]", '{"no_type": 1}',
-        '{"type": "transcript", "is_final": "yes", "text": "x"}', '{"type": "transcript", "text": 5}',
-        '{"type": "transcript", "text": "x", "is_final": true, "words": [{"word": "a", "start": "0"}]}',
-        '{"type": "transcript", "text": "x", "duration": NaN}', b"\xff\xfe not utf-8".decode("latin-1")]
+JUNK = [
+    "not json at all",
+    b"\x00\x01binary",
+    "[1, 2, 3]",
+    '{"no_type": 1}',
+    '{"type": "transcript", "is_final": "yes", "text": "x"}',
+    '{"type": "transcript", "text": 5}',
+    '{"type": "transcript", "text": "x", "is_final": true, "words": [{"word": "a", "start": "0"}]}',
+    '{"type": "transcript", "text": "x", "duration": NaN}',
+    b"\xff\xfe not utf-8".decode("latin-1"),
+]
 
 
 @pytest.mark.parametrize("scenario", [Scenario(on_open=tuple(JUNK) + ('{"type": "brand_new_type", "x": 1}',))])
@@ -116,6 +175,7 @@ def test_junk_is_raised_once_at_the_next_finalize_by_default(make_client):
 
 # -- dropped connections --------------------------------------------------------------
 
+
 @pytest.mark.parametrize("scenario", [Scenario(drop_after_bytes=6400)])
 def test_abrupt_drop_mid_stream_raises_connection_lost(make_client, recorder):
     session = make_client(reconnect=False).connect()
@@ -145,6 +205,7 @@ def test_server_close_mid_stream_carries_code_and_reason(make_client):
 
 # -- the server never answers ------------------------------------------------------------
 
+
 @pytest.mark.parametrize("scenario", [Scenario(answer_finalize=False)])
 def test_finalize_without_flush_done_times_out(make_client):
     with make_client().connect() as session:
@@ -169,8 +230,17 @@ def test_close_without_done_times_out_and_releases_everything(make_client, recor
     assert isinstance(recorder.payloads("on_error")[0], StreamTimeout)
 
 
-@pytest.mark.parametrize("scenario", [Scenario(end_delay=0.4, before_done=tuple(
-    {"type": "transcript", "is_final": True, "text": f" late{n}", "request_id": "req-1"} for n in range(3)))])
+@pytest.mark.parametrize(
+    "scenario",
+    [
+        Scenario(
+            end_delay=0.4,
+            before_done=tuple(
+                {"type": "transcript", "is_final": True, "text": f" late{n}", "request_id": "req-1"} for n in range(3)
+            ),
+        )
+    ],
+)
 def test_close_drains_results_that_arrive_late(make_client):
     with make_client().connect() as session:
         session.send(pcm(0.1))
@@ -185,6 +255,7 @@ def test_server_that_keeps_the_socket_open_after_done(make_client):
 
 
 # -- plugins that fail or misuse the session ----------------------------------------------
+
 
 class Exploding:
     name = "exploding"
@@ -305,8 +376,9 @@ def test_plugin_failing_in_session_start_does_not_stop_the_session(make_client, 
     assert session.text == " seg1:3200b"
 
 
-@pytest.mark.parametrize("scenario", [Scenario(error_after_bytes=0,
-                                                 error_message={"type": "error", "message": "x", "status_code": 500})])
+@pytest.mark.parametrize(
+    "scenario", [Scenario(error_after_bytes=0, error_message={"type": "error", "message": "x", "status_code": 500})]
+)
 def test_errors_are_json_safe_in_raw(make_client, server):
     session = make_client(reconnect=False).connect()
     session.send(pcm(0.1))
@@ -329,8 +401,11 @@ def test_a_plugin_exception_holding_the_key_is_scrubbed_from_the_logged_tracebac
     with caplog.at_level(logging.DEBUG):
         with client.connect() as session:
             session.send(pcm(0.1))
-    client_records = [r for r in caplog.records  # the fake server's own logs show its side of the handshake
-                      if r.name.startswith("cartesia_sync") and not r.name.startswith("cartesia_sync.local")]
+    client_records = [
+        r
+        for r in caplog.records  # the fake server's own logs show its side of the handshake
+        if r.name.startswith("cartesia_sync") and not r.name.startswith("cartesia_sync.local")
+    ]
     logged = "\n".join(r.getMessage() for r in client_records)
     assert "ValueError: cannot use ***" in logged
     assert CANARY_KEY not in logged

@@ -9,6 +9,7 @@ import textwrap
 import time
 
 import pytest
+from conftest import pcm
 
 import cartesia_sync
 from cartesia_sync import (
@@ -22,8 +23,6 @@ from cartesia_sync import (
     StreamTimeout,
 )
 from cartesia_sync.testing import FakeCartesia, Scenario
-
-from conftest import pcm
 
 
 def connect(fake, **kwargs):
@@ -62,12 +61,16 @@ def test_abrupt_drop_after_n_bytes():
 
 
 def test_clean_close_with_a_chosen_code():
-    with FakeCartesia(scenario=Scenario(close_after_bytes=3200, close_code=1013, close_reason="try again later")) as fake:
+    with FakeCartesia(
+        scenario=Scenario(close_after_bytes=3200, close_code=1013, close_reason="try again later")
+    ) as fake:
         session = connect(fake, reconnect=False)
         session.send(pcm(0.1))
         error = wait_for_error(session)
         session.abort()
-    assert isinstance(error, ConnectionLostError) and error.close_code == 1013 and error.close_reason == "try again later"
+    assert (
+        isinstance(error, ConnectionLostError) and error.close_code == 1013 and error.close_reason == "try again later"
+    )
 
 
 def test_no_answer_to_finalize():
@@ -125,7 +128,8 @@ def test_records_show_what_the_client_sent():
 
 def test_the_pytest_plugin_gives_fixtures(tmp_path):
     (tmp_path / "conftest.py").write_text('pytest_plugins = ["cartesia_sync.testing"]\n')
-    (tmp_path / "test_user.py").write_text(textwrap.dedent("""
+    (tmp_path / "test_user.py").write_text(
+        textwrap.dedent("""
         import cartesia_sync
         from cartesia_sync.testing import Scenario
 
@@ -140,10 +144,17 @@ def test_the_pytest_plugin_gives_fixtures(tmp_path):
             with cartesia_sync.Client(url=fake.url, load_entrypoints=False).connect() as s:
                 s.send(b"\\x00" * 3200)
             assert s.text == "Hi."
-    """))
+    """)
+    )
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
-    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path)],
-                            capture_output=True, text=True, timeout=120, cwd=tmp_path, env=env)
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+        env=env,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "2 passed" in result.stdout
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import gc
 import threading
-from typing import List, Tuple
 
 import pytest
 import websocket
@@ -28,7 +27,7 @@ class _KeyRecordingReader(websocket._abnf.frame_buffer):
 
     def __init__(self, data: bytes) -> None:
         self._data = memoryview(data)
-        self.keys: List[bytes] = []
+        self.keys: list[bytes] = []
         super().__init__(self._read, skip_utf8_validation=True)
 
     def _read(self, size: int) -> bytes:
@@ -39,14 +38,14 @@ class _KeyRecordingReader(websocket._abnf.frame_buffer):
         super().recv_mask()
         self.keys.append(bytes(self.mask_value))
 
-    def frames(self) -> List[websocket.ABNF]:
+    def frames(self) -> list[websocket.ABNF]:
         out = []
         while self._data:
             out.append(self.recv_frame())
         return out
 
 
-def decode(data: bytes) -> Tuple[List[websocket.ABNF], List[bytes]]:
+def decode(data: bytes) -> tuple[list[websocket.ABNF], list[bytes]]:
     reader = _KeyRecordingReader(data)
     return reader.frames(), reader.keys
 
@@ -94,8 +93,9 @@ def test_taking_a_run_wakes_a_producer_waiting_for_room():
     queue = AudioQueue(capacity=1000)
     fill(queue, *[bytes(100)] * 10)
     done = threading.Event()
-    producer = threading.Thread(target=lambda: (queue.put_audio(bytes(100), timeout=5), done.set()),
-                                name="test-producer")
+    producer = threading.Thread(
+        target=lambda: (queue.put_audio(bytes(100), timeout=5), done.set()), name="test-producer"
+    )
     producer.start()
     assert not done.wait(0.2)  # full: it waits
     assert len(queue.get(0, max_audio_bytes=600)) == 6
@@ -104,7 +104,7 @@ def test_taking_a_run_wakes_a_producer_waiting_for_room():
     assert queue.audio_bytes == 500
 
 
-def frames(*sizes: int) -> List[Tuple[AudioFrame, bool]]:
+def frames(*sizes: int) -> list[tuple[AudioFrame, bool]]:
     return [(AudioFrame(bytes(size)), False) for size in sizes]
 
 
@@ -116,8 +116,7 @@ def test_a_batch_whose_write_failed_is_sent_again_as_first_sends():
     failed = frames(200, 200, 200)
     replay.writing(failed)  # the connection died during this write: no wrote()
     taken = replay.take()
-    assert [(bytes(item), again) for item, again in taken.items] == \
-        [(bytes(100), True)] * 2 + [(bytes(200), False)] * 3
+    assert [(bytes(item), again) for item, again in taken.items] == [(bytes(100), True)] * 2 + [(bytes(200), False)] * 3
     assert taken.replayed_bytes == 200 and taken.first_send_bytes == 600 and taken.resume_at == 0
 
 
@@ -173,7 +172,7 @@ def test_a_keepalive_frame_keeps_its_kind_through_a_replay():
     replay = ReplayBuffer(limit=1_000_000, sample_bytes=2, bytes_per_second=32000)
     silence = KeepaliveFrame(bytes(3200))
     replay.writing([(silence, False)])  # the write failed
-    (item, again), = replay.take().items
+    ((item, again),) = replay.take().items
     assert isinstance(item, KeepaliveFrame) and again is False and item == bytes(3200)
 
 
@@ -189,7 +188,7 @@ def test_mask_keys_come_from_the_os_random_source_and_are_never_handed_out_twice
 
     monkeypatch.setattr(frames.os, "urandom", counting_urandom)
     keys = frames._MaskKeys()
-    taken = [keys.take() for _ in range(2500)] + [keys.take(20)[i:i + 4] for i in range(0, 80, 4)]
+    taken = [keys.take() for _ in range(2500)] + [keys.take(20)[i : i + 4] for i in range(0, 80, 4)]
     assert all(len(key) == 4 for key in taken)
     assert len(set(taken)) == len(taken)  # no key repeats, across refills too
     assert fetched == [4096, 4096, 4096]  # one system call per 1,024 keys

@@ -10,12 +10,13 @@ version the package allows.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import socket
 import struct
 import threading
 import time
-from typing import Callable, List, Optional
+from collections.abc import Callable
 
 import pytest
 import websocket
@@ -28,10 +29,7 @@ _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 section 1.3
 def server_frame(opcode: int, payload: bytes) -> bytes:
     """An unmasked server frame."""
     size = len(payload)
-    if size < 126:
-        header = bytes((0x80 | opcode, size))
-    else:
-        header = struct.pack("!BBH", 0x80 | opcode, 126, size)
+    header = bytes((128 | opcode, size)) if size < 126 else struct.pack("!BBH", 128 | opcode, 126, size)
     return header + payload
 
 
@@ -64,7 +62,7 @@ class RawServer:
     def __init__(self, script: Callable[[socket.socket], None]) -> None:
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port = self._listener.getsockname()[1]
-        self.received: List[tuple] = []
+        self.received: list[tuple] = []
         self._script = script
         self._thread = threading.Thread(target=self._serve, daemon=True)
         self._thread.start()
@@ -75,15 +73,18 @@ class RawServer:
             request = b""
             while b"\r\n\r\n" not in request:
                 request += conn.recv(4096)
-            key = next(line.split(b":", 1)[1].strip() for line in request.split(b"\r\n")
-                       if line.lower().startswith(b"sec-websocket-key"))
+            key = next(
+                line.split(b":", 1)[1].strip()
+                for line in request.split(b"\r\n")
+                if line.lower().startswith(b"sec-websocket-key")
+            )
             accept = base64.b64encode(hashlib.sha1(key + _GUID).digest())
-            conn.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                         b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n")
-            try:
+            conn.sendall(
+                b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n"
+            )
+            with contextlib.suppress(ConnectionError, OSError):
                 self._script(conn)
-            except (ConnectionError, OSError):
-                pass
 
     def close(self) -> None:
         self._listener.close()
@@ -95,7 +96,7 @@ class Recording(websocket.WebSocket):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.calls: List[tuple] = []
+        self.calls: list[tuple] = []
 
     def pong(self, payload=""):
         self.calls.append(("pong", payload))
@@ -182,7 +183,7 @@ def test_a_frame_cut_by_a_read_timeout_is_resumed_by_the_next_read():
         ws.settimeout(0.2)
         with pytest.raises(websocket.WebSocketTimeoutException):
             ws.recv_data_frame(True)
-        opcode: Optional[int] = None
+        opcode: int | None = None
         deadline = time.monotonic() + 5
         while opcode is None and time.monotonic() < deadline:
             try:
@@ -204,8 +205,12 @@ def test_a_refused_handshake_carries_status_message_and_body():
         with conn:
             conn.recv(4096)
             body = b'{"message":"Invalid API key"}'
-            conn.sendall(b"HTTP/1.1 401 Unauthorized\r\nContent-Length: " + str(len(body)).encode() +
-                         b"\r\nConnection: close\r\n\r\n" + body)
+            conn.sendall(
+                b"HTTP/1.1 401 Unauthorized\r\nContent-Length: "
+                + str(len(body)).encode()
+                + b"\r\nConnection: close\r\n\r\n"
+                + body
+            )
 
     thread = threading.Thread(target=refuse, daemon=True)
     thread.start()

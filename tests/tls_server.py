@@ -13,7 +13,7 @@ import logging
 import ssl
 import threading
 from pathlib import Path
-from typing import Any, List
+from typing import Any
 
 import trustme
 from websockets.exceptions import ConnectionClosed
@@ -33,7 +33,7 @@ class TLSServer:
         self.ca.cert_pem.write_to_path(self.ca_path)
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self.ca.issue_cert(*hostnames).configure_cert(context)
-        self.paths: List[str] = []
+        self.paths: list[str] = []
         self.handled = threading.Event()
         # A client that rejects the certificate makes the server log a failed
         # TLS handshake; that is expected here, so keep it out of the output.
@@ -47,7 +47,7 @@ class TLSServer:
     def url(self, host: str = "localhost") -> str:
         return f"wss://{host}:{self.port}/stt/websocket"
 
-    def __enter__(self) -> "TLSServer":
+    def __enter__(self) -> TLSServer:
         self._thread.start()
         return self
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from ..hookspecs import hookimpl
 
@@ -34,6 +35,9 @@ class BundledEngines:
 
     @hookimpl
     def register_engines(self, register: Callable[..., None]) -> None:
-        register("pocketsphinx", _pocketsphinx,
-                 "offline US-English recognition with the model shipped in the pocketsphinx wheel")
+        register(
+            "pocketsphinx",
+            _pocketsphinx,
+            "offline US-English recognition with the model shipped in the pocketsphinx wheel",
+        )
         register("scripted", _scripted, "deterministic test engine: scripted texts or facts about the audio")

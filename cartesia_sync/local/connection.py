@@ -15,8 +15,9 @@ import math
 import socket
 import time
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Dict, FrozenSet, Iterable, List, Optional, Tuple
+from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from websockets.exceptions import ConnectionClosed
@@ -32,17 +33,16 @@ __all__ = ["ConversationConfig", "QueryError", "parse_query", "Conversation"]
 logger = logging.getLogger(__name__)
 
 
-
 @dataclass(frozen=True)
 class ConversationConfig:
     """Server-wide settings every connection uses."""
 
     engine: Engine
-    models: FrozenSet[str]
+    models: frozenset[str]
     idle_timeout: float
     scenario: Scenario
     record: bool
-    request_id: Optional[str] = None
+    request_id: str | None = None
 
 
 class QueryError(Exception):
@@ -55,14 +55,14 @@ class QueryError(Exception):
         self.message = message
 
 
-def parse_query(path: str, models: FrozenSet[str]) -> Tuple[StreamOptions, str, int]:
+def parse_query(path: str, models: frozenset[str]) -> tuple[StreamOptions, str, int]:
     """Validate the handshake query and return the stream options, the encoding and the sample rate.
 
     :raises QueryError: a required parameter is missing or a value is not supported.
     """
     query = parse_qsl(urlsplit(path).query, keep_blank_values=True)
-    values: Dict[str, str] = {}
-    keyterms: List[str] = []
+    values: dict[str, str] = {}
+    keyterms: list[str] = []
     for name, value in query:
         if name == "keyterm":
             keyterms.append(value)
@@ -70,22 +70,33 @@ def parse_query(path: str, models: FrozenSet[str]) -> Tuple[StreamOptions, str, 
             values[name] = value
     model = values.get("model")
     if not model:
-        raise QueryError("model_required", "Missing model", "the model query parameter is required, e.g. model=ink-whisper")
+        raise QueryError(
+            "model_required", "Missing model", "the model query parameter is required, e.g. model=ink-whisper"
+        )
     if model not in models:
-        raise QueryError("model_not_found", "Invalid model",
-                         f"the model {model!r} is not valid; use one of: {', '.join(sorted(models))}")
+        raise QueryError(
+            "model_not_found",
+            "Invalid model",
+            f"the model {model!r} is not valid; use one of: {', '.join(sorted(models))}",
+        )
     encoding = values.get("encoding", "pcm_s16le")
     if encoding not in SAMPLE_BYTES:
-        raise QueryError("invalid_encoding", "Unsupported encoding",
-                         f"the encoding {encoding!r} is not supported; use one of {', '.join(SAMPLE_BYTES)}")
+        raise QueryError(
+            "invalid_encoding",
+            "Unsupported encoding",
+            f"the encoding {encoding!r} is not supported; use one of {', '.join(SAMPLE_BYTES)}",
+        )
     rate_text = values.get("sample_rate", str(ENGINE_SAMPLE_RATE))
     try:
         sample_rate = int(rate_text)
     except ValueError:
         sample_rate = 0
     if not 8000 <= sample_rate <= 48000:
-        raise QueryError("invalid_sample_rate", "Unsupported sample rate",
-                         f"the sample_rate {rate_text!r} is not supported; use an integer from 8000 to 48000 (16000 recommended)")
+        raise QueryError(
+            "invalid_sample_rate",
+            "Unsupported sample rate",
+            f"the sample_rate {rate_text!r} is not supported; use an integer from 8000 to 48000 (16000 recommended)",
+        )
     options = StreamOptions(
         model=model,
         language=values.get("language") or "en",
@@ -98,7 +109,7 @@ def parse_query(path: str, models: FrozenSet[str]) -> Tuple[StreamOptions, str, 
     return options, encoding, sample_rate
 
 
-def _optional_number(values: Dict[str, str], name: str, low: float, high: float) -> Optional[float]:
+def _optional_number(values: dict[str, str], name: str, low: float, high: float) -> float | None:
     text = values.get(name)
     if text is None or text == "":
         return None
@@ -107,21 +118,22 @@ def _optional_number(values: Dict[str, str], name: str, low: float, high: float)
     except ValueError:
         number = math.nan
     if not (math.isfinite(number) and low <= number <= high):
-        raise QueryError(f"invalid_{name}", f"Invalid {name}",
-                         f"{name} must be a number from {low:g} to {high:g}, got {text!r}")
+        raise QueryError(
+            f"invalid_{name}", f"Invalid {name}", f"{name} must be a number from {low:g} to {high:g}, got {text!r}"
+        )
     return number
 
 
 class Conversation:
     """Runs the protocol on one accepted connection until it ends."""
 
-    def __init__(self, conn: ServerConnection, config: ConversationConfig, record: Optional[ConnectionRecord]) -> None:
+    def __init__(self, conn: ServerConnection, config: ConversationConfig, record: ConnectionRecord | None) -> None:
         self._conn = conn
         self._config = config
         self._scenario = config.scenario
         self._record = record
         self.request_id = config.request_id or str(uuid.uuid4())
-        self._stream: Optional[EngineStream] = None
+        self._stream: EngineStream | None = None
         self._resampler: Any = None
         self._decode: Any = None  # wire bytes -> int16 samples, or None to feed the engine raw bytes
         self._sample_bytes = 2
@@ -225,12 +237,19 @@ class Conversation:
                 self._conn.close(1000, "done")
                 return False
             return True
-        self._send(self._error(400, "unknown_command", "Unknown command",
-                               f"unknown text command {text[:40]!r}; send finalize, done or close", done=False))
+        self._send(
+            self._error(
+                400,
+                "unknown_command",
+                "Unknown command",
+                f"unknown text command {text[:40]!r}; send finalize, done or close",
+                done=False,
+            )
+        )
         return True
 
     def _flush(self) -> Iterable[Recognition]:
-        results: List[Recognition] = []
+        results: list[Recognition] = []
         if self._resampler is not None:
             import numpy as np
 
@@ -262,8 +281,11 @@ class Conversation:
         if scenario.close_after_bytes is not None and self._received >= scenario.close_after_bytes:
             self._conn.close(scenario.close_code, scenario.close_reason)
             return True
-        if scenario.error_after_bytes is not None and self._received >= scenario.error_after_bytes \
-                and not self._errored:
+        if (
+            scenario.error_after_bytes is not None
+            and self._received >= scenario.error_after_bytes
+            and not self._errored
+        ):
             self._errored = True
             message = scenario.error_message
             if isinstance(message, dict):
@@ -277,7 +299,7 @@ class Conversation:
 
     # -- messages -------------------------------------------------------------
 
-    def _transcript(self, result: Recognition) -> Dict[str, Any]:
+    def _transcript(self, result: Recognition) -> dict[str, Any]:
         return {
             "type": "transcript",
             "request_id": self.request_id,
@@ -288,15 +310,22 @@ class Conversation:
             "words": [{"word": w.word, "start": round(w.start, 3), "end": round(w.end, 3)} for w in result.words],
         }
 
-    def _error(self, status: int, code: str, title: str, message: str, done: bool = True) -> Dict[str, Any]:
-        return {"type": "error", "done": done, "status_code": status, "error_code": code, "title": title,
-                "message": message, "request_id": self.request_id}
+    def _error(self, status: int, code: str, title: str, message: str, done: bool = True) -> dict[str, Any]:
+        return {
+            "type": "error",
+            "done": done,
+            "status_code": status,
+            "error_code": code,
+            "title": title,
+            "message": message,
+            "request_id": self.request_id,
+        }
 
     def _fail(self, status: int, code: str, title: str, message: str, close_code: int) -> None:
         self._send(self._error(status, code, title, message))
         self._conn.close(close_code, title)
 
-    def _send(self, message: Dict[str, Any]) -> None:
+    def _send(self, message: dict[str, Any]) -> None:
         self._conn.send(json.dumps(message))
 
     def _send_raw(self, frame: Any) -> None:

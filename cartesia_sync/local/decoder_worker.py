@@ -34,7 +34,7 @@ import traceback
 import warnings
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Deque, Dict, List, Optional, Tuple
+from typing import Any
 
 import numpy as np
 
@@ -71,10 +71,10 @@ class RecognizerSettings:
     :ivar seed: seed of the noise floor, so results are reproducible.
     """
 
-    target_level: Optional[float] = 0.06
-    noise_db: Optional[float] = -35.0
-    cmninit: Optional[str] = DEFAULT_CMNINIT
-    decoder_options: Tuple[Tuple[str, Any], ...] = (("lw", 5.5),)
+    target_level: float | None = 0.06
+    noise_db: float | None = -35.0
+    cmninit: str | None = DEFAULT_CMNINIT
+    decoder_options: tuple[tuple[str, Any], ...] = (("lw", 5.5),)
     vad_mode: int = 0
     start_secs: float = 0.3
     start_ratio: float = 0.6
@@ -88,7 +88,7 @@ class RecognizerSettings:
     max_gain: float = 100.0
 
     @classmethod
-    def untuned(cls) -> "RecognizerSettings":
+    def untuned(cls) -> RecognizerSettings:
         """pocketsphinx's own defaults: no gain, no noise floor, the model's CMN prior."""
         return cls(target_level=None, noise_db=None, cmninit=None, decoder_options=())
 
@@ -102,7 +102,7 @@ class DecoderCache:
 
     def __init__(self, settings: RecognizerSettings) -> None:
         self.settings = settings
-        self._idle: List[Any] = []
+        self._idle: list[Any] = []
 
     def take(self) -> Any:
         decoder = self._idle.pop() if self._idle else self._build()
@@ -123,7 +123,7 @@ class DecoderCache:
     def _build(self) -> Any:
         import pocketsphinx
 
-        options: Dict[str, Any] = {"loglevel": "FATAL"}
+        options: dict[str, Any] = {"loglevel": "FATAL"}
         options.update(dict(self.settings.decoder_options))
         if self.settings.cmninit:
             options.setdefault("cmninit", self.settings.cmninit)
@@ -145,10 +145,10 @@ class _Utterance:
     last_interim: str = ""
     last_raw: str = ""
     since_interim: int = 0  # samples decoded since the last interim check
-    recent: Deque[bool] = field(default_factory=deque)
+    recent: deque[bool] = field(default_factory=deque)
 
 
-def _clean_words(decoder: Any, offset_secs: float) -> Tuple[Word, ...]:
+def _clean_words(decoder: Any, offset_secs: float) -> tuple[Word, ...]:
     words = []
     for seg in decoder.seg():
         token = seg.word
@@ -185,13 +185,13 @@ class StreamRecognizer:
         self._end_allowed = int((1.0 - s.end_ratio) * self._end_frames)
         self._max_utt = int(s.max_utterance_secs * ENGINE_SAMPLE_RATE)
         self._interim_samples = int(s.interim_secs * ENGINE_SAMPLE_RATE)
-        self._ring: Deque[_Frame] = deque(maxlen=max(self._start_frames, round(s.preroll_secs / FRAME_SECS)))
-        self._recent: Deque[bool] = deque(maxlen=self._start_frames)
+        self._ring: deque[_Frame] = deque(maxlen=max(self._start_frames, round(s.preroll_secs / FRAME_SECS)))
+        self._recent: deque[bool] = deque(maxlen=self._start_frames)
         self._pending = b""
         self._position = 0  # samples taken into frames so far
-        self._utt: Optional[_Utterance] = None
-        self._to_decode: List[bytes] = []
-        self._level_power: Optional[float] = None
+        self._utt: _Utterance | None = None
+        self._to_decode: list[bytes] = []
+        self._level_power: float | None = None
         self._rng = np.random.default_rng(s.seed)
         self._noise_sigma = 0.0
         if s.noise_db is not None:
@@ -199,11 +199,11 @@ class StreamRecognizer:
 
     # -- the three calls of EngineStream --------------------------------------------------
 
-    def feed(self, audio: bytes) -> List[Recognition]:
+    def feed(self, audio: bytes) -> list[Recognition]:
         data = self._pending + bytes(audio)
         whole = len(data) // FRAME_BYTES * FRAME_BYTES
         self._pending = data[whole:]
-        results: List[Recognition] = []
+        results: list[Recognition] = []
         if not whole:
             return results
         samples = np.frombuffer(data[:whole], dtype="<i2").astype(np.float64).reshape(-1, FRAME_SAMPLES)
@@ -221,11 +221,11 @@ class StreamRecognizer:
                 self._interim(results)
         return results
 
-    def flush(self) -> List[Recognition]:
+    def flush(self) -> list[Recognition]:
         """Finals for everything fed so far; the stream then takes more audio."""
         usable = len(self._pending) - len(self._pending) % 2
         tail, self._pending = self._pending[:usable], self._pending[usable:]
-        results: List[Recognition] = []
+        results: list[Recognition] = []
         if tail:
             frame = _Frame(self._position, tail, False, 0.0)
             self._position += len(tail) // 2
@@ -248,7 +248,7 @@ class StreamRecognizer:
 
     # -- endpointing -------------------------------------------------------------------------
 
-    def _step(self, frame: _Frame, results: List[Recognition]) -> None:
+    def _step(self, frame: _Frame, results: list[Recognition]) -> None:
         self._recent.append(frame.speech)
         if self._utt is None:
             self._ring.append(frame)
@@ -307,7 +307,7 @@ class StreamRecognizer:
             self.decoder.process_raw(b"".join(self._to_decode))
             self._to_decode.clear()
 
-    def _interim(self, results: List[Recognition]) -> None:
+    def _interim(self, results: list[Recognition]) -> None:
         utt = self._utt
         assert utt is not None
         utt.since_interim = 0
@@ -321,7 +321,7 @@ class StreamRecognizer:
             utt.last_interim = text
             results.append(self._result(text, False, words, utt))
 
-    def _end_utterance(self, results: List[Recognition]) -> None:
+    def _end_utterance(self, results: list[Recognition]) -> None:
         utt = self._utt
         assert utt is not None
         self._decode_pending()
@@ -331,7 +331,7 @@ class StreamRecognizer:
         if text:
             results.append(self._result(text, True, words, utt))
 
-    def _hypothesis(self, utt: _Utterance) -> Tuple[str, Tuple[Word, ...]]:
+    def _hypothesis(self, utt: _Utterance) -> tuple[str, tuple[Word, ...]]:
         """The decoder's current text and word times; the text is always the words joined."""
         words = _clean_words(self.decoder, utt.start / ENGINE_SAMPLE_RATE)
         if words:
@@ -341,7 +341,7 @@ class StreamRecognizer:
         return text, words_between(text, utt.start / ENGINE_SAMPLE_RATE, utt.end / ENGINE_SAMPLE_RATE)
 
     @staticmethod
-    def _result(text: str, final: bool, words: Tuple[Word, ...], utt: _Utterance) -> Recognition:
+    def _result(text: str, final: bool, words: tuple[Word, ...], utt: _Utterance) -> Recognition:
         start = utt.start / ENGINE_SAMPLE_RATE
         end = utt.end / ENGINE_SAMPLE_RATE
         words = tuple(Word(w.word, max(start, min(w.start, end)), max(start, min(w.end, end))) for w in words)
@@ -357,9 +357,9 @@ class _Host:
     def __init__(self, settings: RecognizerSettings) -> None:
         self.settings = settings
         self.cache = DecoderCache(settings)
-        self.streams: Dict[int, StreamRecognizer] = {}
+        self.streams: dict[int, StreamRecognizer] = {}
 
-    def handle(self, op: str, args: Tuple[Any, ...]) -> Any:
+    def handle(self, op: str, args: tuple[Any, ...]) -> Any:
         if op == "open":
             sid, options = args
             self.streams[sid] = StreamRecognizer(self.cache.take(), options, self.settings)
@@ -379,7 +379,7 @@ class _Host:
         raise ValueError(f"unknown request {op!r}")
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     """Serve requests on the connection whose file descriptor is ``argv[0]``.
 
     Each request is ``(op, args)``; each answer is ``("ok", value)`` or
@@ -392,7 +392,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's business
     conn = Connection(int(argv[0]))
-    host: Optional[_Host] = None
+    host: _Host | None = None
     while True:
         try:
             op, args = conn.recv()
@@ -406,7 +406,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                 import pocketsphinx  # noqa: F401  (fail here, not in the first stream)
 
                 host = _Host(args[0])
-                reply: Tuple[Any, ...] = ("ok", os.getpid())
+                reply: tuple[Any, ...] = ("ok", os.getpid())
             elif host is None:
                 raise RuntimeError("the worker got a request before init")
             else:

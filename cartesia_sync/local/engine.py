@@ -11,11 +11,12 @@ s16le audio as it arrives, and turns each :class:`Recognition` into a
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Callable, Dict, Iterable, List, Optional, Protocol, Tuple, runtime_checkable
+from typing import Protocol, runtime_checkable
 
-from ..errors import ConfigurationError
 from .._events import Word
+from ..errors import ConfigurationError
 
 __all__ = [
     "ENGINE_SAMPLE_RATE",
@@ -45,9 +46,9 @@ class StreamOptions:
 
     model: str = "ink-whisper"
     language: str = "en"
-    min_volume: Optional[float] = None
-    max_silence_duration_secs: Optional[float] = None
-    keyterms: Tuple[str, ...] = ()
+    min_volume: float | None = None
+    max_silence_duration_secs: float | None = None
+    keyterms: tuple[str, ...] = ()
     encoding: str = "pcm_s16le"
     sample_rate: int = ENGINE_SAMPLE_RATE
 
@@ -69,7 +70,7 @@ class Recognition:
 
     text: str
     is_final: bool
-    words: Tuple[Word, ...] = ()
+    words: tuple[Word, ...] = ()
     start: float = 0.0
     end: float = 0.0
     verbatim: bool = False
@@ -129,8 +130,8 @@ EngineFactory = Callable[..., Engine]
 class EngineRegistry:
     """Engine factories by name, filled through the ``register_engines`` hook."""
 
-    factories: Dict[str, EngineFactory] = field(default_factory=dict)
-    descriptions: Dict[str, str] = field(default_factory=dict)
+    factories: dict[str, EngineFactory] = field(default_factory=dict)
+    descriptions: dict[str, str] = field(default_factory=dict)
 
     def register(self, name: str, factory: EngineFactory, description: str = "") -> None:
         """Make an engine available under ``name``.
@@ -153,12 +154,12 @@ class EngineRegistry:
             raise ConfigurationError(f"no engine named {name!r}; available: {known}")
         return factory(**options)
 
-    def names(self) -> List[str]:
+    def names(self) -> list[str]:
         """The registered engine names, sorted."""
         return sorted(self.factories)
 
 
-def words_between(text: str, start: float, end: float) -> Tuple[Word, ...]:
+def words_between(text: str, start: float, end: float) -> tuple[Word, ...]:
     """Spread the words of ``text`` evenly over ``start``..``end`` (for engines without word times)."""
     tokens = text.split()
     if not tokens:

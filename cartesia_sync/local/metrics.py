@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import re
-from typing import List, Sequence, Union
+from collections.abc import Sequence
 
 __all__ = ["normalise_words", "edit_distance", "word_error_rate"]
 
 
-def normalise_words(text: str) -> List[str]:
+def normalise_words(text: str) -> list[str]:
     """Lower-case words of ``text``, keeping only letters and apostrophes."""
     return re.sub(r"[^a-z' ]", " ", text.lower()).split()
 
@@ -23,7 +23,7 @@ def edit_distance(reference: Sequence[str], hypothesis: Sequence[str]) -> int:
     return row[-1]
 
 
-def word_error_rate(references: Union[str, Sequence[str]], hypotheses: Union[str, Sequence[str]]) -> float:
+def word_error_rate(references: str | Sequence[str], hypotheses: str | Sequence[str]) -> float:
     """Word errors over reference words, pooled over pairs of texts (or one pair of strings).
 
     Both sides are normalised with :func:`normalise_words` first.
@@ -33,7 +33,7 @@ def word_error_rate(references: Union[str, Sequence[str]], hypotheses: Union[str
     if len(references) != len(hypotheses):
         raise ValueError(f"{len(references)} references but {len(hypotheses)} hypotheses")
     errors = words = 0
-    for reference, hypothesis in zip(references, hypotheses):
+    for reference, hypothesis in zip(references, hypotheses, strict=False):
         ref = normalise_words(reference)
         errors += edit_distance(ref, normalise_words(hypothesis))
         words += len(ref)

@@ -30,6 +30,7 @@ Usage::
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import os
@@ -39,7 +40,7 @@ import sys
 import threading
 import weakref
 from multiprocessing.connection import Connection
-from typing import Any, List, Optional, Tuple
+from typing import Any
 
 from .decoder_worker import DecoderCache, RecognizerSettings, StreamRecognizer
 from .engine import Recognition, StreamOptions
@@ -86,10 +87,10 @@ class PocketSphinxEngine:
 
     def __init__(
         self,
-        workers: Optional[int] = None,
+        workers: int | None = None,
         *,
         timeout: float = 30.0,
-        settings: Optional[RecognizerSettings] = None,
+        settings: RecognizerSettings | None = None,
     ) -> None:
         if workers is None:
             workers = os.cpu_count() or 1
@@ -105,12 +106,12 @@ class PocketSphinxEngine:
         self.settings = settings or RecognizerSettings()
         self._lock = threading.Lock()
         self._closed = False
-        self._slots: List[Optional[_Worker]] = [None] * workers
+        self._slots: list[_Worker | None] = [None] * workers
         self._ids = itertools.count(1)
-        self._local_cache: Optional[DecoderCache] = None
+        self._local_cache: DecoderCache | None = None
         self._finalizer = weakref.finalize(self, _stop_all, self._slots)
 
-    def open_stream(self, options: StreamOptions) -> "PocketSphinxStream":
+    def open_stream(self, options: StreamOptions) -> PocketSphinxStream:
         """Start recognising one stream.
 
         :raises ValueError: a language other than English, or a bad option.
@@ -135,7 +136,7 @@ class PocketSphinxEngine:
             raise
         return _RemoteStream(self, worker, sid)
 
-    def worker_pids(self) -> List[int]:
+    def worker_pids(self) -> list[int]:
         """Process ids of the running workers (for monitoring and tests)."""
         with self._lock:
             return [w.pid for w in self._slots if w is not None and w.alive()]
@@ -148,13 +149,13 @@ class PocketSphinxEngine:
                 self._local_cache.clear()
         self._finalizer()
 
-    def __enter__(self) -> "PocketSphinxEngine":
+    def __enter__(self) -> PocketSphinxEngine:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def _pick_worker(self) -> "_Worker":
+    def _pick_worker(self) -> _Worker:
         """The least busy live worker; start one in a free slot rather than share."""
         live = [(w.streams, i) for i, w in enumerate(self._slots) if w is not None and w.alive()]
         free = [i for i, w in enumerate(self._slots) if w is None or not w.alive()]
@@ -167,7 +168,7 @@ class PocketSphinxEngine:
             return self._slots[index]  # type: ignore[return-value]
         return self._slots[min(live)[1]]  # type: ignore[return-value]
 
-    def _release(self, worker: "_Worker") -> None:
+    def _release(self, worker: _Worker) -> None:
         with self._lock:
             worker.streams -= 1
 
@@ -177,7 +178,7 @@ class PocketSphinxEngine:
                 self._local_cache.give_back(recognizer.decoder)
 
 
-def _stop_all(slots: List[Optional["_Worker"]]) -> None:
+def _stop_all(slots: list[_Worker | None]) -> None:
     for worker in slots:
         if worker is not None:
             worker.stop()
@@ -206,7 +207,7 @@ class _Worker:
         self.conn = Connection(parent_sock.detach())
         self.lock = threading.Lock()
         self.streams = 0
-        self.broken: Optional[str] = None
+        self.broken: str | None = None
         try:
             self.call("init", (settings,), timeout)
         except BaseException:
@@ -216,7 +217,7 @@ class _Worker:
     def alive(self) -> bool:
         return self.broken is None and self.process.poll() is None
 
-    def call(self, op: str, args: Tuple[Any, ...], timeout: float) -> Any:
+    def call(self, op: str, args: tuple[Any, ...], timeout: float) -> Any:
         """Send one request and wait for its answer.
 
         :raises RuntimeError: the worker is gone, failed, or did not answer in time.
@@ -261,10 +262,8 @@ class _Worker:
             if self.broken is None:
                 self.broken = f"pocketsphinx worker process {self.pid} was stopped (the engine closed)"
                 if got and self.process.poll() is None:
-                    try:
+                    with contextlib.suppress(OSError):
                         self.conn.send(("stop", ()))
-                    except OSError:
-                        pass
             try:
                 self.process.wait(timeout=_STOP_GRACE)
             except subprocess.TimeoutExpired:
@@ -284,11 +283,11 @@ class _Worker:
 class PocketSphinxStream:
     """One stream of :class:`PocketSphinxEngine`; called from one thread at a time."""
 
-    def feed(self, audio: bytes) -> List[Recognition]:
+    def feed(self, audio: bytes) -> list[Recognition]:
         """Take more 16 kHz mono s16le audio; return the interims and finals it produced."""
         raise NotImplementedError
 
-    def flush(self) -> List[Recognition]:
+    def flush(self) -> list[Recognition]:
         """Finals for all audio fed so far; the stream then takes more audio."""
         raise NotImplementedError
 
@@ -296,7 +295,7 @@ class PocketSphinxStream:
         """Release the stream's decoder; idempotent."""
         raise NotImplementedError
 
-    def __enter__(self) -> "PocketSphinxStream":
+    def __enter__(self) -> PocketSphinxStream:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -306,17 +305,17 @@ class PocketSphinxStream:
 class _LocalStream(PocketSphinxStream):
     def __init__(self, engine: PocketSphinxEngine, recognizer: StreamRecognizer) -> None:
         self._engine = engine
-        self._recognizer: Optional[StreamRecognizer] = recognizer
+        self._recognizer: StreamRecognizer | None = recognizer
 
     def _live(self) -> StreamRecognizer:
         if self._recognizer is None:
             raise RuntimeError("the stream is closed")
         return self._recognizer
 
-    def feed(self, audio: bytes) -> List[Recognition]:
+    def feed(self, audio: bytes) -> list[Recognition]:
         return self._live().feed(_as_bytes(audio))
 
-    def flush(self) -> List[Recognition]:
+    def flush(self) -> list[Recognition]:
         return self._live().flush()
 
     def close(self) -> None:
@@ -329,30 +328,30 @@ class _LocalStream(PocketSphinxStream):
 class _RemoteStream(PocketSphinxStream):
     def __init__(self, engine: PocketSphinxEngine, worker: _Worker, sid: int) -> None:
         self._engine = engine
-        self._worker: Optional[_Worker] = worker
+        self._worker: _Worker | None = worker
         self._sid = sid
         self._fed = 0  # bytes since the last flush, to size the flush timeout
 
     @property
-    def worker_pid(self) -> Optional[int]:
+    def worker_pid(self) -> int | None:
         """The pid of the process decoding this stream (None once closed)."""
         return self._worker.pid if self._worker is not None else None
 
-    def _call(self, op: str, args: Tuple[Any, ...], audio_bytes: int) -> List[Recognition]:
+    def _call(self, op: str, args: tuple[Any, ...], audio_bytes: int) -> list[Recognition]:
         worker = self._worker
         if worker is None:
             raise RuntimeError("the stream is closed")
         timeout = self._engine.timeout + _SECONDS_PER_AUDIO_SECOND * audio_bytes / 32000
         return list(worker.call(op, args, timeout))
 
-    def feed(self, audio: bytes) -> List[Recognition]:
+    def feed(self, audio: bytes) -> list[Recognition]:
         data = _as_bytes(audio)
         if not data:
             return []
         self._fed += len(data)
         return self._call("feed", (self._sid, data), len(data))
 
-    def flush(self) -> List[Recognition]:
+    def flush(self) -> list[Recognition]:
         # The utterance still open may span everything since the last flush.
         fed, self._fed = self._fed, 0
         return self._call("flush", (self._sid,), min(fed, 32000 * 60))

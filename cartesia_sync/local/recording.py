@@ -6,7 +6,6 @@ import hashlib
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Tuple
 
 __all__ = ["Received", "ConnectionRecord"]
 
@@ -30,11 +29,11 @@ class ConnectionRecord:
     """
 
     path: str = ""
-    query: List[Tuple[str, str]] = field(default_factory=list)
-    headers: Dict[str, str] = field(default_factory=dict)
-    frames: List[Received] = field(default_factory=list)
+    query: list[tuple[str, str]] = field(default_factory=list)
+    headers: dict[str, str] = field(default_factory=dict)
+    frames: list[Received] = field(default_factory=list)
     audio: bytearray = field(default_factory=bytearray)
-    close_code: Optional[int] = None
+    close_code: int | None = None
     finished: threading.Event = field(default_factory=threading.Event, repr=False)
 
     def add(self, kind: str, data: object) -> None:
@@ -45,16 +44,16 @@ class ConnectionRecord:
             self.audio += data
 
     @property
-    def texts(self) -> List[str]:
+    def texts(self) -> list[str]:
         """The text frames (commands), in order."""
         return [f.data for f in self.frames if f.kind == "text"]  # type: ignore[misc]
 
     @property
-    def audio_frames(self) -> List[Received]:
+    def audio_frames(self) -> list[Received]:
         """The binary frames, in order."""
         return [f for f in self.frames if f.kind == "audio"]
 
-    def query_dict(self) -> Dict[str, str]:
+    def query_dict(self) -> dict[str, str]:
         """The query parameters as a dict (the last value of a repeated one wins)."""
         return dict(self.query)
 

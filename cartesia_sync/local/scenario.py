@@ -8,12 +8,12 @@ test can prove its code survives it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, Optional, Tuple
+from typing import Any
 
 __all__ = ["Scenario", "DEFAULT_ERROR"]
 
 #: The error message sent by ``error_after_bytes`` unless another is given (2026 structured format).
-DEFAULT_ERROR: Dict[str, Any] = {
+DEFAULT_ERROR: dict[str, Any] = {
     "type": "error",
     "done": True,
     "status_code": 500,
@@ -50,22 +50,22 @@ class Scenario:
         that a client's reconnect gets past a fault). ``None``: all of them.
     """
 
-    reject_status: Optional[int] = None
+    reject_status: int | None = None
     reject_body: str = ""
     answer_finalize: bool = True
     answer_end: bool = True
     end_delay: float = 0.0
     close_after_done: bool = True
-    on_open: Tuple[Any, ...] = ()
-    before_done: Tuple[Any, ...] = ()
-    error_after_bytes: Optional[int] = None
+    on_open: tuple[Any, ...] = ()
+    before_done: tuple[Any, ...] = ()
+    error_after_bytes: int | None = None
     error_message: Any = field(default_factory=lambda: dict(DEFAULT_ERROR), hash=False)
     error_closes: bool = True
-    drop_after_bytes: Optional[int] = None
-    close_after_bytes: Optional[int] = None
+    drop_after_bytes: int | None = None
+    close_after_bytes: int | None = None
     close_code: int = 1011
     close_reason: str = ""
-    faulty_connections: Optional[int] = None
+    faulty_connections: int | None = None
 
     def applies_to(self, index: int) -> bool:
         """Whether the faults apply to the connection accepted ``index``-th (from 0)."""

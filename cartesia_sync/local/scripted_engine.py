@@ -15,7 +15,7 @@ for the endpoints a real engine detects by itself).
 from __future__ import annotations
 
 import hashlib
-from typing import Callable, Iterable, List, Optional, Sequence, Tuple
+from collections.abc import Callable, Iterable, Sequence
 
 from .._events import Word
 from .engine import Recognition, StreamOptions, words_between
@@ -47,11 +47,11 @@ class ScriptedEngine:
 
     def __init__(
         self,
-        segments: Optional[Sequence[str]] = None,
+        segments: Sequence[str] | None = None,
         *,
-        text: Optional[Callable[[int, bytes], str]] = None,
-        segment_bytes: Optional[int] = None,
-        interim_bytes: Optional[int] = None,
+        text: Callable[[int, bytes], str] | None = None,
+        segment_bytes: int | None = None,
+        interim_bytes: int | None = None,
         word_per_segment: bool = True,
     ) -> None:
         for name, value in (("segment_bytes", segment_bytes), ("interim_bytes", interim_bytes)):
@@ -63,7 +63,7 @@ class ScriptedEngine:
         self.interim_bytes = interim_bytes
         self.word_per_segment = word_per_segment
 
-    def open_stream(self, options: StreamOptions) -> "ScriptedStream":
+    def open_stream(self, options: StreamOptions) -> ScriptedStream:
         """Start a stream; every stream walks the scripted segments from the first."""
         return ScriptedStream(self, SAMPLE_BYTES.get(options.encoding, 2) * options.sample_rate)
 
@@ -83,7 +83,7 @@ class ScriptedStream:
         self._next_interim = engine.interim_bytes
 
     def feed(self, audio: bytes) -> Iterable[Recognition]:
-        results: List[Recognition] = []
+        results: list[Recognition] = []
         limit = self._engine.segment_bytes
         view = memoryview(audio)
         while len(view):
@@ -122,7 +122,7 @@ class ScriptedStream:
         start = self._segment_start / self._bytes_per_second
         end = (self._segment_start + len(self._segment)) / self._bytes_per_second
         if not text.strip():
-            words: Tuple[Word, ...] = ()
+            words: tuple[Word, ...] = ()
         elif self._engine.word_per_segment:
             words = (Word(text.strip(), start, end),)
         else:

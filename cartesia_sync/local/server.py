@@ -21,14 +21,15 @@ import logging
 import re
 import socket
 import threading
+from collections.abc import Iterable
 from http import HTTPStatus
-from typing import Any, Dict, FrozenSet, Iterable, List, Optional, Set, TypeVar, Union
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlsplit
 
 from .._config import is_loopback_host
-from ..errors import ConfigurationError
 from .._plugin_manager import create_plugin_manager
 from .._secrets import ApiKey
+from ..errors import ConfigurationError
 from .bundled import BundledEngines
 from .connection import Conversation, ConversationConfig
 from .engine import Engine, EngineRegistry
@@ -59,7 +60,7 @@ wire_logger = logging.getLogger(f"{__name__}.wire")
 wire_logger.addFilter(_CredentialScrubber())
 
 #: Model ids the server accepts, as the hosted API names them.
-DEFAULT_MODELS: FrozenSet[str] = frozenset({"ink-whisper", "ink-whisper-2025-06-04", "ink-2"})
+DEFAULT_MODELS: frozenset[str] = frozenset({"ink-whisper", "ink-whisper-2025-06-04", "ink-2"})
 
 STT_PATH = "/stt/websocket"
 
@@ -84,7 +85,7 @@ def engine_registry(load_entrypoints: bool = True) -> EngineRegistry:
     return registry
 
 
-def available_engines(load_entrypoints: bool = True) -> List[str]:
+def available_engines(load_entrypoints: bool = True) -> list[str]:
     """The names of every engine a :class:`LocalServer` can use."""
     return engine_registry(load_entrypoints).names()
 
@@ -115,17 +116,17 @@ class LocalServer:
 
     def __init__(
         self,
-        engine: Union[str, Engine] = "pocketsphinx",
+        engine: str | Engine = "pocketsphinx",
         *,
         host: str = "127.0.0.1",
         port: int = 0,
-        api_key: Optional[str] = None,
+        api_key: str | None = None,
         idle_timeout: float = 20.0,
         models: Iterable[str] = DEFAULT_MODELS,
-        scenario: Optional[Scenario] = None,
+        scenario: Scenario | None = None,
         record: bool = False,
         record_secrets: bool = False,
-        request_id: Optional[str] = None,
+        request_id: str | None = None,
         allow_remote: bool = False,
         load_entrypoints: bool = True,
         **engine_options: Any,
@@ -145,18 +146,22 @@ class LocalServer:
         self._api_key = ApiKey(api_key) if api_key else None
         self._record_secrets = record_secrets
         self.scenario = scenario or Scenario()
-        self.connections: List[ConnectionRecord] = []
+        self.connections: list[ConnectionRecord] = []
         self._config = ConversationConfig(
-            engine=self.engine, models=frozenset(models) | {getattr(self.engine, "name", "local")},
-            idle_timeout=idle_timeout, scenario=self.scenario, record=record, request_id=request_id,
+            engine=self.engine,
+            models=frozenset(models) | {getattr(self.engine, "name", "local")},
+            idle_timeout=idle_timeout,
+            scenario=self.scenario,
+            record=record,
+            request_id=request_id,
         )
         self._host = host
         self._port = port
         self._server: Any = None
-        self._thread: Optional[threading.Thread] = None
+        self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._handshakes = 0
-        self._open_connections: Set[Any] = set()
+        self._open_connections: set[Any] = set()
 
     # -- lifecycle ----------------------------------------------------------------
 
@@ -172,13 +177,17 @@ class LocalServer:
             # Accepted connections inherit the listener's receive buffer.
             listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER_BYTES)
             self._server = serve(
-                self._handle, sock=listener, process_request=self._process_request,
-                compression=None, max_size=2**22, max_queue=INCOMING_FRAMES, ping_interval=None,
-                server_header="cartesia-sync-local", logger=wire_logger,
+                self._handle,
+                sock=listener,
+                process_request=self._process_request,
+                compression=None,
+                max_size=2**22,
+                max_queue=INCOMING_FRAMES,
+                ping_interval=None,
+                server_header="cartesia-sync-local",
+                logger=wire_logger,
             )
-            self._thread = threading.Thread(
-                target=self._server.serve_forever, name="local-stt-server", daemon=True
-            )
+            self._thread = threading.Thread(target=self._server.serve_forever, name="local-stt-server", daemon=True)
             self._thread.start()
         logger.info("local STT server listening on %s", self.url)
         return self
@@ -214,7 +223,7 @@ class LocalServer:
         if server is not None and self._owns_engine:
             self.engine.close()
 
-    def __enter__(self) -> "LocalServer":
+    def __enter__(self) -> LocalServer:
         return self.start()
 
     def __exit__(self, *exc: Any) -> None:
@@ -257,7 +266,9 @@ class LocalServer:
 
     def __repr__(self) -> str:
         state = f"url={self.url!r}" if self._server is not None else "stopped"
-        return f"<LocalServer {state} engine={getattr(self.engine, 'name', '?')!r} key={'***' if self._api_key else None}>"
+        return (
+            f"<LocalServer {state} engine={getattr(self.engine, 'name', '?')!r} key={'***' if self._api_key else None}>"
+        )
 
     # -- handshake ------------------------------------------------------------------
 
@@ -269,8 +280,9 @@ class LocalServer:
         record = None
         if self._config.record:
             keep = self._record_secrets
-            record = ConnectionRecord(path=parts.path, query=_masked_query(parts.query, keep),
-                                      headers=_masked_headers(request, keep))
+            record = ConnectionRecord(
+                path=parts.path, query=_masked_query(parts.query, keep), headers=_masked_headers(request, keep)
+            )
             self.connections.append(record)
         connection.cartesia_record = record
         refusal = self._refusal(parts, request, connection.cartesia_faulty)
@@ -285,8 +297,10 @@ class LocalServer:
         if parts.path != STT_PATH:
             return _response(404, json.dumps({"title": "Not found", "message": f"use {STT_PATH}"}))
         if self._api_key is not None and not self._key_matches(parts.query, request.headers):
-            return _response(401, json.dumps({"title": "Unauthorized", "message": "Invalid API key",
-                                              "error_code": "invalid_api_key"}))
+            return _response(
+                401,
+                json.dumps({"title": "Unauthorized", "message": "Invalid API key", "error_code": "invalid_api_key"}),
+            )
         return None
 
     def _key_matches(self, query: str, headers: Any) -> bool:
@@ -304,7 +318,7 @@ class LocalServer:
     # -- connections ------------------------------------------------------------------
 
     def _handle(self, conn: Any) -> None:
-        record: Optional[ConnectionRecord] = getattr(conn, "cartesia_record", None)
+        record: ConnectionRecord | None = getattr(conn, "cartesia_record", None)
         with self._lock:
             self._open_connections.add(conn)
             stopping = self._server is None
@@ -324,13 +338,15 @@ class LocalServer:
                 record.finished.set()
 
 
-def _masked_query(query: str, keep_secrets: bool) -> List[Any]:
-    return [(name, "***" if name == "api_key" and not keep_secrets else value)
-            for name, value in parse_qsl(query, keep_blank_values=True)]
+def _masked_query(query: str, keep_secrets: bool) -> list[Any]:
+    return [
+        (name, "***" if name == "api_key" and not keep_secrets else value)
+        for name, value in parse_qsl(query, keep_blank_values=True)
+    ]
 
 
-def _masked_headers(request: Any, keep_secrets: bool) -> Dict[str, str]:
-    secret: Set[str] = set() if keep_secrets else {"x-api-key", "authorization"}
+def _masked_headers(request: Any, keep_secrets: bool) -> dict[str, str]:
+    secret: set[str] = set() if keep_secrets else {"x-api-key", "authorization"}
     return {name.lower(): ("***" if name.lower() in secret else value) for name, value in request.headers.raw_items()}
 
 
@@ -343,6 +359,7 @@ def _response(status: int, body: str) -> Any:
     except ValueError:
         reason = "Unknown"
     data = body.encode()
-    headers = Headers([("Content-Type", "application/json"), ("Content-Length", str(len(data))),
-                       ("Connection", "close")])
+    headers = Headers(
+        [("Content-Type", "application/json"), ("Content-Length", str(len(data))), ("Connection", "close")]
+    )
     return Response(status, reason, headers, data)

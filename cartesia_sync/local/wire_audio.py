@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable, Dict
+from collections.abc import Callable
 
 import numpy as np
 
@@ -11,7 +11,7 @@ from .._config import ENCODINGS
 __all__ = ["SAMPLE_BYTES", "decoder_for"]
 
 #: Bytes per sample of each wire encoding: the client's own table, so both sides always agree.
-SAMPLE_BYTES: Dict[str, int] = dict(ENCODINGS)
+SAMPLE_BYTES: dict[str, int] = dict(ENCODINGS)
 
 
 def _float_to_int16(samples: np.ndarray) -> np.ndarray:
@@ -40,7 +40,7 @@ def _alaw_table() -> np.ndarray:
 _MULAW = _mulaw_table()
 _ALAW = _alaw_table()
 
-_DECODERS: Dict[str, Callable[[bytes], np.ndarray]] = {
+_DECODERS: dict[str, Callable[[bytes], np.ndarray]] = {
     "pcm_s16le": lambda data: np.frombuffer(data, dtype="<i2"),
     "pcm_s32le": lambda data: (np.frombuffer(data, dtype="<i4") >> 16).astype(np.int16),
     "pcm_f16le": lambda data: _float_to_int16(np.frombuffer(data, dtype="<f2")),

@@ -25,14 +25,15 @@ import os
 import threading
 import time
 import wave
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Optional, Sequence, Union
+from typing import Any
 
 import numpy as np
 import soxr
 
-PathLike = Union[str, Path]
+PathLike = str | Path
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,7 @@ class FakeDevice:
     """
 
     name: str = "default"
-    infile: Optional[PathLike] = None
+    infile: PathLike | None = None
     kind: str = "file"
 
     def render(self) -> str:
@@ -55,7 +56,7 @@ class FakeDevice:
         if self.kind == "nocard":
             return f"{pcm} {{\n    type hw\n    card 7\n}}\n"
         if self.kind == "misconfigured":
-            return f"{pcm} {{\n    type plug\n    slave.pcm \"no_such_pcm\"\n}}\n"
+            return f'{pcm} {{\n    type plug\n    slave.pcm "no_such_pcm"\n}}\n'
         if self.kind == "ulaw":
             return f"{pcm} {{\n    type mulaw\n    slave {{ pcm {{ type null }} format S16_LE }}\n}}\n"
         if self.kind != "file":
@@ -67,8 +68,10 @@ class FakeDevice:
             infile = '{ @func getenv vars [ FAKE_MIC_FILE ] default "/dev/zero" }'
         else:
             infile = f'"{Path(self.infile).resolve()}"'
-        return (f"{pcm} {{\n    type file\n    slave.pcm {slave}\n    file \"/dev/null\"\n"
-                f"    infile {infile}\n    format \"raw\"\n}}\n")
+        return (
+            f'{pcm} {{\n    type file\n    slave.pcm {slave}\n    file "/dev/null"\n'
+            f'    infile {infile}\n    format "raw"\n}}\n'
+        )
 
 
 def write_asoundrc(path: PathLike, devices: Sequence[FakeDevice]) -> Path:
@@ -79,7 +82,7 @@ def write_asoundrc(path: PathLike, devices: Sequence[FakeDevice]) -> Path:
     return path.resolve()
 
 
-def alsa_environ(config: PathLike, mic_file: Optional[PathLike] = None) -> Dict[str, str]:
+def alsa_environ(config: PathLike, mic_file: PathLike | None = None) -> dict[str, str]:
     """The environment variables that make PortAudio use ``config`` (set them before ``PyAudio()``)."""
     env = {"ALSA_CONFIG_PATH": str(Path(config).resolve())}
     if mic_file is not None:
@@ -87,7 +90,7 @@ def alsa_environ(config: PathLike, mic_file: Optional[PathLike] = None) -> Dict[
     return env
 
 
-def read_wav(path: PathLike) -> "tuple[bytes, int, int]":
+def read_wav(path: PathLike) -> tuple[bytes, int, int]:
     """The PCM bytes (no header), rate and channel count of a 16-bit WAV file."""
     with wave.open(str(path), "rb") as w:
         if w.getsampwidth() != 2:
@@ -124,8 +127,9 @@ class PacedFeed:
     :param bytes_per_second: the real-time byte rate of ``data`` (32000 for 16 kHz mono s16le).
     """
 
-    def __init__(self, path: PathLike, data: bytes, bytes_per_second: int = 32000, speed: float = 1.0,
-                 chunk_seconds: float = 0.1) -> None:
+    def __init__(
+        self, path: PathLike, data: bytes, bytes_per_second: int = 32000, speed: float = 1.0, chunk_seconds: float = 0.1
+    ) -> None:
         self.path = Path(path).resolve()
         self.data = data
         self.chunk = max(2, int(bytes_per_second * chunk_seconds) // 2 * 2)
@@ -134,7 +138,7 @@ class PacedFeed:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="fake-mic-feed", daemon=True)
 
-    def __enter__(self) -> "PacedFeed":
+    def __enter__(self) -> PacedFeed:
         os.mkfifo(self.path)
         self._thread.start()
         return self
@@ -163,9 +167,9 @@ class PacedFeed:
                     pass
                 deadline = time.monotonic()
                 while not self._stop.is_set():
-                    piece = self.data[position:position + self.chunk]
+                    piece = self.data[position : position + self.chunk]
                     if len(piece) < self.chunk:
-                        piece += self.data[:self.chunk - len(piece)]
+                        piece += self.data[: self.chunk - len(piece)]
                     os.write(fd, piece)
                     position = (position + self.chunk) % len(self.data)
                     self.written += len(piece)

@@ -19,8 +19,7 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
-from typing import Dict, Iterator, List, Tuple
+from collections.abc import Iterator
 
 import pytest
 
@@ -33,7 +32,7 @@ NOISE = re.compile(r"ALSA lib|jack server|JackShm|Cannot connect to server", re.
 NO_DEVICE = "cartesia-sync: error: no audio input device was found: "
 
 
-def base_env() -> Dict[str, str]:
+def base_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith(("CARTESIA", "ALSA_", "FAKE_MIC"))}
 
 
@@ -55,31 +54,38 @@ def no_card_env(tmp_path):
 
 
 @pytest.fixture
-def paced_env(tmp_path) -> Iterator[Tuple[Dict[str, str], PacedFeed]]:
+def paced_env(tmp_path) -> Iterator[tuple[dict[str, str], PacedFeed]]:
     """``studio_usb`` delivers at real time: a FIFO written at 32000 bytes a second (16 kHz mono)."""
     with PacedFeed(tmp_path / "mic.fifo", bytes(range(256)) * 125) as feed:
-        config = write_asoundrc(tmp_path / "asound.conf",
-                                [FakeDevice("default"), FakeDevice("studio_usb", infile=feed.path)])
+        config = write_asoundrc(
+            tmp_path / "asound.conf", [FakeDevice("default"), FakeDevice("studio_usb", infile=feed.path)]
+        )
         env = base_env()
         env.update(alsa_environ(config, "/dev/zero"))
         yield env, feed
 
 
-def cli(*args: str, env: Dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "cartesia_sync", *args], capture_output=True, text=True,
-                          timeout=timeout, env=env)
+def cli(*args: str, env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "cartesia_sync", *args], capture_output=True, text=True, timeout=timeout, env=env
+    )
 
 
-def listen_until_ctrl_c(args: List[str], env: Dict[str, str], seconds: float) -> Tuple[int, str, str, str]:
+def listen_until_ctrl_c(args: list[str], env: dict[str, str], seconds: float) -> tuple[int, str, str, str]:
     """Run ``listen``, wait for its "listening on" line, let it capture ``seconds``, then send SIGINT.
 
     Returns ``(exit code, the "listening on" line, stdout, the rest of stderr)``.
     """
-    proc = subprocess.Popen([sys.executable, "-m", "cartesia_sync", "listen", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cartesia_sync", "listen", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     try:
         deadline = time.monotonic() + 30
-        before: List[str] = []
+        before: list[str] = []
         line = ""
         while "listening on" not in line and time.monotonic() < deadline and proc.poll() is None:
             line = proc.stderr.readline()
@@ -135,10 +141,13 @@ def test_devices_without_an_input_device_is_one_line_and_exit_1(no_card_env, jso
         assert result.stdout == ""
 
 
-@pytest.mark.parametrize("command, what", [
-    (["devices"], "listing devices"),
-    (["listen"], "looking for an input device"),
-])
+@pytest.mark.parametrize(
+    "command, what",
+    [
+        (["devices"], "listing devices"),
+        (["listen"], "looking for an input device"),
+    ],
+)
 def test_debug_shows_the_captured_noise(no_card_env, command, what):
     result = cli("--debug", *command, env=no_card_env)
     assert result.returncode == 1
@@ -164,8 +173,9 @@ def test_listen_without_an_input_device_is_one_line_and_exit_1(no_card_env):
 def test_listen_streams_until_ctrl_c_then_flushes_and_closes(server, mic_env, tmp_path):
     """The fake device has no clock: it is named, reported as faster than real time, and nothing is noisy."""
     log = tmp_path / "events.jsonl"
-    code, line, out, err = listen_until_ctrl_c(["--device", "studio", "--url", server.url, "--log", str(log)],
-                                               mic_env, seconds=1.0)
+    code, line, out, err = listen_until_ctrl_c(
+        ["--device", "studio", "--url", server.url, "--log", str(log)], mic_env, seconds=1.0
+    )
     assert code == 0, err
     assert line == "cartesia-sync: listening on studio_usb (device 0, 16000 Hz, 1 channel); Ctrl-C stops\n"
     assert out.startswith("seg1:")  # the final transcript, flushed at Ctrl-C
@@ -174,8 +184,11 @@ def test_listen_streams_until_ctrl_c_then_flushes_and_closes(server, mic_env, tm
     events = [json.loads(line) for line in log.read_text().splitlines()]
     assert events[-1]["event"] == "session_end"
     assert not NOISE.search(err), err
-    report = re.fullmatch(r"cartesia-sync: the device delivered audio at (\d+(?:\.\d)?)x real time; "
-                          r"(\d+\.\d) s were dropped", err.strip().splitlines()[-1])
+    report = re.fullmatch(
+        r"cartesia-sync: the device delivered audio at (\d+(?:\.\d)?)x real time; "
+        r"(\d+\.\d) s were dropped",
+        err.strip().splitlines()[-1],
+    )
     assert report, err
     assert float(report.group(1)) >= 10 and float(report.group(2)) > 0
     assert "connection" not in err

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
@@ -11,7 +12,7 @@ import stat
 import threading
 from datetime import datetime
 from types import SimpleNamespace
-from typing import Any, Dict, List
+from typing import Any
 
 import numpy as np
 import pytest
@@ -37,7 +38,7 @@ def pcm(seconds: float, rate: int = 16000) -> bytes:
     return (np.sin(2 * np.pi * 440 * t) * 8000).astype("<i2").tobytes()
 
 
-def lines_of(path) -> List[Dict[str, Any]]:
+def lines_of(path) -> list[dict[str, Any]]:
     """Every line of the file parsed independently (split on \\n only)."""
     data = open(path, "rb").read()
     assert data.endswith(b"\n")
@@ -49,10 +50,10 @@ def fake_session(number: int = 1, key: str = None) -> SimpleNamespace:
     return SimpleNamespace(number=number, settings=SimpleNamespace(api_key=api_key))
 
 
-def check_common(records: List[Dict[str, Any]]) -> None:
+def check_common(records: list[dict[str, Any]]) -> None:
     """seq gap-free per writer from 1, ts ISO UTC with ms, t monotonic per session."""
-    by_writer: Dict[str, List[int]] = {}
-    last_t: Dict[str, float] = {}
+    by_writer: dict[str, list[int]] = {}
+    last_t: dict[str, float] = {}
     for rec in records:
         assert rec["v"] == 1
         by_writer.setdefault(rec["writer"], []).append(rec["seq"])
@@ -97,7 +98,11 @@ def test_full_session_logs_every_event(log_path):
     start = records[0]
     assert start["url"] == session.settings.display_url
     assert (start["model"], start["language"], start["encoding"], start["sample_rate"]) == (
-        "ink-whisper", "en", "pcm_s16le", 16000)
+        "ink-whisper",
+        "en",
+        "pcm_s16le",
+        16000,
+    )
     assert start["t"] < 1.0
 
     finals = [r for r in records if r["event"] == "transcript" and r["is_final"]]
@@ -140,15 +145,15 @@ def test_interim_transcripts_are_logged(log_path):
 def test_server_error_session(log_path):
     scenario = Scenario(error_after_bytes=3200)
     with FakeCartesia(segments=SEGMENTS, scenario=scenario) as fake:
-        client = cartesia_sync.Client(url=fake.url, plugins=[EventLog(log_path)], load_entrypoints=False, reconnect=False)
+        client = cartesia_sync.Client(
+            url=fake.url, plugins=[EventLog(log_path)], load_entrypoints=False, reconnect=False
+        )
         session = client.connect()
         session.send(pcm(0.5))
         with pytest.raises(ServerError):
             session.finalize(timeout=5)
-        try:
+        with contextlib.suppress(cartesia_sync.CartesiaSyncError):
             session.close()
-        except cartesia_sync.CartesiaSyncError:
-            pass
     records = lines_of(log_path)
     check_common(records)
     wire = [r for r in records if r["event"] == "server_error"]
@@ -206,7 +211,9 @@ def test_a_raising_plugin_is_logged_with_hook_and_plugin(log_path):
 
 def test_dropped_connection(log_path):
     with FakeCartesia(segments=SEGMENTS, scenario=Scenario(drop_after_bytes=8000)) as fake:
-        client = cartesia_sync.Client(url=fake.url, plugins=[EventLog(log_path)], load_entrypoints=False, reconnect=False)
+        client = cartesia_sync.Client(
+            url=fake.url, plugins=[EventLog(log_path)], load_entrypoints=False, reconnect=False
+        )
         session = client.connect()
         session.send(pcm(1.0))
         with pytest.raises(ConnectionLostError):
@@ -249,7 +256,7 @@ def test_sessions_append_to_one_file(log_path):
     check_common(records)
     assert len(log.sessions) == 3 and len(set(r["writer"] for r in records)) == 2
     sids = log.sessions
-    for sid, session in zip(sids, (first, second, third)):
+    for sid, session in zip(sids, (first, second, third), strict=False):
         assert transcript_from_events(log, session=sid) == (session.text, session.words)
     for number, session in enumerate((first, second, third), start=1):  # numbered in file order
         assert transcript_from_events(log, session=number) == (session.text, session.words)
@@ -266,8 +273,7 @@ def test_concurrent_sessions_share_one_writer(log_path):
     writer = EventLog(log_path)
     results = []
     with FakeCartesia(segments=SEGMENTS, segment_bytes=8000) as fake:
-        threads = [threading.Thread(target=lambda: results.append(run_session(fake.url, [writer])))
-                   for _ in range(4)]
+        threads = [threading.Thread(target=lambda: results.append(run_session(fake.url, [writer]))) for _ in range(4)]
         for t in threads:
             t.start()
         for t in threads:
@@ -312,7 +318,7 @@ def test_torn_tail_at_every_byte_offset(tmp_path):
     writer = EventLog(tmp_path / "full.jsonl")
     session = fake_session(3)
     writer.record(session, "first", text="a")
-    writer.record(session, "second", text="ünï\u2028code \"quoted\"\nnewline", n=float("nan"))
+    writer.record(session, "second", text='ünï\u2028code "quoted"\nnewline', n=float("nan"))
     writer.record(session, "third", words=[{"word": "w", "start": 0.0, "end": 1.5}])
     writer.close()
     data = (tmp_path / "full.jsonl").read_bytes()
@@ -443,8 +449,13 @@ def test_scrubs_escaped_and_url_encoded_forms(log_path):
 
 def test_non_finite_floats_become_null(log_path):
     writer = EventLog(log_path)
-    writer.record(fake_session(), "numbers", nan=float("nan"), inf=[float("inf"), -float("inf"), 1.5],
-                  nested={"x": {"y": float("nan")}})
+    writer.record(
+        fake_session(),
+        "numbers",
+        nan=float("nan"),
+        inf=[float("inf"), -float("inf"), 1.5],
+        nested={"x": {"y": float("nan")}},
+    )
     writer.close()
     text = log_path.read_text()
     assert "NaN" not in text and "Infinity" not in text
@@ -455,8 +466,16 @@ def test_non_finite_floats_become_null(log_path):
 def test_generic_record_for_future_hooks(log_path):
     writer = EventLog(log_path)
     error = ConnectionLostError("lost", close_code=1006)
-    rec = writer.record(fake_session(), "reconnect", attempt=2, delay=1.5, error=error,
-                        word=cartesia_sync.Word("hi", 0.0, 0.5), blob=b"\x00" * 10, state=cartesia_sync.SessionState.OPEN)
+    rec = writer.record(
+        fake_session(),
+        "reconnect",
+        attempt=2,
+        delay=1.5,
+        error=error,
+        word=cartesia_sync.Word("hi", 0.0, 0.5),
+        blob=b"\x00" * 10,
+        state=cartesia_sync.SessionState.OPEN,
+    )
     writer.close()
     assert lines_of(log_path) == [rec]
     assert rec["event"] == "reconnect" and rec["attempt"] == 2
@@ -522,8 +541,12 @@ def test_fsync_policies(log_path, monkeypatch, policy):
     with FakeCartesia(segments=SEGMENTS, segment_bytes=16000) as fake:
         run_session(fake.url, [EventLog(log_path, fsync=policy)])
     records = lines_of(log_path)
-    finals = sum(1 for r in records if r["event"] in ("flush_done", "done", "error", "session_end")
-                 or (r["event"] == "transcript" and r["is_final"]))
+    finals = sum(
+        1
+        for r in records
+        if r["event"] in ("flush_done", "done", "error", "session_end")
+        or (r["event"] == "transcript" and r["is_final"])
+    )
     expected = {"never": 0, "final": finals, "always": len(records), 3600: 1, 0: len(records)}[policy]
     assert len(calls) == expected
     assert finals < len(records)  # "final" really is fewer than "always"
@@ -618,8 +641,9 @@ def test_a_reconnect_is_logged_and_the_logged_transcript_stays_continuous(log_pa
     scenario = Scenario(drop_after_bytes=20000, faulty_connections=1)
     seen = FinalSeen(0.5)
     with FakeCartesia(scenario=scenario, segment_bytes=8000) as fake:
-        client = cartesia_sync.Client(url=fake.url, plugins=[EventLog(log_path), seen], load_entrypoints=False,
-                                      reconnect_delay=0.05)
+        client = cartesia_sync.Client(
+            url=fake.url, plugins=[EventLog(log_path), seen], load_entrypoints=False, reconnect_delay=0.05
+        )
         with client.connect(realtime=8.0) as session:
             for _ in range(6):  # 19,200 bytes: two finals, no drop yet
                 session.send(pcm(0.1))

@@ -21,11 +21,16 @@ import re
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any
 
 import numpy as np
 import pytest
+
+import cartesia_sync
+from cartesia_sync._native_stderr import split_lines
+from cartesia_sync.testing import FakeCartesia
 from cartesia_sync_plugins import microphone as mic_module
 from cartesia_sync_plugins.microphone import (
     InputDevice,
@@ -35,10 +40,6 @@ from cartesia_sync_plugins.microphone import (
     find_input_device,
     list_input_devices,
 )
-from cartesia_sync._native_stderr import split_lines
-
-import cartesia_sync
-from cartesia_sync.testing import FakeCartesia
 
 from .fake_mic import (
     FakeDevice,
@@ -68,7 +69,7 @@ def pyaudio() -> Any:
 def fake_alsa(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pyaudio: Any) -> Callable[..., Path]:
     """``fake_alsa(*devices, mic_file=None)``: write the asoundrc and set the ALSA environment."""
 
-    def use(*devices: FakeDevice, mic_file: Optional[Path] = None) -> Path:
+    def use(*devices: FakeDevice, mic_file: Path | None = None) -> Path:
         config = write_asoundrc(tmp_path / "asoundrc", devices or (FakeDevice(),))
         monkeypatch.delenv("FAKE_MIC_FILE", raising=False)
         for key, value in alsa_environ(config, mic_file).items():
@@ -95,7 +96,7 @@ def numbered_blocks(count: int, frames: int = 1600) -> bytes:
     return np.repeat(np.arange(1, count + 1, dtype="<i2"), frames).tobytes()
 
 
-def block_numbers(audio: bytes, frames: int = 1600) -> List[int]:
+def block_numbers(audio: bytes, frames: int = 1600) -> list[int]:
     samples = np.frombuffer(audio, dtype="<i2")
     assert len(samples) % frames == 0
     blocks = samples.reshape(-1, frames)
@@ -112,8 +113,14 @@ class FileMicrophone(Microphone):
         at a known point).
     """
 
-    def __init__(self, *args: Any, limit_bytes: int, speed: Optional[float] = None,
-                 on_block: Optional[Callable[["FileMicrophone", int], None]] = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        limit_bytes: int,
+        speed: float | None = None,
+        on_block: Callable[[FileMicrophone, int], None] | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         import pyaudio
 
@@ -125,7 +132,7 @@ class FileMicrophone(Microphone):
         self.blocks = 0
         self.finished = threading.Event()
 
-    def _callback(self, in_data: Optional[bytes], frame_count: int, time_info: Any, status: int) -> Any:
+    def _callback(self, in_data: bytes | None, frame_count: int, time_info: Any, status: int) -> Any:
         if self.finished.is_set():
             return None, self._complete
         data = (in_data or b"")[: self.limit_bytes - self.read_bytes]
@@ -149,7 +156,7 @@ def client_for(server: Any, **options: Any) -> cartesia_sync.Client:
     return cartesia_sync.Client(url=server.url, load_entrypoints=False, **options)
 
 
-def mic_threads() -> List[str]:
+def mic_threads() -> list[str]:
     return [t.name for t in threading.enumerate() if t.name.startswith("cartesia-sync-mic-")]
 
 
@@ -214,8 +221,9 @@ def test_a_48k_stereo_device_is_downmixed_and_resampled(fake_alsa, tmp_path, hel
     fake_alsa(FakeDevice(), FakeDevice("usb48k", infile=raw48))
     with FakeCartesia() as fake:
         with client_for(fake).connect() as session:
-            with FileMicrophone(device="USB48", rate=48000, channels=2, limit_bytes=raw48.stat().st_size,
-                                speed=20.0) as mic:
+            with FileMicrophone(
+                device="USB48", rate=48000, channels=2, limit_bytes=raw48.stat().st_size, speed=20.0
+            ) as mic:
                 mic.start(session)
                 assert mic.device.name == "usb48k"
                 assert (mic.sample_rate, mic.channels) == (48000, 2)
@@ -317,9 +325,10 @@ def test_pause_from_another_thread_keeps_the_session_open(fake_alsa, tmp_path):
             assert mic.forwarded_seconds + mic.discarded_seconds == pytest.approx(3.0)
 
 
-def test_stop_releases_the_device_and_the_microphone_can_start_again(fake_alsa, hello_raw, hello_pcm, pyaudio,
-                                                                     monkeypatch):
-    instances: List[Any] = []
+def test_stop_releases_the_device_and_the_microphone_can_start_again(
+    fake_alsa, hello_raw, hello_pcm, pyaudio, monkeypatch
+):
+    instances: list[Any] = []
 
     class Spy(pyaudio.PyAudio):
         def __init__(self) -> None:
@@ -373,11 +382,15 @@ def test_a_started_microphone_refuses_a_second_start(fake_alsa):
 
 
 def test_list_input_devices_and_selection(fake_alsa, tmp_path, hello_raw):
-    fake_alsa(FakeDevice("usb48k", infile=hello_raw), FakeDevice("usb-ulaw", kind="ulaw"),
-              FakeDevice(), mic_file=hello_raw)
+    fake_alsa(
+        FakeDevice("usb48k", infile=hello_raw), FakeDevice("usb-ulaw", kind="ulaw"), FakeDevice(), mic_file=hello_raw
+    )
     devices = list_input_devices()
     assert [(d.name, d.max_input_channels, d.default_sample_rate) for d in devices] == [
-        ("usb48k", 128, 44100.0), ("usb-ulaw", 128, 44100.0), ("default", 128, 44100.0)]
+        ("usb48k", 128, 44100.0),
+        ("usb-ulaw", 128, 44100.0),
+        ("default", 128, 44100.0),
+    ]
     assert [d.index for d in devices] == [0, 1, 2]
     assert str(devices[0]) == "[0] usb48k (128 ch, 44100 Hz)"
     select = mic_module._select_device
@@ -415,7 +428,7 @@ def test_a_device_chosen_by_name_is_the_one_captured(fake_alsa, tmp_path, hello_
 
 def test_the_format_falls_back_to_the_device_rate_and_channels(monkeypatch):
     """A device that refuses 16 kHz mono (unit test: ALSA's fake devices accept every rate)."""
-    opened: Dict[str, Any] = {}
+    opened: dict[str, Any] = {}
 
     class Stream:
         def start_stream(self) -> None:
@@ -431,11 +444,13 @@ def test_the_format_falls_back_to_the_device_rate_and_channels(monkeypatch):
         def get_device_count(self) -> int:
             return 2
 
-        def get_device_info_by_index(self, index: int) -> Dict[str, Any]:
-            return [{"index": 0, "name": "speakers", "maxInputChannels": 0, "defaultSampleRate": 48000.0},
-                    {"index": 1, "name": "USB mic", "maxInputChannels": 2, "defaultSampleRate": 48000.0}][index]
+        def get_device_info_by_index(self, index: int) -> dict[str, Any]:
+            return [
+                {"index": 0, "name": "speakers", "maxInputChannels": 0, "defaultSampleRate": 48000.0},
+                {"index": 1, "name": "USB mic", "maxInputChannels": 2, "defaultSampleRate": 48000.0},
+            ][index]
 
-        def get_default_input_device_info(self) -> Dict[str, Any]:
+        def get_default_input_device_info(self) -> dict[str, Any]:
             return self.get_device_info_by_index(1)
 
         def is_format_supported(self, rate: int, input_device: int, input_channels: int, input_format: int) -> bool:
@@ -532,13 +547,16 @@ def test_a_device_that_rejects_the_format(fake_alsa):
                 mic.wait()
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"speed_window": 0.01}, "speed_window must span"),
-    ({"rate": 0}, "rate must be"),
-    ({"channels": 0}, "channels must be"),
-    ({"block_seconds": 2}, "block_seconds must be"),
-    ({"buffer_seconds": 0.01}, "buffer_seconds must hold"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"speed_window": 0.01}, "speed_window must span"),
+        ({"rate": 0}, "rate must be"),
+        ({"channels": 0}, "channels must be"),
+        ({"block_seconds": 2}, "block_seconds must be"),
+        ({"buffer_seconds": 0.01}, "buffer_seconds must hold"),
+    ],
+)
 def test_bad_arguments(kwargs, match):
     with pytest.raises(MicrophoneError, match=match):
         Microphone(**kwargs)
@@ -636,14 +654,16 @@ def test_opening_and_closing_a_device_is_quiet(fake_alsa, tmp_path, capfd):
 
 
 def test_split_noise_knows_the_audio_libraries_lines():
-    text = ("ALSA lib pcm.c:2666:(snd_pcm_open_noupdate) Unknown PCM cards.pcm.front\n"
-            "Cannot connect to server socket err = No such file or directory\n"
-            "Cannot connect to server request channel\n"
-            "jack server is not running or cannot be started\n"
-            "JackShmReadWritePtr::~JackShmReadWritePtr - Init not done for -1, skipping unlock\n"
-            "\n"
-            "Expression 'ret' failed in 'src/hostapi/alsa/pa_linux_alsa.c', line: 1736\n"
-            "cartesia-sync: a caption line from another thread\n")
+    text = (
+        "ALSA lib pcm.c:2666:(snd_pcm_open_noupdate) Unknown PCM cards.pcm.front\n"
+        "Cannot connect to server socket err = No such file or directory\n"
+        "Cannot connect to server request channel\n"
+        "jack server is not running or cannot be started\n"
+        "JackShmReadWritePtr::~JackShmReadWritePtr - Init not done for -1, skipping unlock\n"
+        "\n"
+        "Expression 'ret' failed in 'src/hostapi/alsa/pa_linux_alsa.c', line: 1736\n"
+        "cartesia-sync: a caption line from another thread\n"
+    )
     noise, other = split_lines(text, mic_module.PORTAUDIO_NOISE)
     assert len(noise) == 7
     assert other == ["cartesia-sync: a caption line from another thread"]

@@ -6,8 +6,8 @@ import html
 import io
 import os
 import re
+from collections.abc import Sequence
 from pathlib import Path
-from typing import List, Sequence
 
 import pytest
 import srt
@@ -39,16 +39,42 @@ VTT_TS = r"\d{2,}:[0-5]\d:[0-5]\d\.\d{3}"
 SRT_TIMING = re.compile(rf"^{SRT_TS} --> {SRT_TS}$")
 VTT_TIMING = re.compile(rf"^{VTT_TS} --> {VTT_TS}$")
 
-PROPERTY = settings(max_examples=int(os.environ.get("SUBTITLE_EXAMPLES", "150")), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+PROPERTY = settings(
+    max_examples=int(os.environ.get("SUBTITLE_EXAMPLES", "150")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 
 # ---------------------------------------------------------------------------
 # strategies
 
-REAL_WORDS = ["the", "a", "coffee", "Hello,", "world.", "why?", "yes!", "Dr.", "e.g.", "well…", "naïve", "Zürich",
-              "東京。", "AT&T", "<b>", "x-->y", "a>b", "&amp;", "“quoted.”", "don't", "(aside)", "—", "🙂", "42%"]
-ALPHABET = st.characters(
-    codec="utf-8", categories=("L", "N", "P", "S", "Zs"), include_characters="&<>.?!,\n\t\x00-"
-)
+REAL_WORDS = [
+    "the",
+    "a",
+    "coffee",
+    "Hello,",
+    "world.",
+    "why?",
+    "yes!",
+    "Dr.",
+    "e.g.",
+    "well…",
+    "naïve",
+    "Zürich",
+    "東京。",
+    "AT&T",
+    "<b>",
+    "x-->y",
+    "a>b",
+    "&amp;",
+    "“quoted.”",
+    "don't",
+    "(aside)",
+    "—",
+    "🙂",
+    "42%",
+]
+ALPHABET = st.characters(codec="utf-8", categories=("L", "N", "P", "S", "Zs"), include_characters="&<>.?!,\n\t\x00-")
 PLAIN = ["and", "the", "coffee", "morning", "everyone", "recognition", "of", "a", "water", "please", "I", "would"]
 word_text = st.one_of(
     st.sampled_from(PLAIN),
@@ -60,7 +86,7 @@ word_text = st.one_of(
 
 
 @st.composite
-def chaotic_words(draw) -> List[Word]:
+def chaotic_words(draw) -> list[Word]:
     """Any times: zero, negative and huge durations, overlaps, words out of order."""
     out = []
     for text in draw(st.lists(word_text, min_size=1, max_size=60)):
@@ -71,7 +97,7 @@ def chaotic_words(draw) -> List[Word]:
 
 
 @st.composite
-def ordered_words(draw) -> List[Word]:
+def ordered_words(draw) -> list[Word]:
     """Well-behaved times: each word starts at or after the previous one's end and lasts >= 10 ms."""
     out, t = [], draw(st.floats(0, 5))
     for text in draw(st.lists(word_text, min_size=3, max_size=80)):
@@ -84,23 +110,29 @@ def ordered_words(draw) -> List[Word]:
 
 rules_strategy = st.one_of(
     st.just(CueRules()),
-    st.builds(CueRules, max_chars_per_line=st.integers(8, 42), max_lines=st.integers(1, 3),
-              min_duration=st.sampled_from([0.0, 0.833, 1.5]), max_duration=st.sampled_from([2.0, 7.0]),
-              pause_split=st.sampled_from([0.2, 0.5, 2.0]), min_gap=st.sampled_from([0.0, 0.083]),
-              linger=st.sampled_from([0.0, 0.5])),
+    st.builds(
+        CueRules,
+        max_chars_per_line=st.integers(8, 42),
+        max_lines=st.integers(1, 3),
+        min_duration=st.sampled_from([0.0, 0.833, 1.5]),
+        max_duration=st.sampled_from([2.0, 7.0]),
+        pause_split=st.sampled_from([0.2, 0.5, 2.0]),
+        min_gap=st.sampled_from([0.0, 0.083]),
+        linger=st.sampled_from([0.0, 0.5]),
+    ),
 )
 
 
-def chunked(words: Sequence[Word], cuts: Sequence[int]) -> List[List[Word]]:
+def chunked(words: Sequence[Word], cuts: Sequence[int]) -> list[list[Word]]:
     bounds = sorted({min(c, len(words)) for c in cuts} | {0, len(words)})
-    return [list(words[a:b]) for a, b in zip(bounds, bounds[1:])]
+    return [list(words[a:b]) for a, b in zip(bounds, bounds[1:], strict=False)]
 
 
 # ---------------------------------------------------------------------------
 # the checks: every rule of §A5 and the formats
 
 
-def expected_words(words: Sequence[Word]) -> List[str]:
+def expected_words(words: Sequence[Word]) -> list[str]:
     """The words the cues must hold: cleaned, empties dropped, and exact repeats behind the committed time dropped."""
     kept, seen, watermark, last_start = [], set(), 0, 0
     for w in words:
@@ -163,7 +195,7 @@ def check_ordered(words: Sequence[Word], cues: Sequence[Cue], rules: CueRules) -
         speech_end = max(to_ms(w.end) for w in cue.words)
         bound = cues[i + 1].start_ms if i + 1 < len(cues) else speech_end
         assert cue.end_ms >= min(speech_end, bound, cue.start_ms + max_ms), "the cue covers its speech"
-        for a, b in zip(cue.words, cue.words[1:]):
+        for a, b in zip(cue.words, cue.words[1:], strict=False):
             assert to_ms(b.start) - to_ms(a.end) < pause, "a pause inside a cue"
             assert not ends_sentence(a.word), "a sentence end inside a cue"
         if i + 1 < len(cues):
@@ -203,14 +235,14 @@ def check_formats(cues: Sequence[Cue]) -> None:
     # round trip through the strict parsers
     parsed = list(srt.parse(s, ignore_errors=False))
     assert len(parsed) == len(cues)
-    for sub, cue in zip(parsed, cues):
+    for sub, cue in zip(parsed, cues, strict=False):
         assert abs(sub.start.total_seconds() - cue.start) <= 0.0005
         assert abs(sub.end.total_seconds() - cue.end) <= 0.0005
         assert sub.content == cue.text
     captions = webvtt.from_string(v).captions
     again = webvtt.from_buffer(io.StringIO(v)).captions
     assert len(captions) == len(again) == len(cues)
-    for cap, cue in zip(captions, cues):
+    for cap, cue in zip(captions, cues, strict=False):
         assert abs(cap.start_time.in_milliseconds() / 1000 - cue.start) <= 0.0005
         assert abs(cap.end_time.in_milliseconds() / 1000 - cue.end) <= 0.0005
         assert html.unescape(cap.raw_text) == cue.text
@@ -267,7 +299,7 @@ def test_flushes_keep_subtitles_valid(words, cuts):
 
 
 @PROPERTY
-@given(ms=st.one_of(st.integers(0, 10 ** 10), st.sampled_from([0, 999, 1000, 59_999, 60_000, 3_599_999, 3_600_000])))
+@given(ms=st.one_of(st.integers(0, 10**10), st.sampled_from([0, 999, 1000, 59_999, 60_000, 3_599_999, 3_600_000])))
 def test_timestamps_are_exact_and_well_formed(ms):
     for sep in ",.":
         ts = format_timestamp(ms, sep)
@@ -288,8 +320,10 @@ def test_seconds_round_once_to_the_nearest_millisecond(seconds):
 # units
 
 
-def words_at(text: str, start: float = 0.0, step: float = 0.3, length: float = 0.25) -> List[Word]:
-    return [Word(w, round(start + i * step, 3), round(start + i * step + length, 3)) for i, w in enumerate(text.split())]
+def words_at(text: str, start: float = 0.0, step: float = 0.3, length: float = 0.25) -> list[Word]:
+    return [
+        Word(w, round(start + i * step, 3), round(start + i * step + length, 3)) for i, w in enumerate(text.split())
+    ]
 
 
 def test_timestamp_rounding_never_prints_60_seconds_or_1000_ms():
@@ -344,8 +378,15 @@ def test_a_cue_never_exceeds_the_maximum_duration():
 
 
 def test_messy_times_are_clamped():
-    words = [Word("b", 2.0, 1.0), Word("a", 1.5, 1.5), Word("c", -0.2, 0.0), Word("d.", float("nan"), 1.0),
-             Word("  ", 3.0, 3.1), Word("e.", 3.0, 3.0), Word("f", 3.0, 3.0)]
+    words = [
+        Word("b", 2.0, 1.0),
+        Word("a", 1.5, 1.5),
+        Word("c", -0.2, 0.0),
+        Word("d.", float("nan"), 1.0),
+        Word("  ", 3.0, 3.1),
+        Word("e.", 3.0, 3.0),
+        Word("f", 3.0, 3.0),
+    ]
     cues = segment_words(words)
     assert [w.word for c in cues for w in c.words] == ["b", "a", "c", "e.", "f"]
     check_timing(cues, CueRules())
@@ -386,8 +427,17 @@ def test_finish_is_idempotent_and_final():
         builder.add_words(words_at("more"))
 
 
-@pytest.mark.parametrize("bad", [dict(max_chars_per_line=0), dict(max_lines=1.5), dict(min_duration=-1),
-                                 dict(max_duration=float("inf")), dict(min_duration=8.0), dict(max_duration=0)])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        dict(max_chars_per_line=0),
+        dict(max_lines=1.5),
+        dict(min_duration=-1),
+        dict(max_duration=float("inf")),
+        dict(min_duration=8.0),
+        dict(max_duration=0),
+    ],
+)
 def test_bad_rules_are_refused(bad):
     with pytest.raises(ValueError):
         CueRules(**bad)
@@ -403,18 +453,47 @@ def test_rules_are_frozen():
 
 REALISTIC = [
     # (word, start, end): a short meeting with pauses, punctuation, markup-like text and non-ASCII
-    ("Good", 0.32, 0.52), ("morning", 0.52, 0.9), ("everyone.", 0.9, 1.42),
-    ("Today", 2.1, 2.38), ("we're", 2.38, 2.55), ("reviewing", 2.55, 3.0), ("the", 3.0, 3.08),
-    ("Q3", 3.08, 3.4), ("numbers", 3.4, 3.8), ("for", 3.8, 3.92), ("R&D", 3.92, 4.4), ("and", 4.4, 4.52),
-    ("the", 4.52, 4.6), ("café", 4.6, 4.95), ("project", 4.95, 5.35), ("in", 5.35, 5.45), ("Zürich,", 5.45, 6.0),
-    ("which", 6.0, 6.2), ("grew", 6.2, 6.45), ("by", 6.45, 6.55), ("<", 6.55, 6.6), ("5%", 6.6, 7.0),
-    ("but", 7.0, 7.15), ("beat", 7.15, 7.4), ("expectations.", 7.4, 8.2),
-    ("Any", 9.5, 9.7), ("questions?", 9.7, 10.3),
+    ("Good", 0.32, 0.52),
+    ("morning", 0.52, 0.9),
+    ("everyone.", 0.9, 1.42),
+    ("Today", 2.1, 2.38),
+    ("we're", 2.38, 2.55),
+    ("reviewing", 2.55, 3.0),
+    ("the", 3.0, 3.08),
+    ("Q3", 3.08, 3.4),
+    ("numbers", 3.4, 3.8),
+    ("for", 3.8, 3.92),
+    ("R&D", 3.92, 4.4),
+    ("and", 4.4, 4.52),
+    ("the", 4.52, 4.6),
+    ("café", 4.6, 4.95),
+    ("project", 4.95, 5.35),
+    ("in", 5.35, 5.45),
+    ("Zürich,", 5.45, 6.0),
+    ("which", 6.0, 6.2),
+    ("grew", 6.2, 6.45),
+    ("by", 6.45, 6.55),
+    ("<", 6.55, 6.6),
+    ("5%", 6.6, 7.0),
+    ("but", 7.0, 7.15),
+    ("beat", 7.15, 7.4),
+    ("expectations.", 7.4, 8.2),
+    ("Any", 9.5, 9.7),
+    ("questions?", 9.7, 10.3),
     ("Yes!", 10.3, 10.3),  # zero-length word
-    ("What", 12.0, 12.2), ("about", 12.2, 12.4), ("the", 12.4, 12.5),
-    ("antidisestablishmentarianism-related-paperwork", 12.5, 14.1), ("we", 14.1, 14.2), ("filed", 14.2, 14.5),
-    ("last", 14.5, 14.7), ("week", 14.7, 14.95), ("—", 14.95, 14.95), ("is", 15.0, 15.1), ("it", 15.1, 15.2),
-    ("done", 15.2, 15.5), ("yet", 15.5, 15.9),
+    ("What", 12.0, 12.2),
+    ("about", 12.2, 12.4),
+    ("the", 12.4, 12.5),
+    ("antidisestablishmentarianism-related-paperwork", 12.5, 14.1),
+    ("we", 14.1, 14.2),
+    ("filed", 14.2, 14.5),
+    ("last", 14.5, 14.7),
+    ("week", 14.7, 14.95),
+    ("—", 14.95, 14.95),
+    ("is", 15.0, 15.1),
+    ("it", 15.1, 15.2),
+    ("done", 15.2, 15.5),
+    ("yet", 15.5, 15.9),
 ]
 
 

@@ -7,7 +7,6 @@ import io
 import threading
 import time
 from pathlib import Path
-from typing import List
 
 import pytest
 import srt
@@ -26,7 +25,7 @@ def client_for(fake: FakeCartesia, *plugins) -> cartesia_sync.Client:
     return cartesia_sync.Client(url=fake.url, plugins=list(plugins), load_entrypoints=False)
 
 
-def parse_srt(path: Path) -> List[srt.Subtitle]:
+def parse_srt(path: Path) -> list[srt.Subtitle]:
     return list(srt.parse(path.read_text(encoding="utf-8"), ignore_errors=False))
 
 
@@ -34,12 +33,12 @@ def parse_vtt(path: Path):
     return webvtt.from_string(path.read_text(encoding="utf-8")).captions
 
 
-def check_files(srt_path: Path, vtt_path: Path) -> List[srt.Subtitle]:
+def check_files(srt_path: Path, vtt_path: Path) -> list[srt.Subtitle]:
     subs = parse_srt(srt_path)
     caps = parse_vtt(vtt_path)
     assert [s.index for s in subs] == list(range(1, len(subs) + 1))
     assert [s.content for s in subs] == [html.unescape(c.raw_text) for c in caps]
-    for a, b in zip(subs, subs[1:]):
+    for a, b in zip(subs, subs[1:], strict=False):
         assert a.start < a.end <= b.start
     raw = srt_path.read_bytes()
     raw.decode("utf-8")
@@ -52,8 +51,11 @@ def check_files(srt_path: Path, vtt_path: Path) -> List[srt.Subtitle]:
 
 
 def test_a_session_writes_srt_and_vtt(tmp_path):
-    segments = ["Good morning everyone.", " This is a test of the subtitle writer that keeps going",
-                " and going until the end of it."]
+    segments = [
+        "Good morning everyone.",
+        " This is a test of the subtitle writer that keeps going",
+        " and going until the end of it.",
+    ]
     writer = SubtitleWriter(srt=tmp_path / "s.srt", vtt=tmp_path / "s.vtt")
     with FakeCartesia(segments=segments, word_per_segment=False) as fake:
         with client_for(fake, writer).connect() as session:
@@ -73,7 +75,7 @@ def test_a_session_writes_srt_and_vtt(tmp_path):
 def test_cues_are_on_disk_before_the_session_ends(tmp_path):
     """A cue is written as soon as it closes: seen from a later hook, and after a finalize."""
     path = tmp_path / "live.srt"
-    seen_in_hook: List[str] = []
+    seen_in_hook: list[str] = []
 
     class Probe:
         name = "probe"
@@ -105,7 +107,7 @@ def test_cues_are_on_disk_before_the_session_ends(tmp_path):
 
 def test_cues_closed_by_later_words_are_written_before_done(tmp_path):
     path = tmp_path / "d.srt"
-    at_done: List[str] = []
+    at_done: list[str] = []
 
     class Probe:
         name = "probe"
@@ -127,8 +129,9 @@ def test_the_last_cue_is_written_when_done_never_comes(tmp_path, how):
     """No ``done`` and no ``flush_done``: the server ends segments by itself; the open cue is written at session end."""
     srt_path, vtt_path = tmp_path / "x.srt", tmp_path / "x.vtt"
     segments = ["Hello there.", " This is the last cue"]
-    with FakeCartesia(segments=segments, word_per_segment=False, segment_bytes=32000,
-                      scenario=Scenario(answer_end=False)) as fake:
+    with FakeCartesia(
+        segments=segments, word_per_segment=False, segment_bytes=32000, scenario=Scenario(answer_end=False)
+    ) as fake:
         session = client_for(fake, SubtitleWriter(srt=srt_path, vtt=vtt_path)).connect()
         try:
             session.send(SECOND * 2)
@@ -235,7 +238,7 @@ def test_live_captions_on_a_terminal_rewrite_two_lines_in_place():
     first = out.getvalue()
     assert first == "\x1b[2K\n\x1b[2Kgood mor"
     view.on_transcript(Transcript(text="Good morning everyone, this", is_final=True))
-    second = out.getvalue()[len(first):]
+    second = out.getvalue()[len(first) :]
     assert second.startswith("\r\x1b[2K\x1b[1A\r\x1b[2K")  # back to the top line, cleared
     assert second.endswith("\x1b[2Keveryone, this\n\x1b[2K")  # the tail that fits 20 columns; interim cleared
     view.on_transcript(Transcript(text=" is a te", is_final=False))
@@ -259,8 +262,10 @@ def test_live_captions_in_a_real_session_and_from_many_threads():
 
     out2 = FakeTTY()
     many = LiveCaptions(stream=out2, width=30)
-    threads = [threading.Thread(target=lambda: [many.on_transcript(Transcript(text=" x", is_final=True))
-                                                for _ in range(50)]) for _ in range(4)]
+    threads = [
+        threading.Thread(target=lambda: [many.on_transcript(Transcript(text=" x", is_final=True)) for _ in range(50)])
+        for _ in range(4)
+    ]
     for t in threads:
         t.start()
     for t in threads:
