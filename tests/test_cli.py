@@ -311,3 +311,37 @@ def test_the_progress_bar_shows_recognised_audio_not_sent_audio():
     assert "100%" not in drawn_when_sent
     assert any(0 < p < 100 for p in percents) and percents == sorted(percents) and percents[-1] == 100
     assert terminal.getvalue().endswith("\n")
+
+
+def test_the_progress_bar_is_wiped_before_an_error_line(monkeypatch, tmp_path):
+    """On a terminal, a failure part-way leaves no half-drawn bar in front of the error message."""
+    import io
+
+    from recordings import make_recording
+
+    from cartesia_sync.cli import main
+    from cartesia_sync.local import LocalServer
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    refusal = {
+        "type": "error",
+        "done": True,
+        "status_code": 400,
+        "error_code": "bad",
+        "title": "Bad",
+        "message": "refused",
+    }
+    recording = make_recording(tmp_path / "talk.wav", 64, seed=3)
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    with LocalServer(scenario=Scenario(error_after_bytes=40 * 32000, error_message=refusal)) as server:
+        code = main(["transcribe", str(recording.path), "--url", server.url, "--no-plugins"])
+    out = terminal.getvalue()
+    assert code == 1
+    before, after = out.split("cartesia-sync: error: ", 1)
+    assert re.search(r"\] +\d+%", before), "the bar was drawn while finals came in"
+    assert re.search(r"\r {20,}\r$", before), "and wiped right before the error line"
+    assert "%" not in after
