@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import math
 import os
+import re
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -88,9 +89,23 @@ class ConnectionSettings:
     def __post_init__(self) -> None:
         self._check()
 
+    def _check_headers(self) -> None:
+        """Refuse anything that would change the handshake's header lines, before any socket opens."""
+        if self.api_key is not None:
+            _check_token(self.api_key.reveal(), "the API key", secret=True)
+        _check_token(self.cartesia_version, "cartesia_version")
+        for name, value in self.extra_headers:
+            if not isinstance(name, str) or not _HEADER_NAME.fullmatch(name):
+                raise ConfigurationError(
+                    f"extra header name {_shown(name)} is not a valid HTTP header name: use letters, digits and "
+                    "!#$%&'*+-.^_`|~ only (no spaces, colons or control characters)"
+                )
+            _check_header_value(value, f"the value of extra header {name!r}")
+
     # -- validation -------------------------------------------------------
 
     def _check(self) -> None:
+        self._check_headers()
         parts = urlsplit(self.url)
         if parts.username is not None or parts.password is not None:
             raise ConfigurationError("the URL must not carry a user name or password; pass api_key= instead")
@@ -329,6 +344,57 @@ class SessionOptions:
             raise ConfigurationError(
                 f"reconnect_attempts must be a whole number of at least 1, got {self.reconnect_attempts!r}"
             )
+
+
+#: An HTTP header name (RFC 9110 section 5.1: a token).
+_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+
+
+def _shown(value: object) -> str:
+    return repr(value)[:60]
+
+
+def _flaw(text: str) -> str | None:
+    """What makes ``text`` unsafe in a header line, or ``None``."""
+    for char in text:
+        if char in "\r\n":
+            return "a line break (CR or LF), which would start a new header line"
+        if char == "\0":
+            return "a NUL character"
+        if ord(char) < 0x20 or ord(char) == 0x7F:
+            return f"a control character (U+{ord(char):04X})"
+        if ord(char) > 0x7E:
+            return f"a non-ASCII character (U+{ord(char):04X})"
+    return None
+
+
+def _check_token(text: object, what: str, *, secret: bool = False) -> None:
+    """A credential or version: printable ASCII, no whitespace anywhere; the message never shows a secret."""
+    if not isinstance(text, str):
+        raise ConfigurationError(f"{what} must be a string, not {type(text).__name__}")
+    shown = "" if secret else f" ({_shown(text)})"
+    if text.endswith(("\n", "\r")):
+        raise ConfigurationError(
+            f"{what}{shown} ends with a line break, as a value read from a file often does: remove it "
+            "(for example with .strip()); it is not removed silently, so that what is sent is what you gave"
+        )
+    flaw = _flaw(text)
+    if flaw is not None:
+        raise ConfigurationError(f"{what}{shown} contains {flaw}; it cannot be sent in a header")
+    if any(char.isspace() for char in text):
+        where = "leading or trailing" if text != text.strip() else "interior"
+        raise ConfigurationError(f"{what}{shown} contains {where} whitespace; check that it was copied whole and alone")
+
+
+def _check_header_value(text: object, what: str) -> None:
+    """An extra header's value: printable ASCII; interior spaces are allowed (RFC 9110), not at the ends."""
+    if not isinstance(text, str):
+        raise ConfigurationError(f"{what} must be a string, not {type(text).__name__}")
+    flaw = _flaw(text)
+    if flaw is not None:
+        raise ConfigurationError(f"{what} ({_shown(text)}) contains {flaw}; it cannot be sent in a header")
+    if text != text.strip():
+        raise ConfigurationError(f"{what} ({_shown(text)}) has leading or trailing whitespace; remove it")
 
 
 def resolve_speed(realtime: object, loopback: bool) -> float | None:

@@ -150,6 +150,7 @@ class ProxiedConnection:
         self._drain_until = 0.0
         self._live = 0
         self._closed = False
+        self._down_stopped = False  # close_after_up reached: nothing more goes to the client
 
     def __repr__(self) -> str:
         return f"<ProxiedConnection {self.index} {self.state} up={self.bytes_up} down={self.bytes_down}>"
@@ -300,6 +301,10 @@ class ProxiedConnection:
             piece = view[: step if limit is None else min(step, limit - done)]
             if bucket is not None and not self._sleep_until(bucket.take(len(piece))):
                 return
+            if up and action == "close" and limit is not None and done + len(piece) >= limit:
+                # The last bytes before the FIN: from here nothing more goes down, or the peer's
+                # answer to them (an echo) could slip through before the close takes effect.
+                self._down_stopped = True
             self._send(dst, piece, up)
             view = view[len(piece) :]
             if limit is not None and (self.bytes_up if up else self.bytes_down) >= limit:
@@ -310,7 +315,7 @@ class ProxiedConnection:
                 return
 
     def _send(self, dst: socket.socket, piece: memoryview, up: bool) -> None:
-        while piece and not self._stopping() and self.state == "open":
+        while piece and not self._stopping() and self.state == "open" and (up or not self._down_stopped):
             try:
                 sent = dst.send(piece)
             except TimeoutError:
