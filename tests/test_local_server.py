@@ -297,8 +297,12 @@ def test_a_connection_whose_handler_starts_after_stop_is_closed_too():
     while session.error is None and time.monotonic() < deadline:
         time.sleep(0.02)
     try:
+        # The server closed the late connection with 1001 ("going away"). Which of the client's two threads
+        # notices first (the receiver reading the close frame, or the sender writing into the socket the
+        # receiver then shut) is a race, so the message names one or the other; either way the session ended.
         assert isinstance(session.error, ConnectionLostError)
-        assert "1001" in str(session.error) or "shutting down" in str(session.error)
+        message = str(session.error)
+        assert "1001" in message or "shutting down" in message or "sending failed" in message
     finally:
         session.abort()
 
