@@ -157,11 +157,18 @@ def _subtitle_path(args: argparse.Namespace, option: str | None, path: str | Non
     """
     if option is None or path is None:
         return option
+    target = _subtitle_target(args, option, path, suffix)
+    if target != option and "{stem}" not in option:
+        os.makedirs(option, exist_ok=True)
+    return target
+
+
+def _subtitle_target(args: argparse.Namespace, option: str, path: str, suffix: str) -> str:
+    """The file :func:`_subtitle_path` names for one input, without creating anything."""
     stem = os.path.splitext(os.path.basename(path))[0]
     if "{stem}" in option:
         return option.replace("{stem}", stem)
     if len(args.files) > 1 or option.endswith(os.sep) or os.path.isdir(option):
-        os.makedirs(option, exist_ok=True)
         return os.path.join(option, stem + suffix)
     return option
 
@@ -277,8 +284,7 @@ def _check_subtitle_paths(args: argparse.Namespace) -> str | None:
             continue
         seen: dict[str, str] = {}
         for path in args.files:
-            stem = os.path.splitext(os.path.basename(path))[0]
-            target = option.replace("{stem}", stem) if "{stem}" in option else os.path.join(option, stem + suffix)
+            target = _subtitle_target(args, option, path, suffix)
             if target in seen:
                 return (
                     f"{seen[target]} and {path} would both write {target}; "
