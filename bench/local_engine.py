@@ -67,12 +67,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import cartesia_sync  # noqa: E402
-from cartesia_sync.local.decoder_worker import RecognizerSettings  # noqa: E402
-from cartesia_sync.local.engine import StreamOptions  # noqa: E402
-from cartesia_sync.local.metrics import normalise_words  # noqa: E402
-from cartesia_sync.local.metrics import word_error_rate as wer
-from cartesia_sync.local.pocketsphinx_engine import PocketSphinxEngine  # noqa: E402
-from cartesia_sync.local.server import LocalServer  # noqa: E402
+from cartesia_sync.local._decoder_worker import RecognizerSettings  # noqa: E402
+from cartesia_sync.local._engine import StreamOptions  # noqa: E402
+from cartesia_sync.local._metrics import normalise_words  # noqa: E402
+from cartesia_sync.local._metrics import word_error_rate as wer
+from cartesia_sync.local._pocketsphinx_engine import PocketSphinxEngine  # noqa: E402
+from cartesia_sync.local._server import LocalServer  # noqa: E402
 
 RATE = 16000
 CHUNK = 3200

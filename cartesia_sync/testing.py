@@ -31,10 +31,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from .local.recording import ConnectionRecord, Received
-from .local.scenario import DEFAULT_ERROR, Scenario
-from .local.scripted_engine import ScriptedEngine, facts_text
-from .local.server import LocalServer
+from .local._recording import ConnectionRecord, Received
+from .local._scenario import DEFAULT_ERROR, Scenario
+from .local._scripted_engine import ScriptedEngine, facts_text
+from .local._server import LocalServer
 
 __all__ = [
     "FakeCartesia",

@@ -6,7 +6,7 @@ import time
 from collections.abc import Iterable
 
 from cartesia_sync._events import Word
-from cartesia_sync.local.engine import Recognition, StreamOptions
+from cartesia_sync.local._engine import Recognition, StreamOptions
 
 __all__ = ["BYTES_PER_SECOND", "SlowEngine"]
 

@@ -11,7 +11,7 @@ import pytest
 
 import cartesia_sync
 from cartesia_sync.local import LocalServer
-from cartesia_sync.local.metrics import word_error_rate
+from cartesia_sync.local._metrics import word_error_rate
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "samples" / "hello.wav"

@@ -513,7 +513,7 @@ def test_package_is_typed():
 
 def test_the_engine_example_in_the_plugin_guide_runs():
     from cartesia_sync.local import LocalServer
-    from cartesia_sync.local.server import engine_registry
+    from cartesia_sync.local._server import engine_registry
 
     docs = (ROOT / "docs" / "plugins.md").read_text()
     example = docs.split("### register_engines(register)", 1)[1].split("```python", 1)[1].split("```", 1)[0]

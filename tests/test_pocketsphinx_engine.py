@@ -19,9 +19,9 @@ import pytest
 
 pytest.importorskip("pocketsphinx")
 
-from cartesia_sync.local.engine import Engine, EngineStream, Recognition, StreamOptions  # noqa: E402
-from cartesia_sync.local.metrics import word_error_rate as wer  # noqa: E402
-from cartesia_sync.local.pocketsphinx_engine import PocketSphinxEngine  # noqa: E402
+from cartesia_sync.local._engine import Engine, EngineStream, Recognition, StreamOptions  # noqa: E402
+from cartesia_sync.local._metrics import word_error_rate as wer  # noqa: E402
+from cartesia_sync.local._pocketsphinx_engine import PocketSphinxEngine  # noqa: E402
 
 DATA = Path(__file__).parent / "data"
 SAMPLE = Path(__file__).parent.parent / "samples" / "hello.wav"

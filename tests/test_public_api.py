@@ -27,8 +27,18 @@ def test_every_exported_name_exists_and_implementation_modules_are_private():
     public_modules = {"__init__", "__main__", "errors", "hookspecs", "cli", "testing"}
     for path in (ROOT / "cartesia_sync").glob("*.py"):
         assert path.stem in public_modules or path.stem.startswith("_"), f"{path.name} should be private"
+    for path in (ROOT / "cartesia_sync" / "local").glob("*.py"):
+        assert path.stem == "__init__" or path.stem.startswith("_"), f"local/{path.name} should be private"
     for module in ("errors", "hookspecs", "local", "testing"):
         assert f"cartesia_sync.{module}" in public_api_section()
+
+
+def test_the_local_package_exports_what_engine_plugins_and_servers_need():
+    import cartesia_sync.local as local
+
+    for name in local.__all__:
+        assert hasattr(local, name), name
+    assert {"LocalServer", "Engine", "Recognition", "StreamOptions", "words_between"} <= set(local.__all__)
 
 
 def test_the_api_reference_renders_exactly_the_exported_names(tmp_path):
@@ -49,5 +59,9 @@ def test_the_api_reference_renders_exactly_the_exported_names(tmp_path):
     )
     assert built.returncode == 0, built.stderr
     html = (site / "api" / "index.html").read_text()
-    rendered = set(re.findall(r'id="cartesia_sync\.([A-Za-z_]+)"', html)) - {"hookspecs"}
+    rendered = set(re.findall(r'id="cartesia_sync\.([A-Za-z_]+)"', html)) - {"hookspecs", "local"}
     assert rendered == set(cartesia_sync.__all__)
+    import cartesia_sync.local as local
+
+    rendered_local = set(re.findall(r'id="cartesia_sync\.local\.([A-Za-z_]+)"', html))
+    assert rendered_local == set(local.__all__)

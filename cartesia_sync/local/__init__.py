@@ -4,11 +4,11 @@ Needs the ``local`` extra (``pip install 'cartesia-sync[local]'``: the
 ``websockets`` server and the ``pocketsphinx`` engine).
 """
 
-from .engine import ENGINE_SAMPLE_RATE, Engine, EngineRegistry, EngineStream, Recognition, StreamOptions, words_between
-from .recording import ConnectionRecord, Received
-from .scenario import Scenario
-from .scripted_engine import ScriptedEngine
-from .server import DEFAULT_MODELS, LocalServer, available_engines
+from ._engine import ENGINE_SAMPLE_RATE, Engine, EngineRegistry, EngineStream, Recognition, StreamOptions, words_between
+from ._recording import ConnectionRecord, Received
+from ._scenario import Scenario
+from ._scripted_engine import ScriptedEngine
+from ._server import DEFAULT_MODELS, LocalServer, available_engines
 
 __all__ = [
     "LocalServer",

@@ -18,8 +18,8 @@ import hashlib
 from collections.abc import Callable, Iterable, Sequence
 
 from .._events import Word
-from .engine import Recognition, StreamOptions, words_between
-from .wire_audio import SAMPLE_BYTES
+from ._engine import Recognition, StreamOptions, words_between
+from ._wire_audio import SAMPLE_BYTES
 
 __all__ = ["ScriptedEngine", "ScriptedStream", "facts_text"]
 

@@ -42,12 +42,12 @@ import weakref
 from multiprocessing.connection import Connection
 from typing import Any
 
-from .decoder_worker import DecoderCache, RecognizerSettings, StreamRecognizer
-from .engine import Recognition, StreamOptions
+from ._decoder_worker import DecoderCache, RecognizerSettings, StreamRecognizer
+from ._engine import Recognition, StreamOptions
 
 __all__ = ["PocketSphinxEngine", "RecognizerSettings"]
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("cartesia_sync.local.pocketsphinx_engine")
 
 _STOP_GRACE = 2.0  # seconds a worker gets to exit after "stop" before it is terminated
 #: Seconds of allowance per second of audio in one request, on top of ``timeout``.
@@ -192,7 +192,7 @@ class _Worker:
         package_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
-        code = "import sys; from cartesia_sync.local.decoder_worker import main; sys.exit(main())"
+        code = "import sys; from cartesia_sync.local._decoder_worker import main; sys.exit(main())"
         try:
             self.process = subprocess.Popen(
                 [sys.executable, "-c", code, str(child_sock.fileno())],

@@ -23,14 +23,14 @@ from urllib.parse import parse_qsl, urlsplit
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.server import ServerConnection
 
-from .engine import ENGINE_SAMPLE_RATE, Engine, EngineStream, Recognition, StreamOptions
-from .recording import ConnectionRecord
-from .scenario import Scenario
-from .wire_audio import SAMPLE_BYTES, decoder_for
+from ._engine import ENGINE_SAMPLE_RATE, Engine, EngineStream, Recognition, StreamOptions
+from ._recording import ConnectionRecord
+from ._scenario import Scenario
+from ._wire_audio import SAMPLE_BYTES, decoder_for
 
 __all__ = ["ConversationConfig", "QueryError", "parse_query", "Conversation"]
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("cartesia_sync.local.connection")
 
 
 @dataclass(frozen=True)

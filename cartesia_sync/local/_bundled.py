@@ -12,7 +12,7 @@ __all__ = ["BundledEngines"]
 
 def _pocketsphinx(**options: Any) -> Any:
     try:
-        from .pocketsphinx_engine import PocketSphinxEngine
+        from ._pocketsphinx_engine import PocketSphinxEngine
     except ImportError as exc:  # pragma: no cover - depends on the install
         from ..errors import ConfigurationError
 
@@ -23,7 +23,7 @@ def _pocketsphinx(**options: Any) -> Any:
 
 
 def _scripted(**options: Any) -> Any:
-    from .scripted_engine import ScriptedEngine
+    from ._scripted_engine import ScriptedEngine
 
     return ScriptedEngine(**options)
 

@@ -30,15 +30,15 @@ from .._config import is_loopback_host
 from .._plugin_manager import create_plugin_manager
 from .._secrets import ApiKey
 from ..errors import ConfigurationError
-from .bundled import BundledEngines
-from .connection import Conversation, ConversationConfig
-from .engine import Engine, EngineRegistry
-from .recording import ConnectionRecord
-from .scenario import Scenario
+from ._bundled import BundledEngines
+from ._connection import Conversation, ConversationConfig
+from ._engine import Engine, EngineRegistry
+from ._recording import ConnectionRecord
+from ._scenario import Scenario
 
 __all__ = ["LocalServer", "DEFAULT_MODELS", "available_engines"]
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("cartesia_sync.local.server")
 
 #: Credentials as they show in the handshake lines websockets logs at DEBUG.
 _CREDENTIALS = re.compile(r"(?i)((?:x-api-key|authorization):\s*)\S.*|(api_key=)[^&\s]+")
@@ -56,7 +56,7 @@ class _CredentialScrubber(logging.Filter):
 
 
 #: The logger handed to websockets for the server's connections.
-wire_logger = logging.getLogger(f"{__name__}.wire")
+wire_logger = logging.getLogger("cartesia_sync.local.server.wire")
 wire_logger.addFilter(_CredentialScrubber())
 
 #: Model ids the server accepts, as the hosted API names them.

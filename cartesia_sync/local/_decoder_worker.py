@@ -1,7 +1,7 @@
 """The recogniser behind the pocketsphinx engine, and the worker process that hosts it.
 
 :class:`StreamRecognizer` turns one stream's 16 kHz mono s16le audio into
-:class:`~cartesia_sync.local.engine.Recognition` results. It runs either in the
+:class:`~cartesia_sync.local._engine.Recognition` results. It runs either in the
 caller's process (``PocketSphinxEngine(workers=0)``) or inside a worker process
 started by :func:`main`, which hosts the recognisers of every stream pinned to
 it and answers requests, one at a time, on a connection it gets as a file
@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 
 from .._events import Word
-from .engine import ENGINE_SAMPLE_RATE, Recognition, StreamOptions, words_between
+from ._engine import ENGINE_SAMPLE_RATE, Recognition, StreamOptions, words_between
 
 __all__ = ["RecognizerSettings", "StreamRecognizer", "DecoderCache", "main"]
 
