@@ -38,9 +38,14 @@ class Command:
 
     ``sent`` is set once it is on the wire; ``answered`` once the server
     answered it (``flush_done`` or ``done``), so a reconnect never resends it.
+    ``ends_stream`` marks the end command (the sender writes nothing after it);
+    ``expects_answer`` a command the server answers with a message of its own
+    (``finalize``: ``flush_done``), which acknowledges the audio before it.
     """
 
     text: str
+    ends_stream: bool = False
+    expects_answer: bool = False
     sent: threading.Event = field(default_factory=threading.Event)
     answered: bool = False
 

@@ -2,7 +2,7 @@
 
 ::
 
-            close()           done, timeout, failure
+            close()           done, timeout, abort()
     OPEN ───────────► DRAINING ───────────────► CLOSING ──► CLOSED
      │ │ │                │ failure              ▲
      │ │ └─ failure ──► FAILED ───── close()/abort() ┤
@@ -15,7 +15,9 @@ session waits for ``done``), then ``CLOSING`` (threads stop, the socket
 closes) and ``CLOSED``. An error in the background makes it ``FAILED``; the
 server closing a session the caller had stopped using makes it
 ``ENDED_BY_SERVER``; both wait for ``close()`` or ``abort()`` to release
-them. Exactly one thread, the *closer*, runs the moves after ``OPEN``;
+them. An ``abort()`` from another thread while one drains cuts the drain
+short: ``DRAINING`` moves to ``CLOSING`` at once, and the draining thread
+tears down. Exactly one thread, the *closer*, runs the moves after ``OPEN``;
 another thread that asks to close waits for it.
 
 Besides the state, the lifecycle holds the events the session's waits watch
@@ -141,6 +143,19 @@ class Lifecycle:
 
     def stop(self) -> None:
         """Stop every wait now (an abort, or the teardown starting); the state moves with :meth:`tear_down`."""
+        self.stopping.set()
+
+    def cut_short(self) -> None:
+        """An abort from another thread while the closer drains: ``DRAINING`` becomes ``CLOSING`` now.
+
+        The closer stops waiting (``stopping``) and tears down without the drain's
+        result. In any other state nothing moves (the closer is already tearing down,
+        or the session failed and its closer releases it).
+        """
+        with self._lock:
+            if self._state is SessionState.DRAINING:
+                self._move(SessionState.CLOSING)
+                self._close_expected = True
         self.stopping.set()
 
     def expect_close(self) -> None:

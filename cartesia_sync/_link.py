@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import threading
 
-from ._events import Done, Event, FlushDone, Transcript
 from ._replay import Replay, ReplayBuffer
 from ._stats import StatsCounter
 from ._wire import WireConnection
@@ -40,22 +39,20 @@ class Link:
         self.base = 0  # bytes of session audio before this connection's first byte
         self.connecting: WireConnection | None = None  # a handshake in progress, to interrupt at teardown
         self.error: CartesiaSyncError | None = None  # why this side is dropping the connection
+        self.ended = False  # the current connection's reader has reached its end
         self._closed = False
 
-    def acknowledge(self, event: Event) -> None:
-        """Move the acknowledged point for a message of the current connection (times not yet shifted)."""
-        replay = self.replay
-        if isinstance(event, Transcript):
-            if not event.is_final or not event.words:
-                return
-            replay.word_end(max(word.end for word in event.words))
-        elif isinstance(event, FlushDone):
-            replay.flush_done()
-        elif isinstance(event, Done):
-            replay.done()
-        else:
-            return
-        self._stats.raise_to("audio_acknowledged", self.base + replay.acknowledged)
+    def count_acknowledged(self) -> None:
+        """The replay buffer's acknowledged point moved: count it on the session's clock."""
+        self._stats.raise_to("audio_acknowledged", self.base + self.replay.acknowledged)
+
+    def peer_ended(self) -> None:
+        """The current connection's reader reached its end (a close frame, or the stream ended).
+
+        Called before the socket is shut, so that a write failing because of
+        that shut is not taken for the cause: the reader reports the real one.
+        """
+        self.ended = True
 
     def drop(self, error: CartesiaSyncError) -> None:
         """Give up on the current connection because of ``error``: its reader will see it end."""
@@ -81,6 +78,7 @@ class Link:
             self.base += replay.resume_at
             self.replay = ReplayBuffer(*self._replay_args)
             self.error = None
+            self.ended = False
             return self.replay
 
     def send_close_frame(self) -> None:

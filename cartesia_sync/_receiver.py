@@ -13,9 +13,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Protocol
 
-from ._events import Event, parse_message
+from ._events import Event
 from ._liveness import Liveness
 from ._stats import StatsCounter
 from ._wire import ConnectionBroken, WireConnection
@@ -35,6 +36,9 @@ class MessageSink(Protocol):
     def handle_junk(self, error: ProtocolError) -> None:
         """A frame that could not be understood."""
 
+    def connection_ended(self) -> None:
+        """The reader reached the end of the current connection (called before its socket is shut)."""
+
     def handle_close(self, code: int | None, reason: str) -> WireConnection | None:
         """The server sent a close frame; returns the next connection to read, if the session reconnected."""
 
@@ -52,6 +56,7 @@ class Receiver(threading.Thread):
     :param sink: receives every message, junk report and the end of each connection.
     :param stats: counters to update.
     :param liveness: told whenever the server is heard; judged whenever a read times out.
+    :param parse: turns a text frame into an event (raises ``ProtocolError`` for junk).
     """
 
     def __init__(
@@ -60,6 +65,8 @@ class Receiver(threading.Thread):
         sink: MessageSink,
         stats: StatsCounter,
         liveness: Liveness,
+        *,
+        parse: Callable[[str | bytes], Event],
         name: str = "cartesia-sync-receiver",
     ) -> None:
         super().__init__(name=name, daemon=True)
@@ -67,12 +74,14 @@ class Receiver(threading.Thread):
         self._sink = sink
         self._stats = stats
         self._liveness = liveness
+        self._parse = parse
 
     def run(self) -> None:
         try:
             while self._ws is not None:
                 ws = self._ws
                 code, reason, lost = self._read(ws)
+                self._sink.connection_ended()  # first: a write that fails once the socket is shut is no news
                 # Nothing more can arrive after a close frame or the end of the stream: release the
                 # TCP connection now, as the peer expects once the close handshake is complete.
                 ws.shutdown()
@@ -120,7 +129,7 @@ class Receiver(threading.Thread):
                 )
             else:
                 try:
-                    event = parse_message(incoming.data)
+                    event = self._parse(incoming.data)
                 except ProtocolError as exc:
                     self._sink.handle_junk(exc)
                 else:

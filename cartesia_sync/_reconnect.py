@@ -28,9 +28,9 @@ from dataclasses import dataclass
 from ._config import ConnectionSettings, SessionOptions
 from ._link import Link
 from ._replay import Replay
+from ._result_side import ResultSide
 from ._sender import Sender
 from ._stats import StatsCounter
-from ._transcript import TranscriptAccumulator
 from ._wire import WireConnection
 from .errors import CartesiaSyncError, ConnectError, ConnectionLostError, ServerError
 
@@ -95,6 +95,7 @@ class Reconnector:
 
     :param link: the session's current connection.
     :param sender: the session's sender thread.
+    :param results: told where each new connection's audio starts.
     :param ending: set when the session ends: every wait stops.
     :param announce: called with the :class:`Reconnected` once the new connection is in place.
     """
@@ -106,7 +107,7 @@ class Reconnector:
         link: Link,
         sender: Sender,
         stats: StatsCounter,
-        transcript: TranscriptAccumulator,
+        results: ResultSide,
         ending: threading.Event,
         announce: Callable[[Reconnected], None],
     ) -> None:
@@ -115,7 +116,7 @@ class Reconnector:
         self._link = link
         self._sender = sender
         self._stats = stats
-        self._transcript = transcript
+        self._results = results
         self._ending = ending
         self._announce = announce
         self._tried = 0  # handshakes since the session last made progress
@@ -173,7 +174,7 @@ class Reconnector:
             buffer = self._link.switch(ws, replay)
             if buffer is None:
                 break
-            self._transcript.start_connection(self._link.base / bytes_per_second)
+            self._results.start_connection(self._link.base / bytes_per_second)
             self._sender.resume(ws, buffer, replay.items)
             self._stats.add("reconnects")
             self._acknowledged_then = acknowledged

@@ -106,7 +106,7 @@ class ReplayBuffer:
                 self._items.append(item)
                 if isinstance(item, bytes):
                     self._written += len(item)
-                elif item.text == "finalize":
+                elif item.expects_answer:
                     self._unanswered.append((self._written, item))
             self._let_go_beyond_limit()
 

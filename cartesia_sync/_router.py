@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 from ._events import Done, Event, FlushDone, ServerErrorEvent, Transcript, UnknownMessage
 from ._plugin_manager import HookDispatcher
+from ._replay import ReplayBuffer
 from ._stats import StatsCounter
 from ._transcript import TranscriptAccumulator
 from .errors import CartesiaSyncError
@@ -60,6 +61,32 @@ class EventRouter:
         self.tickets: deque[FlushTicket] = deque()
         self.done = done if done is not None else threading.Event()
         self.request_id: str | None = None
+
+    def acknowledge(self, event: Event, replay: ReplayBuffer) -> bool:
+        """Move the acknowledged point: to a final's last word, to the ``finalize`` a ``flush_done``
+        answers, or to the end at ``done``.
+
+        Times are those of the current connection (not yet shifted). True when it moved.
+        """
+        if isinstance(event, Transcript):
+            if not event.is_final or not event.words:
+                return False
+            replay.word_end(max(word.end for word in event.words))
+        elif isinstance(event, FlushDone):
+            replay.flush_done()
+        elif isinstance(event, Done):
+            replay.done()
+        else:
+            return False
+        return True
+
+    def start_connection(self, base_seconds: float) -> None:
+        """A reconnect: the new connection's word times start ``base_seconds`` into the session."""
+        self._transcript.start_connection(base_seconds)
+
+    def awaiting_answers(self) -> bool:
+        """True while a ``finalize()`` waits for its ``flush_done``."""
+        return bool(self.tickets)
 
     def route(self, event: Event) -> None:
         """Update the transcript, dispatch the hooks, and answer waiters, in that order."""

@@ -181,7 +181,7 @@ class Sender(threading.Thread):
             first, replayed = batch[0]
             if isinstance(first, Command):
                 self._write_command(first, replayed)
-                if first.text != "finalize":
+                if first.ends_stream:
                     return
                 continue
             if not replayed:

@@ -4,13 +4,14 @@ It owns the session's :class:`~cartesia_sync._link.Link` (the current
 connection and its replay buffer) and :class:`~cartesia_sync._reconnect.Reconnector`,
 and it is the receiver's :class:`~cartesia_sync._receiver.MessageSink`. For
 every message it moves the acknowledged point, then hands the event to the
-session's event router (in that order: the router's hooks may read the
-acknowledged audio). For the end of every connection, and for a failed write
+session's result side (in that order: its hooks may read the acknowledged
+audio). For the end of every connection, and for a failed write
 on the sender thread, it decides between carrying on, reconnecting, ending an
 idle session cleanly, and failing the session.
 
-The router is what differs between kinds of session (transcripts and
-``flush_done`` for streaming); the supervisor is the same for all of them.
+The result side is what differs between kinds of session (transcripts and
+``flush_done`` for streaming: :class:`~cartesia_sync._router.EventRouter`);
+the supervisor is the same for all of them.
 """
 
 from __future__ import annotations
@@ -32,10 +33,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from ._lifecycle import Lifecycle
     from ._link import Link
     from ._plugin_manager import HookDispatcher
-    from ._router import EventRouter
+    from ._result_side import ResultSide
     from ._sender import Sender
     from ._stats import StatsCounter
-    from ._transcript import TranscriptAccumulator
 
 __all__ = ["ConnectionSupervisor"]
 
@@ -47,7 +47,7 @@ class ConnectionSupervisor:
 
     :param link: the session's current connection.
     :param lifecycle: the session's state; read to tell a normal close from a failure.
-    :param router: applies each parsed message to the session's results and hooks.
+    :param results: acknowledges audio for each parsed message, then applies it to the results and hooks.
     :param queue: the send queue; read to tell whether the caller stopped sending.
     :param headway: marked for every parsed message.
     :param fail: ends the session with an error and reports it.
@@ -60,13 +60,12 @@ class ConnectionSupervisor:
         options: SessionOptions,
         link: Link,
         lifecycle: Lifecycle,
-        router: EventRouter,
+        results: ResultSide,
         queue: AudioQueue,
         book: ErrorBook,
         dispatcher: HookDispatcher,
         headway: Headway,
         stats: StatsCounter,
-        transcript: TranscriptAccumulator,
         *,
         fail: Callable[[CartesiaSyncError], None],
         stop: Callable[[str], None],
@@ -76,13 +75,12 @@ class ConnectionSupervisor:
         self._options = options
         self.link = link
         self._lifecycle = lifecycle
-        self._router = router
+        self._results = results
         self._queue = queue
         self._book = book
         self._dispatcher = dispatcher
         self._headway = headway
         self._stats = stats
-        self._transcript = transcript
         self._fail = fail
         self._stop = stop
         self._scrub = scrub
@@ -98,17 +96,17 @@ class ConnectionSupervisor:
             self.link,
             sender,
             self._stats,
-            self._transcript,
+            self._results,
             self._lifecycle.stopping,
             self._announce_reconnect,
         )
 
-    # -- failures reported by the sender and the router ------------------------------
+    # -- failures reported by the sender and the result side -------------------------
 
     def sender_failed(self, error: ConnectionLostError) -> None:
         """A write failed (sender thread): drop the connection so that its reader reconnects, or fail."""
-        if self._lifecycle.close_expected:
-            return
+        if self._lifecycle.close_expected or self.link.ended:
+            return  # the reader reached the end of this connection first: it reports why
         if self._options.reconnect:
             self.link.drop(error)  # the receiver sees the connection end and reconnects
         else:
@@ -128,13 +126,14 @@ class ConnectionSupervisor:
     # -- MessageSink: called on the receiver thread -------------------------------------
 
     def handle_event(self, event: Event) -> None:
-        """Acknowledge audio for one parsed message, then route it (see :class:`~cartesia_sync._router.EventRouter`)."""
+        """Acknowledge audio for one parsed message, then route it to the result side."""
         if self._lifecycle.hooks_closed:
             logger.debug("dropped a %s message that arrived after the session ended", event.type)
             return
         self._headway.mark()
-        self.link.acknowledge(event)
-        self._router.route(event)
+        if self._results.acknowledge(event, self.link.replay):
+            self.link.count_acknowledged()
+        self._results.route(event)
 
     def handle_junk(self, error: ProtocolError) -> None:
         """Report a frame that could not be understood; the stream goes on."""
@@ -143,6 +142,10 @@ class ConnectionSupervisor:
         logger.warning("%s", error)
         self._book.keep(error)
         self._dispatcher.report(error)
+
+    def connection_ended(self) -> None:
+        """The reader reached the end of the current connection; its socket is about to be shut."""
+        self.link.peer_ended()
 
     def handle_close(self, code: int | None, reason: str) -> WireConnection | None:
         """The server closed the connection: normal after ``done``, an idle close, or a failure."""
@@ -212,7 +215,7 @@ class ConnectionSupervisor:
         sender = self._sender
         return (
             self._queue.is_empty()
-            and not self._router.tickets
+            and not self._results.awaiting_answers()
             and self._lifecycle.end_command is None
             and sender is not None
             and sender.idle_for() >= max(0.5, 3 * self._options.frame_duration)

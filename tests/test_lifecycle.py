@@ -73,6 +73,28 @@ def test_a_failure_while_draining_is_a_failure():
     assert life.state is S.CLOSING
 
 
+def test_an_abort_while_another_thread_drains_cuts_the_drain_short():
+    life = Lifecycle()
+    life.begin_close(drain=True)
+    life.cut_short()
+    assert life.state is S.CLOSING and life.stopping.is_set() and life.close_expected
+    life.tear_down()  # the draining thread then tears down as usual
+    life.finish()
+    assert life.state is S.CLOSED
+
+
+@pytest.mark.parametrize("first", ["open", "fail", "end_by_server"])
+def test_cutting_short_moves_only_a_draining_session(first):
+    life = Lifecycle()
+    if first == "fail":
+        life.fail()
+    elif first == "end_by_server":
+        life.end_by_server("idle")
+    before = life.state
+    life.cut_short()
+    assert life.state is before and life.stopping.is_set()
+
+
 def test_moves_that_make_no_sense_do_nothing_or_are_refused():
     life = Lifecycle()
     life.begin_close(drain=True)
@@ -122,7 +144,7 @@ def test_a_background_failure_makes_the_session_failed(server):
     client = cartesia_sync.Client(url=server.url, load_entrypoints=False, reconnect=False)
     session = client.connect()
     session.send(pcm(0.2))
-    assert session._lifecycle.stopping.wait(5)
+    assert session._core.lifecycle.stopping.wait(5)
     assert session.state is S.FAILED
     with pytest.raises(cartesia_sync.ServerError):
         session.close()
@@ -140,7 +162,7 @@ def test_an_idle_close_by_the_server_makes_the_session_ended_by_server():
 
     with FakeCartesia(idle_timeout=0.5) as fake:
         session = cartesia_sync.Client(url=fake.url, load_entrypoints=False, keepalive_interval=None).connect()
-        assert session._lifecycle.stopping.wait(5)
+        assert session._core.lifecycle.stopping.wait(5)
         assert session.state is S.ENDED_BY_SERVER and "idle" in session.ended_by_server
         with pytest.raises(cartesia_sync.SessionClosedError):
             session.send(pcm(0.1))

@@ -301,8 +301,9 @@ def test_a_killed_worker_fails_its_stream_and_is_replaced(fixtures):
 
 def test_a_hung_worker_times_out(fixtures):
     pcm = fixtures["utt04.wav"][0]
-    with PocketSphinxEngine(workers=1, timeout=1.5) as eng:
-        stream = eng.open_stream(StreamOptions())
+    with PocketSphinxEngine(workers=1) as eng:
+        stream = eng.open_stream(StreamOptions())  # loads the model: the default timeout, slow machines too
+        eng.timeout = 1.5
         (pid,) = eng.worker_pids()
         os.kill(pid, signal.SIGSTOP)
         started = time.monotonic()

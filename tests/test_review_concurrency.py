@@ -252,13 +252,15 @@ def test_finalize_racing_close_fails_fast_with_session_closed(server):
     session = client_for(server.url, send_timeout=1.0).connect()
     session.send(pcm(0.2))
     gated = GatedLock()
-    session._intake._lock = gated  # forces: finalize passes its check, close() takes the lock first
+    session._core.intake._lock = gated  # forces: finalize passes its check, close() takes the lock first
     finalizer = Call(lambda: session.finalize(timeout=1.0), name="review-finalize")
     gated.held_back.add(finalizer)
     finalizer.start()
     assert gated.waiting.wait(5)
     closer = started(session.close, name="review-close")
-    assert wait_until(lambda: session._end_command is not None and session._end_command.sent.is_set())
+    assert wait_until(
+        lambda: session._core.lifecycle.end_command is not None and session._core.lifecycle.end_command.sent.is_set()
+    )
     gated.gate.set()
     closer.join(10)
     finalizer.join(10)
@@ -272,13 +274,15 @@ def test_send_racing_close_never_discards_accepted_audio(server):
     session = client_for(server.url).connect()
     session.send(pcm(0.2))
     gated = GatedLock()
-    session._intake._lock = gated
+    session._core.intake._lock = gated
     sender = Call(lambda: session.send(pcm(0.3)), name="review-send")
     gated.held_back.add(sender)
     sender.start()
     assert gated.waiting.wait(5)
     closer = started(session.close, name="review-close")
-    assert wait_until(lambda: session._end_command is not None and session._end_command.sent.is_set())
+    assert wait_until(
+        lambda: session._core.lifecycle.end_command is not None and session._core.lifecycle.end_command.sent.is_set()
+    )
     gated.gate.set()
     closer.join(10)
     sender.join(10)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
@@ -201,6 +202,29 @@ def test_server_close_mid_stream_carries_code_and_reason(make_client):
     assert caught.value.close_reason == "engine restart"
     assert "1011" in str(caught.value)
     session.close()
+
+
+@pytest.mark.parametrize("scenario", [Scenario(close_after_bytes=16_000, close_code=1008, close_reason="policy")])
+def test_the_close_code_is_the_error_even_when_the_sender_is_writing_at_that_moment(make_client):
+    """The receiver shuts the socket after the close frame; a write failing because of it is not the cause.
+
+    Unpaced audio keeps the sender writing when the close frame arrives; over many sessions, a
+    "sending failed" error would win the race now and then if the sender's failure counted.
+    """
+    for attempt in range(12):
+        session = make_client(reconnect=False).connect(realtime=False)
+        try:
+            with contextlib.suppress(ConnectionLostError, SessionClosedError):
+                for _ in range(100):
+                    session.send(pcm(0.05))
+            deadline = time.monotonic() + 5
+            while session.error is None and time.monotonic() < deadline:
+                time.sleep(0.01)
+            error = session.error
+            assert isinstance(error, ConnectionLostError), (attempt, error)
+            assert error.close_code == 1008 and "policy" in str(error), (attempt, str(error))
+        finally:
+            session.abort()
 
 
 # -- the server never answers ------------------------------------------------------------

@@ -79,7 +79,7 @@ def fill(queue: AudioQueue, *items: object) -> None:
 
 def test_the_queue_hands_out_runs_of_audio_that_stop_at_a_command_and_at_the_byte_limit():
     queue = AudioQueue(capacity=100_000)
-    finalize = Command("finalize")
+    finalize = Command("finalize", expects_answer=True)
     fill(queue, b"a" * 100, b"b" * 100, b"c" * 100, finalize, b"d" * 100, b"e" * 500)
     assert [bytes(item) for item in queue.get(0, max_audio_bytes=250)] == [b"a" * 100, b"b" * 100]
     assert [bytes(item) for item in queue.get(0, max_audio_bytes=10_000)] == [b"c" * 100]  # the command ends it
@@ -139,7 +139,7 @@ def test_acknowledging_inside_a_batch_keeps_only_the_rest():
 
 def test_the_bound_lets_go_of_the_oldest_frames_of_a_big_batch_but_keeps_its_commands():
     replay = ReplayBuffer(limit=500, sample_bytes=2, bytes_per_second=32000)
-    finalize = Command("finalize")
+    finalize = Command("finalize", expects_answer=True)
     replay.writing(frames(200, 200) + [(finalize, False)] + frames(200, 200))
     replay.wrote()
     taken = replay.take()
