@@ -17,7 +17,7 @@ from ._audio_files import AudioFileInfo, open_audio_file
 from ._audio_queue import AudioQueue, Command
 from ._config import ENCODINGS, ConnectionSettings, SessionOptions
 from ._stats import StatsCounter
-from .errors import AudioFormatError, StreamTimeout
+from .errors import AudioFormatError, SessionClosedError, StreamTimeout
 
 __all__ = ["AudioIntake"]
 
@@ -178,6 +178,9 @@ class AudioIntake:
             while queued < whole:  # a call of exactly one frame queues the caller's bytes object itself
                 self._put_frame(data[queued : queued + frame_bytes])
                 queued += frame_bytes
+        except SessionClosedError:
+            self._stats.add("audio_unsent", len(data) - queued)  # the session ended while this call waited for room
+            raise
         except StreamTimeout as exc:
             dropped = len(data) - queued
             self._stats.add("audio_dropped", dropped)

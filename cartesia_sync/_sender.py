@@ -150,6 +150,7 @@ class Sender(threading.Thread):
         finally:
             self._parked.set()
             unsent = sum(len(item) for item, replayed in self._pending if isinstance(item, bytes) and not replayed)
+            unsent += self._replay.unfinished_first_sends()  # a write cut off by the end of the session
             if unsent:  # taken off the queue but never written: it counts as unsent
                 self._stats.add("audio_unsent", unsent)
 
