@@ -12,11 +12,21 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from collections.abc import Sequence
 
 from . import __version__
-from ._cli.common import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, one_line, show_plugin_warnings
+from ._cli.common import (
+    EXIT_FAILURE,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USAGE,
+    SafeFormatter,
+    error,
+    note,
+    one_line,
+    show_plugin_warnings,
+    tolerant_output,
+)
 from ._cli.devices import run as run_devices
 from ._cli.listen import run as run_listen
 from ._cli.plugins import run as run_plugins
@@ -140,22 +150,29 @@ def _parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argpa
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
+    with tolerant_output():
+        return _main(argv)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     try:
         args = _parse(parser, argv)
     except SystemExit as exc:  # argparse exits 2 on usage errors, 0 for --help
         return int(exc.code or 0)
     if args.debug:
-        logging.basicConfig(level=logging.DEBUG, format="%(asctime)s %(threadName)s %(name)s: %(message)s")
+        handler = logging.StreamHandler()
+        handler.setFormatter(SafeFormatter("%(asctime)s %(threadName)s %(name)s: %(message)s"))
+        logging.basicConfig(level=logging.DEBUG, handlers=[handler])
     else:
         show_plugin_warnings()
     try:
         return int(args.handler(args))
     except KeyboardInterrupt:
-        print("cartesia-sync: interrupted", file=sys.stderr)
+        note("interrupted")
         return EXIT_INTERRUPTED
     except (CartesiaSyncError, OSError) as exc:
         if args.debug:
             logging.getLogger("cartesia_sync").exception("failed")
-        print(f"cartesia-sync: error: {one_line(exc)}", file=sys.stderr)
+        error(one_line(exc))
         return EXIT_FAILURE

@@ -1,8 +1,22 @@
-"""What every sub-command shares: exit codes, one-line errors, the plugin-warning handler."""
+"""What every sub-command shares: exit codes, the lines it prints, and how they reach the terminal.
+
+Everything the commands print that came from elsewhere (a transcript, a
+server's error, a request id, a device or plugin name, a file name) goes
+through :func:`cartesia_sync.terminal_safe` here, so no peer can send the
+terminal an escape sequence; and :func:`tolerant_output` makes a terminal that
+cannot encode a character show a replacement instead of ending the command
+with a traceback.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
+import sys
+from collections.abc import Iterator
+
+from .._terminal import terminal_safe
 
 __all__ = [
     "EXIT_OK",
@@ -10,18 +24,45 @@ __all__ = [
     "EXIT_USAGE",
     "EXIT_INTERRUPTED",
     "one_line",
+    "error",
+    "note",
+    "print_text",
+    "SafeFormatter",
     "show_plugin_warnings",
+    "tolerant_output",
 ]
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
 def one_line(exc: BaseException) -> str:
-    """An exception as one line of text (an ``OSError`` as ``reason: file``)."""
+    """An exception as one line of terminal-safe text (an ``OSError`` as ``reason: file``)."""
     text = str(exc) or type(exc).__name__
     if isinstance(exc, OSError) and exc.filename and exc.strerror:
         text = f"{exc.strerror}: {exc.filename}"
-    return " ".join(text.split())
+    return " ".join(terminal_safe(text, multiline=False).split())
+
+
+def error(message: str) -> None:
+    """``cartesia-sync: error: <message>`` on stderr, as one terminal-safe line."""
+    note(f"error: {message}")
+
+
+def note(message: str) -> None:
+    """``cartesia-sync: <message>`` on stderr, as one terminal-safe line."""
+    print(f"cartesia-sync: {terminal_safe(message, multiline=False)}", file=sys.stderr, flush=True)
+
+
+def print_text(text: str) -> None:
+    """A result (transcript) on stdout: its lines kept, anything a terminal would act on dropped."""
+    print(terminal_safe(text), flush=True)
+
+
+class SafeFormatter(logging.Formatter):
+    """A log formatter whose output, traceback included, is terminal-safe (log messages carry peer text)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return terminal_safe(super().format(record))
 
 
 def show_plugin_warnings() -> None:
@@ -30,7 +71,30 @@ def show_plugin_warnings() -> None:
     if any(getattr(handler, "cartesia_sync_cli", False) for handler in plugin_logger.handlers):
         return  # main() called again in the same process
     handler = logging.StreamHandler()  # sys.stderr at the time of each message
-    handler.setFormatter(logging.Formatter("cartesia-sync: warning: %(message)s"))
+    handler.setFormatter(SafeFormatter("cartesia-sync: warning: %(message)s"))
     handler.setLevel(logging.WARNING)
     handler.cartesia_sync_cli = True  # type: ignore[attr-defined]
     plugin_logger.addHandler(handler)
+
+
+@contextlib.contextmanager
+def tolerant_output() -> Iterator[None]:
+    """Replace what stdout and stderr cannot encode (``?``) instead of raising, for the block.
+
+    With ``PYTHONIOENCODING=ascii``, a C locale or a legacy code page, printing a
+    transcript with one accented letter would otherwise end the command with a
+    ``UnicodeEncodeError``. Streams that already tolerate it (stderr's default
+    ``backslashreplace``) and streams that are not text files (a test's
+    ``StringIO``) are left alone; the previous setting is restored afterwards.
+    """
+    changed: list[tuple[io.TextIOWrapper, str]] = []
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, io.TextIOWrapper) and stream.errors == "strict":
+            stream.reconfigure(errors="replace")
+            changed.append((stream, "strict"))
+    try:
+        yield
+    finally:
+        for stream, errors in changed:
+            with contextlib.suppress(ValueError):  # closed meanwhile
+                stream.reconfigure(errors=errors)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from .._terminal import terminal_safe
 from .common import EXIT_OK
 
 __all__ = ["run"]
@@ -32,7 +33,8 @@ def run(args: argparse.Namespace) -> int:
         )
     else:
         for d in devices:
-            print(f"{d.index:3d}  {d.name}  ({d.max_input_channels} ch, {d.default_sample_rate:g} Hz)")
+            name = terminal_safe(d.name, multiline=False)
+            print(f"{d.index:3d}  {name}  ({d.max_input_channels} ch, {d.default_sample_rate:g} Hz)")
     if not devices:  # with --json, stdout still holds a valid (empty) list
         raise NoInputDeviceError()
     return EXIT_OK

@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 from .._client import Client
-from .common import EXIT_OK
+from .common import EXIT_OK, note, print_text
 from .endpoint import endpoint
 from .outputs import output_plugins
 
@@ -37,12 +37,10 @@ def run(args: argparse.Namespace) -> int:
         session = client.connect(realtime=True)
         try:
             microphone.start(session)
-            print(
-                f"cartesia-sync: listening on {microphone.device.name} (device {microphone.device.index}, "
+            note(
+                f"listening on {microphone.device.name} (device {microphone.device.index}, "
                 f"{microphone.sample_rate} Hz, {microphone.channels} channel{'s' if microphone.channels > 1 else ''})"
-                "; Ctrl-C stops",
-                file=sys.stderr,
-                flush=True,
+                "; Ctrl-C stops"
             )
             while microphone.running:
                 time.sleep(0.2)
@@ -60,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
         except KeyboardInterrupt:  # a second Ctrl-C: stop at once
             session.abort()
             raise
-    print(session.text.strip(), flush=True)
+    print_text(session.text.strip())
     if microphone.dropped_seconds:
         speed = microphone.peak_capture_speed or 0.0
         cause = (
@@ -68,5 +66,5 @@ def run(args: argparse.Namespace) -> int:
             if microphone.faster_than_realtime
             else "the connection could not keep up"
         )
-        print(f"cartesia-sync: {cause}; {microphone.dropped_seconds:.1f} s were dropped", file=sys.stderr)
+        note(f"{cause}; {microphone.dropped_seconds:.1f} s were dropped")
     return EXIT_OK

@@ -8,7 +8,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from .common import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, one_line
+from .._terminal import terminal_safe
+from .common import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, error, note, one_line, print_text
 
 __all__ = ["run"]
 
@@ -22,13 +23,10 @@ def run(args: argparse.Namespace) -> int:
         log = read_event_log(args.log)
     except ValueError as exc:  # not an event log, or a corrupt line in the middle of one
         fix = "; delete or repair that line to replay the rest" if isinstance(exc, EventLogCorruptError) else ""
-        print(f"cartesia-sync: error: {one_line(exc)}{fix}", file=sys.stderr)
+        error(f"{one_line(exc)}{fix}")
         return EXIT_FAILURE
     if log.torn_tail:
-        print(
-            "cartesia-sync: the log's last line is incomplete (the writer stopped mid-line); it was skipped",
-            file=sys.stderr,
-        )
+        note("the log's last line is incomplete (the writer stopped mid-line); it was skipped")
     sessions = log.session_summaries()
     if args.session is None and len(sessions) > 1:
         _print_sessions(
@@ -51,15 +49,16 @@ def run(args: argparse.Namespace) -> int:
     text, words = transcript_from_events(log.events, session=chosen.id)
     if args.srt or args.vtt:
         write_subtitles(words, srt=args.srt, vtt=args.vtt)
-    print(text.strip(), flush=True)
+    print_text(text.strip())
     return EXIT_OK
 
 
 def _print_sessions(headline: str, sessions: Sequence[Any]) -> None:
     """An error line, then one line per session: number, id, start, audio duration, ending and first words."""
-    print(f"cartesia-sync: error: {headline}", file=sys.stderr)
+    error(headline)
     for s in sessions:
         audio = "? s" if s.audio is None else f"{s.audio:.1f} s"
         ended = "" if s.ended else " (no session_end)"
-        words = json.dumps(s.preview(), ensure_ascii=False)
-        print(f"  {s.number:>3}  {s.id}  {s.started or '?'}  {audio} of audio{ended}  {words}", file=sys.stderr)
+        words = json.dumps(terminal_safe(s.preview(), multiline=False), ensure_ascii=False)
+        line = f"  {s.number:>3}  {s.id}  {s.started or '?'}  {audio} of audio{ended}  {words}"
+        print(terminal_safe(line, multiline=False), file=sys.stderr)

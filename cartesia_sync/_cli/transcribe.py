@@ -12,9 +12,10 @@ from typing import Any
 from .._audio_files import open_audio_file
 from .._progress import ProgressLine
 from .._result import TranscriptionResult
+from .._terminal import terminal_safe
 from .._transcribe import transcribe
 from ..errors import AuthenticationError, CartesiaSyncError, ConfigurationError, PaymentRequiredError
-from .common import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, one_line
+from .common import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, error, note, one_line, print_text
 from .endpoint import endpoint
 from .outputs import check_subtitle_paths, output_plugins
 
@@ -30,9 +31,9 @@ class _EndpointFailed(Exception):
 
 def run(args: argparse.Namespace) -> int:
     """Each file in turn; a failed one prints what it had and does not stop the rest."""
-    error = check_subtitle_paths(args)
-    if error:
-        print(f"cartesia-sync: error: {error}", file=sys.stderr)
+    collision = check_subtitle_paths(args)
+    if collision:
+        error(collision)
         return EXIT_USAGE
     results: list[dict[str, Any]] = []
     failures = 0
@@ -45,24 +46,19 @@ def run(args: argparse.Namespace) -> int:
                 except _EndpointFailed:
                     left = len(args.files) - done - 1
                     if left:
-                        print(
-                            f"cartesia-sync: {left} more file(s) not tried: the endpoint refused this run",
-                            file=sys.stderr,
-                        )
+                        note(f"{left} more file(s) not tried: the endpoint refused this run")
                     return EXIT_FAILURE
     finally:  # also on Ctrl-C: every file done so far is in the JSON
         if args.json and results:
             print(json.dumps(results if len(args.files) > 1 else results[0], indent=2), flush=True)
     if failures and len(args.files) > 1:
-        print(
-            f"cartesia-sync: {failures} of {len(args.files)} files failed (see the error lines above)", file=sys.stderr
-        )
+        note(f"{failures} of {len(args.files)} files failed (see the error lines above)")
     return EXIT_FAILURE if failures else EXIT_OK
 
 
 def _transcribe_one(args: argparse.Namespace, url: str | None, path: str, results: list[dict[str, Any]]) -> bool:
     """Transcribe one file and print its text (or JSON entry); False when it failed (the error is printed)."""
-    progress = ProgressLine(sys.stderr, label=os.path.basename(path))
+    progress = ProgressLine(sys.stderr, label=terminal_safe(os.path.basename(path), multiline=False))
     try:
         with open_audio_file(path) as reader:
             progress.total = reader.info.duration
@@ -87,7 +83,7 @@ def _transcribe_one(args: argparse.Namespace, url: str | None, path: str, result
         _print_result(args, path, getattr(exc, "partial_result", None), results, one_line(exc))
         message = one_line(exc)
         where = "" if len(args.files) == 1 or path in message else f"{path}: "
-        print(f"cartesia-sync: error: {where}{message}", file=sys.stderr, flush=True)
+        error(f"{where}{message}")
         if isinstance(exc, _ENDPOINT_ERRORS):
             raise _EndpointFailed() from exc
         return False
@@ -110,7 +106,7 @@ def _print_result(
             entry["error"] = error
         results.append(entry)
     elif result is not None and result.text.strip():
-        print(result.text.strip(), flush=True)
+        print_text(result.text.strip())
 
 
 def _result_json(path: str, result: TranscriptionResult | None) -> dict[str, Any]:
