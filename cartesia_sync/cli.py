@@ -119,10 +119,24 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the local Cartesia-compatible server until Ctrl-C")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
     serve.add_argument("--port", type=int, default=8765, help="port (default: %(default)s; 0 picks a free one)")
-    serve.add_argument("--api-key", help=f"require this key (default ${SERVER_KEY_ENV}; none: no key needed)")
+    serve.add_argument(
+        "--api-key",
+        help=f"require this key (default ${SERVER_KEY_ENV}; with neither, no key is needed on loopback, "
+        "and a reachable address needs --no-key)",
+    )
     serve.add_argument("--engine", default="pocketsphinx", help="speech engine (default: %(default)s)")
     serve.add_argument("--idle-timeout", type=float, default=20.0, help="close idle connections after this many s")
-    serve.add_argument("--allow-remote", action="store_true", help="allow binding a non-loopback address")
+    serve.add_argument(
+        "--allow-remote",
+        action="store_true",
+        help="allow binding a non-loopback address (other machines may connect: give --api-key, or --no-key)",
+    )
+    serve.add_argument(
+        "--no-key",
+        action="store_true",
+        help="with --allow-remote, serve without a key: anyone who can reach the port may use it "
+        "(without this, a reachable server must require a key)",
+    )
     serve.set_defaults(handler=run_serve)
 
     listing = commands.add_parser("plugins", help="list installed plugins, their versions and hooks, as JSON")
