@@ -24,6 +24,7 @@ from ._cli.common import (
     error,
     note,
     one_line,
+    safe_last_resort,
     show_plugin_warnings,
     tolerant_output,
 )
@@ -164,7 +165,7 @@ def _parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argpa
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
-    with tolerant_output():
+    with tolerant_output(), safe_last_resort():
         return _main(argv)
 
 

@@ -136,3 +136,19 @@ def test_replay_of_a_hostile_log_prints_plain_text(server, wav, tmp_path):
     assert replayed.returncode == 0, replayed.stderr
     out = decoded(replayed.stdout, "ascii")
     assert out == "Caf? ok cleared gnp.exe red link lone ? end\nnext line\n"
+
+
+def test_warnings_of_unconfigured_loggers_are_terminal_safe_too(capsys, monkeypatch):
+    """A bundled plugin's warning (no handler configured) quoting the server goes out filtered, then as before."""
+    import logging
+
+    from cartesia_sync._cli.common import safe_last_resort
+
+    monkeypatch.setattr(logging.getLogger(), "handlers", [])  # as in the command: pytest's capture handler off
+    before = logging.lastResort
+    logger = logging.getLogger("cartesia_sync_plugins.hostile_test")
+    with safe_last_resort():
+        logger.warning("stopped: %s", "\x1b]52;c;ZXZpbA==\x07server \u202esaid\x1b[2J")
+        logger.info("not shown")
+    assert capsys.readouterr().err == "stopped: server said\n"
+    assert logging.lastResort is before

@@ -28,6 +28,7 @@ __all__ = [
     "note",
     "print_text",
     "SafeFormatter",
+    "safe_last_resort",
     "show_plugin_warnings",
     "tolerant_output",
 ]
@@ -63,6 +64,35 @@ class SafeFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         return terminal_safe(super().format(record))
+
+
+class _SafeStderrHandler(logging.Handler):
+    """Like logging's last-resort handler (the message, on whatever ``sys.stderr`` is now), terminal-safe."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            sys.stderr.write(self.format(record) + "\n")
+            sys.stderr.flush()
+        except Exception:
+            self.handleError(record)
+
+
+@contextlib.contextmanager
+def safe_last_resort() -> Iterator[None]:
+    """For the block, warnings of loggers nobody configured are printed terminal-safe.
+
+    Python prints a WARNING from a logger with no handler anywhere above it
+    through ``logging.lastResort`` (the bundled plugins' loggers, for one: the
+    microphone's "stopped forwarding" quotes the server's error). The same
+    lines still appear, through :class:`SafeFormatter`.
+    """
+    handler = _SafeStderrHandler(logging.WARNING)
+    handler.setFormatter(SafeFormatter())
+    previous, logging.lastResort = logging.lastResort, handler
+    try:
+        yield
+    finally:
+        logging.lastResort = previous
 
 
 def show_plugin_warnings() -> None:
