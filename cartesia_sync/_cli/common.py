@@ -107,21 +107,27 @@ def show_plugin_warnings() -> None:
     plugin_logger.addHandler(handler)
 
 
+#: Error handlers that raise ``UnicodeEncodeError`` on an ordinary character the codec lacks.
+_RAISING = ("strict", "surrogateescape", "surrogatepass")
+
+
 @contextlib.contextmanager
 def tolerant_output() -> Iterator[None]:
     """Replace what stdout and stderr cannot encode (``?``) instead of raising, for the block.
 
     With ``PYTHONIOENCODING=ascii``, a C locale or a legacy code page, printing a
     transcript with one accented letter would otherwise end the command with a
-    ``UnicodeEncodeError``. Streams that already tolerate it (stderr's default
-    ``backslashreplace``) and streams that are not text files (a test's
-    ``StringIO``) are left alone; the previous setting is restored afterwards.
+    ``UnicodeEncodeError`` (in a C locale stdout is ASCII with ``surrogateescape``,
+    which only round-trips undecodable bytes). Streams that already replace
+    (stderr's default ``backslashreplace``) and streams that are not text files
+    (a test's ``StringIO``) are left alone; the previous setting is restored
+    afterwards.
     """
     changed: list[tuple[io.TextIOWrapper, str]] = []
     for stream in (sys.stdout, sys.stderr):
-        if isinstance(stream, io.TextIOWrapper) and stream.errors == "strict":
+        if isinstance(stream, io.TextIOWrapper) and stream.errors in _RAISING:
+            changed.append((stream, stream.errors))
             stream.reconfigure(errors="replace")
-            changed.append((stream, "strict"))
     try:
         yield
     finally:
