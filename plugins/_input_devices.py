@@ -32,6 +32,7 @@ class InputDevice:
 
 
 def input_devices(pa: Any) -> list[InputDevice]:
+    """The devices of an initialised PortAudio (``pa``) that have at least one input channel."""
     devices = []
     for index in range(pa.get_device_count()):
         try:
@@ -54,7 +55,8 @@ def list_input_devices(quiet: bool = True) -> list[InputDevice]:
     """Every device that can capture (at least one input channel), in PortAudio's order.
 
     :param quiet: capture what the audio libraries print on file descriptor 2 meanwhile and log it
-        at DEBUG (see the module docstring); ``False`` lets it through.
+        at DEBUG (see the :mod:`cartesia_sync_plugins.microphone` docstring); ``False`` lets it
+        through.
     :raises MicrophoneError: PyAudio is not installed, or PortAudio failed to initialise.
     """
     with native_output(quiet, "listing devices"):
