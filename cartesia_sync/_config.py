@@ -53,14 +53,29 @@ MAX_KEYTERMS = 100
 
 
 def is_loopback_host(host: str) -> bool:
-    """True for ``localhost`` and every address in 127.0.0.0/8 or ``::1``."""
-    host = host.strip("[]").lower()
-    if host == "localhost" or host.endswith(".localhost"):
+    """True only for a literal loopback address or the name ``localhost`` itself: never a DNS answer.
+
+    This decides whether a key may travel over plain ``ws://``, so it trusts
+    nothing a resolver or a hosts file says: a name that resolves to 127.0.0.1
+    today (``localhost.localdomain``, the machine's own name, ``x.localhost``,
+    ``127.0.0.1.nip.io``) may resolve elsewhere tomorrow or on another machine.
+    Loopback means an address in 127.0.0.0/8, ``::1`` (with or without a scope),
+    an IPv4-mapped ``::ffff:127.x.y.z``, or ``localhost`` in any case with at most
+    one trailing dot; brackets around an IPv6 address are allowed. Shorthand
+    spellings that some resolvers accept (``127.1``, ``0x7f.0.0.1``,
+    ``2130706433``) are not addresses here and are refused.
+    """
+    if not isinstance(host, str):
+        return False
+    if host.lower() in ("localhost", "localhost."):
         return True
+    bracketed = host.startswith("[") and host.endswith("]")
     try:
-        return ipaddress.ip_address(host).is_loopback
+        address = ipaddress.IPv6Address(host[1:-1]) if bracketed else ipaddress.ip_address(host)
     except ValueError:
         return False
+    mapped = getattr(address, "ipv4_mapped", None)
+    return address.is_loopback or (mapped is not None and mapped.is_loopback)
 
 
 @dataclass(frozen=True)
@@ -123,7 +138,8 @@ class ConnectionSettings:
         if self.api_key is not None and parts.scheme == "ws" and not is_loopback_host(parts.hostname):
             raise ConfigurationError(
                 f"refusing to send an API key over unencrypted ws:// to {parts.hostname}; "
-                "use wss://, or ws:// only to a loopback address (127.0.0.1, ::1, localhost)"
+                "use wss://, or ws:// only to a loopback address (127.0.0.1, ::1, localhost); other names are "
+                "not trusted with a key over ws://, even when they resolve to loopback"
             )
         if not isinstance(self.model, str) or not self.model:
             raise ConfigurationError("model must be a non-empty string such as 'ink-whisper'")

@@ -8,8 +8,10 @@ On a terminal (``stream.isatty()``) two lines are kept up to date with ANSI
 codes: the tail of the final text that fits the width, and under it the
 latest interim hypothesis (replaced, never appended; cleared when its final
 arrives). On anything else each final chunk is printed on its own line and
-interims print nothing, so logs and pipes get clean text. Hooks run on the
-receiver thread; a lock keeps writes whole.
+interims print nothing, so logs and pipes get clean text. The server's text
+goes through :func:`cartesia_sync.terminal_safe` first: escape sequences,
+control characters and bidi overrides in it never reach the terminal. Hooks
+run on the receiver thread; a lock keeps writes whole.
 """
 
 from __future__ import annotations
@@ -17,22 +19,14 @@ from __future__ import annotations
 import shutil
 import sys
 import threading
-import unicodedata
 from typing import IO
 
-from cartesia_sync import Transcript, hookimpl
+from cartesia_sync import Transcript, hookimpl, terminal_safe
 
 __all__ = ["LiveCaptions"]
 
 CLEAR_LINE = "\x1b[2K"
 CURSOR_UP = "\x1b[1A"
-
-
-def _clean(text: str) -> str:
-    """Text safe for a terminal: whitespace as spaces, no control characters (no escape sequences)."""
-    return "".join(
-        " " if ch.isspace() else ch for ch in text if ch.isspace() or unicodedata.category(ch) not in ("Cc", "Cs")
-    )
 
 
 def _tail(text: str, width: int) -> str:
@@ -83,7 +77,7 @@ class LiveCaptions:
 
     @hookimpl
     def on_transcript(self, transcript: Transcript) -> None:
-        text = _clean(transcript.text)  # deltas: concatenated verbatim
+        text = terminal_safe(transcript.text, multiline=False)  # deltas: concatenated verbatim
         with self._lock:
             if self._ended:
                 return
