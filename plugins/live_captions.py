@@ -10,8 +10,10 @@ latest interim hypothesis (replaced, never appended; cleared when its final
 arrives). On anything else each final chunk is printed on its own line and
 interims print nothing, so logs and pipes get clean text. The server's text
 goes through :func:`cartesia_sync.terminal_safe` first: escape sequences,
-control characters and bidi overrides in it never reach the terminal. Hooks
-run on the receiver thread; a lock keeps writes whole.
+control characters and bidi overrides in it never reach the terminal, lone
+surrogates show as U+FFFD, and line breaks become spaces. Only the tail that
+fits the view is kept in memory, so a megabyte of text costs one pass over it.
+Hooks run on the receiver thread; a lock keeps writes whole.
 """
 
 from __future__ import annotations
@@ -91,7 +93,7 @@ class LiveCaptions:
                     self.stream.write(text.strip() + "\n")
                     self.stream.flush()
             elif self.tty:
-                self._interim = text
+                self._interim = text[-4 * self.width :]
                 self._draw()
 
     @hookimpl
