@@ -87,6 +87,10 @@ MAX_TIME_MS = 100 * 3_600_000 - 1
 _MAX_SECONDS = MAX_TIME_MS / 1000
 # "-->" and what lenient SRT readers also take for the timing arrow (``srt``: ``-[ -] *>``).
 _ARROW = re.compile(r"-[ -] *>")
+# A line that is only a number, followed by a line starting with a timestamp, is where lenient SRT
+# readers (``srt``) end a cue's text and look for the next cue, even without a blank line between.
+_SRT_INDEX_LINE = re.compile(r"-?[0-9]+\.?[0-9]*")
+_SRT_TIMESTAMP_START = re.compile(r"[0-9]+[,.:，．。：][0-9]+[,.:，．。：][0-9]+")
 _CONNECTORS = frozenset(
     {
         "and",
@@ -435,10 +439,27 @@ class CueBuilder:
             end = min(end, limit)
         end = max(end, start + 1)
         lines = layout_lines(self._open_texts, self.rules) or (" ".join(self._open_texts),)
+        # Words "--" and ">" side by side make the arrow lenient SRT readers look for: replace it here,
+        # so the cue holds exactly what the files will.
+        lines = _unforgeable(tuple(_ARROW.sub("→", line) for line in lines))
         cue = Cue(start, end, lines, tuple(self._open))
         self._open = []
         self._open_texts = []
         return cue
+
+
+def _unforgeable(lines: tuple[str, ...]) -> tuple[str, ...]:
+    """``lines`` with a bare-number line that precedes a timestamp-like line joined to the line
+    before it, so no SRT reader can take the two for the start of another cue (only possible with
+    ``max_lines`` of 3 or more; the joined line may then exceed ``max_chars_per_line``)."""
+    out = [lines[0]] if lines else []
+    for i in range(1, len(lines)):
+        next_line = lines[i + 1] if i + 1 < len(lines) else ""
+        if _SRT_INDEX_LINE.fullmatch(lines[i]) and _SRT_TIMESTAMP_START.match(next_line):
+            out[-1] += " " + lines[i]
+        else:
+            out.append(lines[i])
+    return tuple(out)
 
 
 def segment_words(words: Iterable[Word], rules: CueRules | None = None) -> list[Cue]:

@@ -125,6 +125,13 @@ class SubtitleWriter:
         self._closed = False
         self.cues: list[Cue] = []
 
+    @property
+    def dropped_words(self) -> int:
+        """Final words left out of the files: no text once cleaned, a time that is not a usable
+        number (see :func:`~cartesia_sync_plugins.subtitle_cues.word_ms`), a repeat, or no room
+        left before 99:59:59.999."""
+        return self._builder.dropped_words
+
     # -- hooks
 
     @hookimpl
