@@ -52,7 +52,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import cartesia_sync
-from cartesia_sync import ProtocolError, Transcript, Word, parse_message
+from cartesia_sync import ProtocolError, ServerErrorEvent, Transcript, UnknownMessage, Word, parse_message
 from cartesia_sync.testing import FakeCartesia, Scenario
 from cartesia_sync_plugins import subtitle_cues
 from cartesia_sync_plugins.event_log import EventLog, read_events, transcript_from_events
@@ -390,15 +390,31 @@ class FakeTTY(io.StringIO):
         return True
 
 
-def run_live(transcripts: Iterable[Transcript]) -> None:
+def columns(text: str) -> int:
+    """Terminal columns: wide and fullwidth characters take two, combining and format characters none."""
+    return sum(
+        0
+        if unicodedata.combining(ch) or unicodedata.category(ch) in ("Mn", "Me", "Cf")
+        else 2
+        if unicodedata.east_asian_width(ch) in ("W", "F")
+        else 1
+        for ch in text
+    )
+
+
+def run_live(transcripts: Iterable[Transcript], width: int = 40) -> None:
     for stream in (io.StringIO(), FakeTTY()):
-        view = LiveCaptions(stream=stream, width=40)
+        view = LiveCaptions(stream=stream, width=width)
         for transcript in transcripts:
             view.on_transcript(transcript)
         view.on_session_end()
-        check_live_output(stream.getvalue())
-        if not stream.isatty():
-            assert all(line.strip() == line and line for line in stream.getvalue().split("\n")[:-1])
+        out = stream.getvalue()
+        check_live_output(out)
+        if stream.isatty():  # every drawn line fits the width, so nothing wraps and the redraw stays in place
+            drawn = re.split(r"\r|\n|" + re.escape(CLEAR_LINE) + "|" + re.escape(CURSOR_UP), out)
+            assert max(map(columns, drawn)) <= width
+        else:
+            assert all(line.strip() == line and line for line in out.split("\n")[:-1])
 
 
 # --------------------------------------------------------------------------- properties
@@ -475,10 +491,80 @@ def test_the_event_log_survives_a_text_file_of_any_encoding(texts: list[str], en
     check_event_log(data, transcripts)
 
 
+wide_text = st.lists(
+    st.sampled_from(["漢字", "😀", "ｆｕｌｌ", "e\u0301", "\u200b", " ", "a", "한국어"]), max_size=40
+).map("".join)
+
+
 @settings(max_examples=200, deadline=None)
-@given(texts=st.lists(st.tuples(hostile_text, st.booleans()), max_size=8))
-def test_live_captions_stay_plain_text(texts: list[tuple[str, bool]]) -> None:
-    run_live(Transcript(text=text, is_final=final) for text, final in texts)
+@given(
+    texts=st.lists(st.tuples(hostile_text | wide_text, st.booleans()), max_size=8),
+    width=st.integers(1, 50),
+)
+def test_live_captions_stay_plain_text(texts: list[tuple[str, bool]], width: int) -> None:
+    run_live([Transcript(text=text, is_final=final) for text, final in texts], width=width)
+
+
+# JSON as a server may send it: any structure, any text, numbers JSON can hold and ones it cannot.
+wire_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | hostile_text,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(hostile_text, inner, max_size=4),
+    max_leaves=20,
+)
+
+
+def json_holds(value: Any) -> Any:
+    """What the log must hold for ``value``: non-finite floats as null, text as JSON reads it back."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, str):
+        return as_json_holds(value)
+    if isinstance(value, list):
+        return [json_holds(v) for v in value]
+    if isinstance(value, dict):
+        return {as_json_holds(str(k)): json_holds(v) for k, v in value.items()}
+    return value
+
+
+SECRET_KEYS = {
+    "authorization",
+    "x-api-key",
+    "api_key",
+    "apikey",
+    "api-key",
+    "access_token",
+    "token",
+    "cartesia-api-key",
+}
+
+
+def masked(value: Any) -> Any:
+    """``value`` with the event log's redaction: the values of secret-looking keys, at any depth, as ``***``."""
+    if isinstance(value, dict):
+        return {k: "***" if k.lower() in SECRET_KEYS else masked(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [masked(v) for v in value]
+    return value
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(raw=st.dictionaries(hostile_text, wire_values, max_size=6), message=hostile_text, kind=hostile_text)
+def test_other_server_messages_with_hostile_content_are_logged(raw: dict[str, Any], message: str, kind: str) -> None:
+    buffer = io.BytesIO()
+    log = EventLog(buffer)
+    session = fake_session()
+    exception = ServerErrorEvent(message=message, title=kind).to_exception()
+    log.on_event(session, UnknownMessage(kind, raw))
+    log.on_event(session, ServerErrorEvent(message=message, title=kind, error_code=message, raw=raw))
+    log.on_error(session, exception)
+    assert log.failed is None
+    records = json_lines(buffer.getvalue())
+    assert read_events(io.BytesIO(buffer.getvalue()), strict=True).events == records
+    unknown, server_error, error = records
+    assert unknown["type"] == as_json_holds(kind)
+    assert unknown["raw"] == masked(json_holds(raw))
+    assert server_error["message"] == as_json_holds(message)
+    assert error["message"] == as_json_holds(str(exception))
 
 
 # --------------------------------------------------------------------------- named cases
