@@ -142,6 +142,8 @@ _SECRET_KEYS = frozenset(
 #: Characters written as ``\uXXXX`` escapes although JSON allows them raw: DEL and C1 controls,
 #: U+2028/U+2029, bidi embedding/override/isolate controls, and lone surrogates (not UTF-8).
 _ESCAPED = re.compile("[\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+#: Containers nested deeper than this are written as a short placeholder string.
+_MAX_DEPTH = 20
 #: Integers wider than this are written as null (JSON readers lose them; Python cannot print them).
 _MAX_INT_BITS = 1000
 #: Events after which the "final" policy fsyncs.
@@ -289,8 +291,9 @@ class EventLog:
         records of their own.
         Any value is serialised: exceptions as error dicts, dataclasses (events,
         words) as dicts without their ``raw`` payload, enums by value,
-        non-finite floats as ``null``, anything else by ``str()``. Raises
-        ``OSError``/``ValueError`` when the write fails.
+        non-finite floats and integers over 1,000 bits as ``null``, containers
+        nested deeper than 20 levels as a placeholder string, anything else by
+        ``str()``. Raises ``OSError``/``ValueError`` when the write fails.
         """
         state = self._state(session)
         body = {key: _jsonable(value) for key, value in fields.items()}
@@ -456,7 +459,7 @@ def _describe_event(event: Any) -> tuple[str, dict[str, Any]]:
             "is_final": event.is_final,
             "duration": event.duration,
             "language": event.language,
-            "words": [{"word": w.word, "start": w.start, "end": w.end} for w in event.words],
+            "words": [_jsonable(w) for w in event.words],
             "request_id": event.request_id,
         }
     if isinstance(event, FlushDone):
@@ -474,7 +477,9 @@ def _describe_event(event: Any) -> tuple[str, dict[str, Any]]:
             "fatal": event.fatal,
         }
     if isinstance(event, UnknownMessage):
-        return "unknown", {"type": event.message_type, "raw": _redact_keys(dict(event.raw))}
+        # _jsonable redacts secret keys too, and stops at a bounded depth: a message nested
+        # hundreds of levels deep (valid JSON) would exhaust the stack of a recursive walk.
+        return "unknown", {"type": event.message_type, "raw": _jsonable(dict(event.raw))}
     # An event class newer than this plugin: its type name and public fields.
     name = getattr(event, "type", None)
     return (name if isinstance(name, str) and name else type(event).__name__.lower()), {"fields": _jsonable(event)}
@@ -520,8 +525,9 @@ def _redact_keys(value: Any) -> Any:
 
 def _jsonable(value: Any, depth: int = 0) -> Any:
     """A JSON-safe copy of ``value``: finite numbers, strings, lists and string-keyed dicts only."""
-    if depth > 20:
-        return str(value)
+    if depth > _MAX_DEPTH and not (value is None or isinstance(value, (bool, str, int, float))):
+        # Not str(value): it would skip the redaction of secret keys, and recurse without a bound.
+        return f"<{type(value).__name__} nested deeper than {_MAX_DEPTH} levels>"
     if value is None or isinstance(value, (bool, str)):
         return value
     if isinstance(value, int):
@@ -533,7 +539,11 @@ def _jsonable(value: Any, depth: int = 0) -> Any:
     if isinstance(value, BaseException):
         return _jsonable(_describe_error(value), depth + 1)
     if isinstance(value, Word):
-        return {"word": value.word, "start": _jsonable(value.start), "end": _jsonable(value.end)}
+        return {
+            "word": _jsonable(value.word, depth + 1),
+            "start": _jsonable(value.start, depth + 1),
+            "end": _jsonable(value.end, depth + 1),
+        }
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {
             f.name: _jsonable(getattr(value, f.name), depth + 1)

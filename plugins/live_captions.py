@@ -102,7 +102,8 @@ class LiveCaptions:
 
     @hookimpl
     def on_transcript(self, transcript: Transcript) -> None:
-        text = terminal_safe(transcript.text, multiline=False)  # deltas: concatenated verbatim
+        raw = transcript.text if isinstance(transcript.text, str) else ""  # a hand-made Transcript may hold anything
+        text = terminal_safe(raw, multiline=False)  # deltas: concatenated verbatim
         with self._lock:
             if self._ended:
                 return

@@ -321,8 +321,8 @@ class CueBuilder:
         self._last_start = 0  # word starts never go backwards
         self._watermark = 0  # latest end of any committed word, in the server's own times
         self._server_last_start = 0  # latest start the server gave, before any adjustment
-        self._recent: deque[tuple[str, float, float]] = deque(maxlen=_REPEAT_MEMORY)
-        self._recent_set: dict[tuple[str, float, float], int] = {}
+        self._recent: deque[tuple[str, object, object]] = deque(maxlen=_REPEAT_MEMORY)
+        self._recent_set: dict[tuple[str, object, object], int] = {}
         self._finished = False
         self.dropped_words = 0  # words ignored: empty text, unusable times, repeats, no room left
 
@@ -363,7 +363,7 @@ class CueBuilder:
 
     # -- internals
 
-    def _remember(self, key: tuple[str, float, float]) -> None:
+    def _remember(self, key: tuple[str, object, object]) -> None:
         if len(self._recent) == self._recent.maxlen:
             old = self._recent[0]
             self._recent_set[old] -= 1
@@ -373,14 +373,17 @@ class CueBuilder:
         self._recent_set[key] = self._recent_set.get(key, 0) + 1
 
     def _add(self, word: Word) -> Cue | None:
-        raw_text = word.word if isinstance(word.word, str) else ""
+        # Read defensively: a hand-made Word (or something else in its place) may hold anything.
+        raw_text = getattr(word, "word", None)
+        raw_text = raw_text if isinstance(raw_text, str) else ""
+        raw_start, raw_end = getattr(word, "start", None), getattr(word, "end", None)
         text = clean_word(raw_text)
-        start_ms, end_ms = word_ms(word.start), word_ms(word.end)
+        start_ms, end_ms = word_ms(raw_start), word_ms(raw_end)
         if not text or start_ms is None or end_ms is None:
             self.dropped_words += 1
             return None
         start, end = start_ms, end_ms
-        key = (raw_text, word.start, word.end)
+        key = (raw_text, raw_start, raw_end)
         if key in self._recent_set and start < self._watermark - _REPEAT_TOLERANCE_MS:
             self.dropped_words += 1  # a repeated word list (§A1): already committed
             return None

@@ -659,6 +659,58 @@ def test_the_documented_time_rules() -> None:
     assert [(c.start_ms, c.text) for c in cues] == [(1000, "near")] and builder.dropped_words == 1
 
 
+@pytest.mark.parametrize("depth", [1, 19, 20, 21, 100, 500, 800])
+def test_a_deeply_nested_server_message_is_logged(depth: int) -> None:
+    """Valid JSON hundreds of levels deep: logged with a bounded depth, nested secret keys still masked."""
+    frame = '{"type":"weird","a":' + '{"b":' * depth + '{"token":"sk_nested_secret"}' + "}" * depth + "}"
+    event = parse_message(frame)
+    assert isinstance(event, UnknownMessage)
+    buffer = io.BytesIO()
+    log = EventLog(buffer)
+    log.on_event(fake_session(), event)
+    (record,) = json_lines(buffer.getvalue())
+    assert record["event"] == "unknown" and b"sk_nested_secret" not in buffer.getvalue()
+    value, levels = record["raw"]["a"], 0
+    while isinstance(value, dict) and "b" in value:
+        value, levels = value["b"], levels + 1
+    assert levels == min(depth, 20) and (value == {"token": "***"} or "nested deeper than 20 levels" in value)
+
+
+def test_hand_made_events_holding_the_wrong_types() -> None:
+    """A Transcript built by hand may hold anything where text and words belong; no plugin raises."""
+    odd_words: tuple[Any, ...] = (
+        ("tuple", 0.0, 1.0),
+        None,
+        Word(b"bytes", 0.0, 1.0),  # type: ignore[arg-type]
+        Word(None, 0.0, 1.0),  # type: ignore[arg-type]
+        Word("kept", 1.0, 2.0),
+        SimpleNamespace(word="duck", start=2.0, end=3.0),
+    )
+    transcripts = [
+        Transcript(text=None, is_final=True, words=odd_words),  # type: ignore[arg-type]
+        Transcript(text=b"raw", is_final=True),  # type: ignore[arg-type]
+        Transcript(text=" fine", is_final=True, words=(Word("fine", 3.0, 3.5),)),
+    ]
+    srt_out, vtt_out = io.StringIO(), io.StringIO()
+    writer = SubtitleWriter(srt=srt_out, vtt=vtt_out)
+    buffer = io.BytesIO()
+    log = EventLog(buffer)
+    session = fake_session()
+    for transcript in transcripts:
+        writer.on_transcript(transcript)
+        log.on_event(session, transcript)
+    writer.on_session_end()
+    check_subtitles(srt_out.getvalue(), vtt_out.getvalue(), writer)
+    assert [w.word for c in writer.cues for w in c.words] == ["kept", "duck", "fine"]
+    assert writer.dropped_words == 4
+    records = json_lines(buffer.getvalue())
+    assert read_events(io.BytesIO(buffer.getvalue()), strict=True).events == records
+    text, words = transcript_from_events(records)
+    # The log writes what is not a Word by its str(), so the duck is not read back as a word.
+    assert text == " fine" and [w.word for w in words] == ["kept", "fine"]
+    run_live(transcripts)
+
+
 # The server-message parser keeps the strict rule that test_fuzz_messages pins: a word time that is
 # not a finite JSON number makes the whole message a ProtocolError (reported through on_error, the
 # stream goes on); finite times, however odd, are passed on as sent and the plugins deal with them.
