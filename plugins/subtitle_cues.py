@@ -21,9 +21,9 @@ seconds, so timestamps never print ``60`` seconds or ``1000`` ms.
 Hostile input (whatever a transcript holds, the files stay valid):
 
 - text: :func:`clean_word` (white space and line breaks become single spaces,
-  control characters and bidi overrides go, lone surrogates become U+FFFD,
-  arrows become ``→``); :func:`escape_vtt` for WebVTT. A word left empty is
-  dropped.
+  escape sequences, control characters and bidi overrides go, lone surrogates
+  become U+FFFD, arrows become ``→``); :func:`escape_vtt` for WebVTT. A word
+  left empty is dropped.
 - times: a time that is not a number (``None``, a string, a bool), NaN or
   infinite drops its word; so does a time after :data:`MAX_TIME_MS`
   (99:59:59.999, the most SRT can write): clamped, one absurd time would push
@@ -51,9 +51,7 @@ from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from cartesia_sync import Word
-
-from ._text import display_text
+from cartesia_sync import Word, terminal_safe
 
 __all__ = [
     "CueRules",
@@ -219,13 +217,14 @@ def word_ms(seconds: object) -> int | None:
 def clean_word(text: str) -> str:
     """A word as it can appear in a subtitle line.
 
-    :func:`~cartesia_sync_plugins._text.display_text` (no control or bidi
-    override characters, lone surrogates as U+FFFD, white space as spaces),
-    then white-space runs collapsed to one space, no leading/trailing space,
-    and ``-->`` (or ``- >``, ``-- >``, which lenient SRT readers take for the
-    same arrow) replaced by ``→``.
+    The server's text through :func:`cartesia_sync.terminal_safe` on one line
+    (escape sequences dropped whole, other control characters and the bidi
+    embedding/override/isolate controls removed, line breaks and tabs as
+    spaces, lone surrogates as U+FFFD), then white-space runs collapsed to one
+    space, no leading/trailing space, and ``-->`` (or ``- >``, ``-- >``, which
+    lenient SRT readers take for the same arrow) replaced by ``→``.
     """
-    return _ARROW.sub("→", " ".join(display_text(text).split()))
+    return _ARROW.sub("→", " ".join(terminal_safe(text, multiline=False).split()))
 
 
 def ends_sentence(word: str) -> bool:
