@@ -34,7 +34,7 @@ from conftest import CANARY_KEY
 from hostile_server import HostileServer, frame, frame_header, read_frames, upgrade
 
 import cartesia_sync
-from cartesia_sync import ConfigurationError, ProtocolError, SessionOptions
+from cartesia_sync import ConfigurationError, ConnectionLostError, ProtocolError, SessionOptions
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -277,6 +277,29 @@ def test_a_junk_flood_keeps_memory_and_kept_errors_bounded(tmp_path: Path):
     assert figures["after"] - figures["before"] < 20, figures  # MiB; unbounded, 60k errors took hundreds
     assert figures["close_seconds"] < 3.0 and figures["closed"], figures  # still responsive after the flood
     assert figures["error"] == "None"
+
+
+def test_the_error_book_keeps_the_first_errors_the_failure_and_the_latest():
+    from cartesia_sync._error_book import KEPT_ERRORS, ErrorBook
+    from cartesia_sync._stats import StatsCounter
+
+    stats = StatsCounter(32000)
+    book = ErrorBook(stats)
+    junk = [ProtocolError(f"junk {i}") for i in range(5000)]
+    for error in junk[:2500]:
+        book.keep(error)
+    failure = ConnectionLostError("lost")
+    assert book.record(failure, fatal=True)
+    for error in junk[2500:]:
+        book.keep(error)
+
+    kept = book.errors
+    assert kept == (*junk[:KEPT_ERRORS], failure, junk[-1])
+    assert stats.snapshot().errors_reported == 5001 and stats.snapshot().protocol_errors == 5000
+    raised = []
+    while (error := book.take()) is not None:
+        raised.append(error)
+    assert raised == [failure, *junk[:KEPT_ERRORS]]  # the failure first, then at most KEPT_ERRORS others
 
 
 # -- 5. the option ------------------------------------------------------------------------------------
