@@ -1,7 +1,8 @@
 """The opening handshake (RFC 6455 section 4): the request, and the server's answer read within bounds and checked.
 
-websocket-client opens the socket (TCP, a proxy tunnel, TLS); this module
-does the HTTP exchange on it instead of websocket-client's ``handshake()``,
+The socket is opened by :mod:`._wire` (and :mod:`._tls`, or websocket-client
+through a proxy); this module does the HTTP exchange on it instead of
+websocket-client's ``handshake()``,
 because that one trusts the server in ways a client streaming with a key
 cannot afford (measured on 1.9.x):
 

@@ -41,6 +41,7 @@ from urllib.parse import urlsplit
 
 import websocket
 
+from . import _tls
 from ._bounded_frames import CLOSE_PROTOCOL_ERROR, BoundedFrames, Fragments, MessageRefused
 from ._config import DEFAULT_MAX_MESSAGE_SIZE, ConnectionSettings
 from ._frames import (
@@ -55,6 +56,7 @@ from ._frames import (
 )
 from ._handshake import HandshakeExpired, handshake
 from ._secrets import redact
+from ._tls import TlsExpired
 from .errors import ConnectError, ProtocolError
 
 __all__ = ["SOCKET_POLL", "ConnectionBroken", "Incoming", "WireConnection"]
@@ -130,13 +132,15 @@ class WireConnection:
     def open(self) -> WireConnection:
         """Connect and complete the handshake within ``settings.connect_timeout``; returns itself.
 
-        websocket-client opens the socket (TCP, an environment proxy for
-        ``wss://``, TLS); :mod:`._handshake` does the HTTP exchange under one
-        deadline, reading the answer within bounds and checking it as RFC 6455
-        section 4.1 asks. Redirects are not followed, so the key is only ever
-        sent to the host named in the URL. TLS certificates and host names are
-        always verified. A plaintext handshake to loopback never goes through
-        a proxy from the environment (it holds the key).
+        One deadline covers the TCP connection, TLS and the HTTP exchange
+        (:mod:`._tls`, :mod:`._handshake`), however slowly the server answers;
+        the answer is read within bounds and checked as RFC 6455 section 4.1
+        asks. Through a proxy from the environment (``wss://`` and
+        ``https_proxy``, say), websocket-client opens the tunnel and TLS, each
+        step bounded by ``connect_timeout`` on its own. A handshake to
+        loopback never goes through a proxy (it may be plaintext and hold the
+        key). Redirects are not followed, so the key is only ever sent to the
+        host named in the URL. TLS certificates and host names are always verified.
 
         :raises AuthenticationError: HTTP 401 or 403.
         :raises PaymentRequiredError: HTTP 402.
@@ -149,25 +153,19 @@ class WireConnection:
         deadline = time.monotonic() + settings.connect_timeout
         error: ConnectError | None = None
         try:
-            given: socket.socket | None = None
-            if settings.is_loopback and settings.url.startswith("ws://"):
-                given = socket.create_connection(
-                    (settings.host, urlsplit(settings.url).port or 80), timeout=settings.connect_timeout
-                )
-            ws.sock_opt.timeout = settings.connect_timeout
-            proxy = websocket._http.proxy_info()  # type: ignore[no-untyped-call]  # the environment's, if any
-            sock, _ = websocket._http.connect(settings.handshake_url(), ws.sock_opt, proxy, given)
-            ws.sock = sock  # from here on, shutdown() from another thread interrupts the handshake
+            sock = self._open_socket(deadline)
             if self._shut:
                 raise ConnectionAbortedError("the connection was shut while it was being opened")
             handshake(sock, settings, deadline)
         except ConnectError as exc:
             error = exc  # made by the handshake, already safe to show
-        except HandshakeExpired as exc:
+        except (HandshakeExpired, TlsExpired) as exc:
+            got = f" ({exc.received} bytes of it received)" if isinstance(exc, HandshakeExpired) else ""
+            step = "the handshake answer" if isinstance(exc, HandshakeExpired) else "the TLS handshake"
             error = ConnectError(
-                f"timed out after {settings.connect_timeout:g} s waiting for the handshake answer of "
-                f"{settings.display_url} ({exc.received} bytes received); the server is too slow or not a "
-                "WebSocket endpoint: check the URL and the network, or raise connect_timeout"
+                f"timed out after {settings.connect_timeout:g} s waiting for {step} of {settings.display_url}"
+                f"{got}; the server is too slow or not a WebSocket endpoint: check the URL and the network, "
+                "or raise connect_timeout"
             )
         except (websocket.WebSocketException, OSError, ValueError) as exc:
             # translated here, raised below outside this block, so no __context__ keeps the raw text
@@ -184,6 +182,25 @@ class WireConnection:
             except OSError:  # pragma: no cover - not every socket family has it
                 pass
         return self
+
+    def _open_socket(self, deadline: float) -> socket.socket:
+        """Open the TCP connection and TLS as ``self._ws.sock``, set as soon as it exists so shutdown() reaches it."""
+        settings = self._settings
+        ws = self._ws
+        parts = urlsplit(settings.url)
+        secure = parts.scheme == "wss"
+        if not settings.is_loopback and websocket._url.get_proxy_info(settings.host, secure)[0]:
+            ws.sock_opt.timeout = settings.connect_timeout
+            proxy = websocket._http.proxy_info()  # type: ignore[no-untyped-call]  # none given: the environment's
+            ws.sock, _ = websocket._http.connect(settings.handshake_url(), ws.sock_opt, proxy, None)
+            return ws.sock
+        address = (settings.host, parts.port or (443 if secure else 80))
+        ws.sock = socket.create_connection(address, timeout=max(0.001, deadline - time.monotonic()))
+        if secure:
+            ws.sock = tls = _tls.wrap(ws.sock, settings.host, settings.ca_certs)
+            if not self._shut:
+                _tls.handshake(tls, deadline)
+        return ws.sock
 
     def _drop_socket(self) -> None:
         sock, self._ws.sock = self._ws.sock, None

@@ -391,3 +391,26 @@ def test_valid_variants_of_the_upgrade_connect(head):
             assert session.request_id == "r1"
         finally:
             session.abort()
+
+
+# -- 6. TLS ---------------------------------------------------------------------------------------------
+
+
+def test_a_server_dripping_its_tls_handshake_fails_within_connect_timeout():
+    """A TLS record header announcing 16 KiB, then a byte every 0.3 s: TCP, TLS and HTTP share one deadline."""
+
+    def script(conn: socket.socket, server: HostileServer) -> None:
+        conn.recv(4096)  # the ClientHello
+        conn.sendall(b"\x16\x03\x03\x40\x00")
+        while not server.stop.wait(0.3):
+            conn.sendall(b"\x00")
+            server.notes.append(1)
+
+    with HostileServer(script) as server:
+        url = f"wss://127.0.0.1:{server.port}/stt/websocket"
+        error, elapsed = connect_fails(url, connect_timeout=1.5)
+
+    assert type(error) is ConnectError
+    assert "timed out after 1.5 s waiting for the TLS handshake" in str(error)
+    assert elapsed < 1.5 + SLACK
+    assert server.notes

@@ -261,3 +261,16 @@ def _source(function: Callable) -> str:
     import inspect
 
     return inspect.getsource(function)
+
+
+def test_the_environment_proxy_is_found_by_get_proxy_info(monkeypatch):
+    """_wire lets websocket-client open the connection only when an environment proxy applies."""
+    from websocket._url import get_proxy_info
+
+    for name in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "no_proxy", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    assert get_proxy_info("api.example.com", True)[0] is None
+    monkeypatch.setenv("https_proxy", "http://proxy.example:3128")
+    assert get_proxy_info("api.example.com", True)[:2] == ("proxy.example", 3128)
+    monkeypatch.setenv("no_proxy", "api.example.com")
+    assert get_proxy_info("api.example.com", True)[0] is None
