@@ -283,7 +283,7 @@ def _check_upgrade(answer: _Answer, key: str, settings: ConnectionSettings) -> N
 
 
 def _upgrade_problem(answer: _Answer, key: str) -> tuple[str, str] | None:
-    if answer.version < (1, 1):
+    if answer.version[0] != 1 or answer.version[1] < 1:
         return f"the answer is HTTP/{answer.version[0]}.{answer.version[1]}, not HTTP/1.1", _NOT_WEBSOCKET
     upgrade = _tokens(answer.get("upgrade"))
     if "websocket" not in upgrade:

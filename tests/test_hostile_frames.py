@@ -208,41 +208,78 @@ def test_a_frame_breaking_rfc_6455_ends_the_session_with_a_protocol_error(data):
 
 FLOOD_SCRIPT = textwrap.dedent(
     """
-    import json, logging, os, sys, threading, time
+    import json, logging, os, struct, sys, threading, time
     sys.path.insert(0, sys.argv[1])
     from hostile_server import HostileServer, frame, upgrade
     from process_memory import tree_rss_mib
     import cartesia_sync
 
     logging.getLogger("cartesia_sync").setLevel(logging.CRITICAL)
-    COUNT = int(sys.argv[2])
-    BATCH = 2000
-    junk = b"".join(frame(1, b"junk %d" % i) for i in range(BATCH))
-    done = b'{"type":"done","request_id":"r"}'
+    KIND, COUNT, BATCH = sys.argv[2], int(sys.argv[3]), 2000
+    TINY = [
+        b'{"type":"flush_done","request_id":"r"}',
+        b'{"type":"transcript","is_final":false,"text":"hi %d","duration":0.1,"request_id":"r"}',
+        b'{"type":"what_is_this","n":%d}',
+        b"",
+    ]
+
+    def message(i):
+        if KIND == "junk":
+            return frame(1, b"junk %d" % i)
+        if i % 5 == 4:
+            return frame(9, b"p")  # a ping, answered with a pong
+        return frame(1, TINY[i % 5].replace(b"%d", str(i).encode()))
+
+    batch = b"".join(message(i) for i in range(BATCH))
     go = threading.Event()
+    counted = {"junk": 1, "tiny": 4 / 5}[KIND]
+
+    def until_done(conn):
+        # Parse the client's masked frames until its end command, a text frame saying done.
+        data = b""
+        while True:
+            chunk = conn.recv(65536)
+            if not chunk:
+                return
+            data += chunk
+            while len(data) >= 6:
+                opcode, size, at = data[0] & 15, data[1] & 127, 2
+                if size == 126:
+                    size, at = struct.unpack("!H", data[2:4])[0], 4
+                if len(data) < at + 4 + size:
+                    break
+                key, body = data[at : at + 4], data[at + 4 : at + 4 + size]
+                data = data[at + 4 + size :]
+                if opcode == 1 and bytes(b ^ key[i % 4] for i, b in enumerate(body)) == b'{"type":"done"}':
+                    return
+                if opcode == 1 and b"done" in bytes(b ^ key[i % 4] for i, b in enumerate(body)):
+                    return
 
     def script(conn, server):
         upgrade(conn)
-        conn.sendall(junk)  # warm up: every code path allocated once before the baseline
+        conn.sendall(batch)  # warm up: every code path allocated once before the baseline
         go.wait(30)
         for _ in range(COUNT // BATCH):
-            conn.sendall(junk)
+            conn.sendall(batch)
         conn.settimeout(30)
-        conn.recv(65536)  # the end command: keepalive and pings are off, so nothing else comes
-        conn.sendall(frame(1, done) + frame(8, b"\\x03\\xe8"))
+        until_done(conn)
+        conn.sendall(frame(1, b'{"type":"done","request_id":"r"}') + frame(8, b"\\x03\\xe8"))
         server.stop.wait(2)
+
+    def seen(session):
+        return session.stats.errors_reported if KIND == "junk" else session.stats.messages_received
 
     with HostileServer(script) as server:
         session = cartesia_sync.Client(
             api_key="k", url=server.url, load_entrypoints=False, raise_errors=False, keepalive_interval=None,
             ping_interval=None,
         ).connect()
-        while session.stats.errors_reported < BATCH:
+        while seen(session) < BATCH * counted:
             time.sleep(0.01)
         before = tree_rss_mib(os.getpid())
         go.set()
         started = time.monotonic()
-        while session.stats.errors_reported < COUNT + BATCH and time.monotonic() - started < 120:
+        while seen(session) < (COUNT + BATCH) * counted and time.monotonic() - started < 120:
             time.sleep(0.05)
         flood_seconds = time.monotonic() - started
         after = tree_rss_mib(os.getpid())
@@ -251,31 +288,48 @@ FLOOD_SCRIPT = textwrap.dedent(
         close_seconds = time.monotonic() - started
         print(json.dumps({
             "before": before, "after": after, "reported": session.stats.errors_reported,
-            "kept": len(session.errors), "first": str(session.errors[0]), "last": str(session.errors[-1]),
-            "flood_seconds": flood_seconds, "close_seconds": close_seconds, "closed": session.closed,
-            "error": repr(session.error),
+            "received": session.stats.messages_received, "kept": len(session.errors),
+            "first": str(session.errors[0]) if session.errors else "", "last": str(session.errors[-1]) if
+            session.errors else "", "flood_seconds": flood_seconds, "close_seconds": close_seconds,
+            "closed": session.closed, "error": repr(session.error),
         }))
     """
 )
 
 
-@pytest.mark.slow
-def test_a_junk_flood_keeps_memory_and_kept_errors_bounded(tmp_path: Path):
-    count = 60000
+def run_flood(tmp_path: Path, kind: str, count: int) -> dict[str, Any]:
     script = tmp_path / "flood.py"
     script.write_text(FLOOD_SCRIPT)
     tests = str(Path(__file__).parent)
     run = subprocess.run(
-        [sys.executable, str(script), tests, str(count)], capture_output=True, text=True, timeout=150, cwd=tests
+        [sys.executable, str(script), tests, kind, str(count)], capture_output=True, text=True, timeout=150, cwd=tests
     )
     assert run.returncode == 0, run.stderr[-3000:]
-    figures = json.loads(run.stdout.strip().splitlines()[-1])
+    return json.loads(run.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.slow
+def test_a_junk_flood_keeps_memory_and_kept_errors_bounded(tmp_path: Path):
+    count = 60000
+    figures = run_flood(tmp_path, "junk", count)
 
     assert figures["reported"] == count + 2000
     assert figures["kept"] == 101  # the first 100 and the latest
-    assert "junk 0" in figures["first"] and f"junk {1999}" in figures["last"]
-    assert figures["after"] - figures["before"] < 20, figures  # MiB; unbounded, 60k errors took hundreds
+    assert "junk 0" in figures["first"] and "junk 1999" in figures["last"]
+    assert figures["after"] - figures["before"] < 20, figures  # MiB; unbounded, 60k errors took 200
     assert figures["close_seconds"] < 3.0 and figures["closed"], figures  # still responsive after the flood
+    assert figures["error"] == "None"
+
+
+@pytest.mark.slow
+def test_a_flood_of_tiny_messages_and_pings_keeps_memory_bounded(tmp_path: Path):
+    count = 60000
+    figures = run_flood(tmp_path, "tiny", count)
+
+    assert figures["received"] >= (count + 2000) * 4 // 5
+    assert figures["kept"] <= 101  # empty frames are junk: kept within bounds
+    assert figures["after"] - figures["before"] < 20, figures
+    assert figures["close_seconds"] < 3.0 and figures["closed"], figures
     assert figures["error"] == "None"
 
 

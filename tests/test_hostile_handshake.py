@@ -276,6 +276,21 @@ INVALID_UPGRADES = [
         b"HTTP/1.0 101 Switching Protocols\r\n" + UPGRADE + CONNECTION + ACCEPT + b"\r\n",
         ["HTTP/1.0, not HTTP/1.1"],
     ),
+    (
+        "http-2.0",
+        b"HTTP/2.0 101 Switching Protocols\r\n" + UPGRADE + CONNECTION + ACCEPT + b"\r\n",
+        ["HTTP/2.0, not HTTP/1.1"],
+    ),
+    (
+        "two-accepts",
+        STATUS + UPGRADE + CONNECTION + ACCEPT + b"Sec-WebSocket-Accept: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+        ["Sec-WebSocket-Accept header does not match"],
+    ),
+    (
+        "nul-in-upgrade",
+        STATUS + b"Upgrade: websocket\x00\r\n" + CONNECTION + ACCEPT + b"\r\n",
+        ["Upgrade header is"],
+    ),
 ]
 
 
