@@ -1,4 +1,4 @@
-"""The wire seam: the one module that touches websocket-client.
+"""The wire seam: the one module that touches websocket-client (with :mod:`._bounded_frames`, its frame reader).
 
 Everything below it (the handshake, the socket, its lock, the frames
 websocket-client writes on its own) is used here and nowhere else. The rest
@@ -9,7 +9,14 @@ of the library sees a :class:`WireConnection` with a narrow interface:
 :meth:`~WireConnection.shutdown`; failures of the connection come out as
 :class:`ConnectionBroken`, failures of the handshake as
 :class:`~cartesia_sync.ConnectError` subclasses carrying the HTTP status and
-the server's body, with the key scrubbed.
+the server's body, with the key scrubbed; a server that breaks the protocol
+(a message over ``max_message_size``, a malformed frame) ends the connection
+with :attr:`WireConnection.failure` set to the :class:`ProtocolError` saying how.
+
+Hostile servers are expected. The opening (TCP, TLS in :mod:`._tls`, the
+HTTP exchange in :mod:`._handshake`) runs under one deadline and reads within
+bounds; frames are read through :mod:`._bounded_frames`, which checks each
+frame's announced length before reading its payload.
 
 Why the library writes frames itself instead of calling ``send_binary``:
 :mod:`.frames` masks a deep queue of audio frames in one numpy operation and
