@@ -271,7 +271,7 @@ class WireConnection:
     def _refuse(self, error: ProtocolError, close_code: int) -> NoReturn:
         """End the connection because the server broke the protocol: say why in a close frame, if there is room."""
         self.failure = error
-        logger.warning("%s", error)
+        logger.debug("closing the connection: %s", error)
         ws = self._ws
         ws.connected = False
         if ws.lock.acquire(timeout=0.1):  # the sender may be stuck writing: then no close frame, just the end
