@@ -6,13 +6,15 @@ copying the whole message again for every fragment). A server, or anything
 between it and us, could make the client allocate without bound: a header
 announcing 1 TiB makes it read until memory runs out. Here the announced
 length is checked as soon as the header is read, before a byte of payload,
-against the limit for a message (the fragments already kept count too), and
-a control frame may not announce more than RFC 6455 allows.
+against the limit for a message (the fragments already kept count too), a
+message may not be split into more than :data:`MAX_FRAGMENTS` frames, and a
+control frame may not announce more than RFC 6455 allows.
 
 These classes plug into websocket-client's ``WebSocket`` as its
 ``frame_buffer`` and ``cont_frame`` (see ``_wire._StreamSocket``); the
-methods overridden, ``recv_length`` and ``add``, and the attributes read,
-``header`` and ``length``, are pinned by ``tests/test_wire_contract.py``.
+methods overridden, ``recv_length`` and ``add``, and the attributes used,
+``header``, ``length``, ``cont_data`` and ``recving_frames``, are pinned by
+``tests/test_wire_contract.py``.
 """
 
 from __future__ import annotations
@@ -24,10 +26,13 @@ from websocket._abnf import ABNF, continuous_frame, frame_buffer
 
 from .errors import ProtocolError
 
-__all__ = ["BoundedFrames", "Fragments", "MessageRefused"]
+__all__ = ["MAX_FRAGMENTS", "BoundedFrames", "Fragments", "MessageRefused"]
 
 #: RFC 6455 section 5.5: a control frame's payload is at most this long.
 CONTROL_PAYLOAD_LIMIT = 125
+
+#: The most frames one message may be split into.
+MAX_FRAGMENTS = 4096
 
 #: Close codes (RFC 6455 section 7.4.1).
 CLOSE_PROTOCOL_ERROR = 1002
@@ -50,6 +55,7 @@ class Fragments(continuous_frame):
 
     def __init__(self) -> None:
         super().__init__(False, True)
+        self.count = 0  # fragments of the current message so far
 
     @property
     def size(self) -> int:
@@ -59,11 +65,13 @@ class Fragments(continuous_frame):
     def add(self, frame: ABNF) -> None:
         if self.cont_data:
             self.cont_data[1] += frame.data
+            self.count += 1
         else:
             if frame.opcode in (ABNF.OPCODE_TEXT, ABNF.OPCODE_BINARY):
                 self.recving_frames = frame.opcode
             data = frame.data
             self.cont_data = [frame.opcode, bytearray(data.encode() if isinstance(data, str) else data)]
+            self.count = 1
         if frame.fin:
             self.recving_frames = None
 
@@ -73,13 +81,13 @@ class BoundedFrames(frame_buffer):
 
     :param recv: reads from the socket (websocket-client's ``WebSocket._recv``).
     :param limit: the largest message, in bytes.
-    :param kept: how many bytes of the current message earlier fragments hold.
+    :param fragments: the fragments of the current message received so far.
     """
 
-    def __init__(self, recv: Callable[[int], bytes], limit: int, kept: Callable[[], int]) -> None:
+    def __init__(self, recv: Callable[[int], bytes], limit: int, fragments: Fragments) -> None:
         super().__init__(recv, True)
         self.limit = limit
-        self._kept = kept
+        self._fragments = fragments
 
     def recv_length(self) -> None:
         super().recv_length()
@@ -96,7 +104,16 @@ class BoundedFrames(frame_buffer):
                     CLOSE_PROTOCOL_ERROR,
                 )
             return
-        kept = self._kept() if opcode == ABNF.OPCODE_CONT else 0
+        continued = opcode == ABNF.OPCODE_CONT and self._fragments.recving_frames is not None
+        if continued and self._fragments.count >= MAX_FRAGMENTS:
+            raise MessageRefused(
+                ProtocolError(
+                    f"the server split a message into more than {MAX_FRAGMENTS} fragments; the connection was "
+                    "closed, as no server needs that many (empty fragments could keep the reader busy for ever)"
+                ),
+                CLOSE_TOO_BIG,
+            )
+        kept = self._fragments.size if continued else 0
         if kept + length > self.limit:
             so_far = f" after {kept} bytes of earlier fragments" if kept else ""
             raise MessageRefused(

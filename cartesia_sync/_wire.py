@@ -327,7 +327,7 @@ class _StreamSocket(websocket.WebSocket):
         super().__init__(**options)
         fragments = Fragments()
         self.cont_frame = fragments
-        self.frame_buffer = BoundedFrames(self._recv, max_message_size, lambda: fragments.size)
+        self.frame_buffer = BoundedFrames(self._recv, max_message_size, fragments)
 
     def pong(self, payload: str | bytes = "") -> None:
         self._write_patiently(OPCODE_PONG, payload.encode() if isinstance(payload, str) else payload, "a pong")

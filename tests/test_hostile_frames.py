@@ -8,7 +8,9 @@ Every server is a raw socket on loopback (tests/hostile_server.py):
    before the payload is read, tells the server why (close 1009 or 1002), and
    is not retried by a reconnect;
 2. the limit's edge: a message of exactly ``max_message_size`` is read (and
-   reported as junk, the stream goes on), one byte more ends the session;
+   reported as junk, the stream goes on), one byte more ends the session; a
+   message in 4096 fragments is read, in 4097 it ends the session, and so does
+   an endless stream of empty fragments;
 3. frames that break RFC 6455 (reserved bits, reserved opcodes) end the
    session with a ProtocolError too;
 4. a flood of junk frames, in a child process: the errors kept stay bounded
@@ -180,6 +182,41 @@ def test_a_message_of_exactly_the_limit_is_read_and_one_byte_more_is_not(fragmen
     assert len(errors) == 2  # the first message was read whole, and reported as junk (it is not JSON)
     assert isinstance(errors[0], ProtocolError) and "max_message_size" not in str(errors[0])
     assert errors[1] is error
+
+
+@pytest.mark.parametrize("fragments, accepted", [(4096, True), (4097, False)], ids=["4096", "4097"])
+def test_a_message_may_be_split_into_at_most_4096_fragments(fragments, accepted):
+    done = b'{"type":"done","request_id":"r1"}'
+    message = frame(TEXT, done, fin=False) + frame(CONT, b"", fin=False) * (fragments - 2) + frame(CONT, b"")
+    with HostileServer(then_send(message)) as server:
+        session = client(server.url).connect()
+        try:
+            error = wait_for_error(session, timeout=1.5 if accepted else WAIT)
+            request_id = session.request_id
+        finally:
+            session.abort()
+
+    if accepted:
+        assert error is None and request_id == "r1"
+    else:
+        assert isinstance(error, ProtocolError) and "more than 4096 fragments" in str(error)
+
+
+def test_an_endless_stream_of_empty_fragments_ends_the_session():
+    endless = frame(TEXT, b"{", fin=False) + frame(CONT, b"", fin=False) * 100_000
+    with HostileServer(then_send(endless)) as server:
+        session = client(server.url).connect()
+        try:
+            started = time.monotonic()
+            error = wait_for_error(session)
+            elapsed = time.monotonic() - started
+        finally:
+            session.abort()
+        frames = client_frames(server)
+
+    assert isinstance(error, ProtocolError) and "fragments" in str(error)
+    assert elapsed < 3.0
+    assert close_codes(frames) == [1009]
 
 
 # -- 3. framing violations ---------------------------------------------------------------------------
