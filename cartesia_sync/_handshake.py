@@ -34,7 +34,7 @@ import re
 import socket
 import time
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -272,7 +272,7 @@ def _dechunk(data: bytes) -> bytes:
 
 def _check_upgrade(answer: _Answer, key: str, settings: ConnectionSettings) -> None:
     """RFC 6455 section 4.1: every way a 101 answer must make the client fail the connection."""
-    problem = _upgrade_problem(answer, key)
+    problem = _upgrade_problem(answer, key, lambda text: repr(excerpt(text, settings, 60)))
     if problem is not None:
         what, advice = problem
         raise ConnectError(
@@ -282,15 +282,16 @@ def _check_upgrade(answer: _Answer, key: str, settings: ConnectionSettings) -> N
         )
 
 
-def _upgrade_problem(answer: _Answer, key: str) -> tuple[str, str] | None:
+def _upgrade_problem(answer: _Answer, key: str, shown: Callable[[str], str]) -> tuple[str, str] | None:
+    """What is wrong with a 101 answer, and what to do, or ``None``; ``shown`` makes a header value safe to quote."""
     if answer.version[0] != 1 or answer.version[1] < 1:
         return f"the answer is HTTP/{answer.version[0]}.{answer.version[1]}, not HTTP/1.1", _NOT_WEBSOCKET
     upgrade = _tokens(answer.get("upgrade"))
     if "websocket" not in upgrade:
-        found = f"{answer.get('upgrade')!r}"[:60] if upgrade else "missing"
+        found = shown(answer.get("upgrade") or "") if upgrade else "missing"
         return f"the Upgrade header is {found}, not 'websocket'", _NOT_WEBSOCKET
     if "upgrade" not in _tokens(answer.get("connection")):
-        found = f"{answer.get('connection')!r}"[:60] if answer.get("connection") else "missing"
+        found = shown(answer.get("connection") or "") if answer.get("connection") else "missing"
         return f"the Connection header is {found}, not 'Upgrade'", _NOT_WEBSOCKET
     accept = answer.get("sec-websocket-accept")
     expected = base64.b64encode(hashlib.sha1(key.encode() + _GUID).digest()).decode()
@@ -304,13 +305,13 @@ def _upgrade_problem(answer: _Answer, key: str) -> tuple[str, str] | None:
     extensions = answer.get("sec-websocket-extensions")
     if extensions:
         return (
-            f"it turned on the extension {extensions[:60]!r}, which this client did not offer (RFC 6455 section 4.1)",
+            f"it turned on the extension {shown(extensions)}, which this client did not offer (RFC 6455 section 4.1)",
             "the server must not enable extensions the client did not ask for; report it to the server's operator",
         )
     protocol = answer.get("sec-websocket-protocol")
     if protocol:
         return (
-            f"it chose the subprotocol {protocol[:60]!r}, which this client did not offer (RFC 6455 section 4.1)",
+            f"it chose the subprotocol {shown(protocol)}, which this client did not offer (RFC 6455 section 4.1)",
             "the server must not pick a subprotocol the client did not ask for; report it to the server's operator",
         )
     return None

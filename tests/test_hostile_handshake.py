@@ -324,6 +324,20 @@ def test_an_invalid_upgrade_fails_the_handshake_with_a_clear_error(name, head, s
     assert server.accepted == 1
 
 
+@pytest.mark.parametrize("header", [b"Upgrade", b"Connection", b"Sec-WebSocket-Extensions", b"Sec-WebSocket-Protocol"])
+def test_an_invalid_upgrade_quoting_the_key_does_not_show_it(header):
+    echoed = header + b": x-" + CANARY_KEY.encode() + b"\x1b[2J\r\n"
+    head = STATUS + echoed + UPGRADE + CONNECTION + ACCEPT + b"\r\n"
+    if header in (b"Upgrade", b"Connection"):
+        head = STATUS + echoed + (CONNECTION if header == b"Upgrade" else UPGRADE) + ACCEPT + b"\r\n"
+    with HostileServer(answer_with(head)) as server:
+        error, _ = connect_fails(server.url)
+
+    assert "invalid WebSocket upgrade" in str(error)
+    assert CANARY_KEY not in str(error) and "***" in str(error)
+    assert "\x1b" not in str(error)
+
+
 @pytest.mark.parametrize(
     "head, says",
     [
