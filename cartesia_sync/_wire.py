@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import select
 import socket
 import ssl
 import struct
@@ -288,8 +289,17 @@ class WireConnection:
     # -- ending ---------------------------------------------------------------------------------
 
     def send_close(self, wait: float = 1.0) -> None:
-        """Send a normal close frame, waiting at most ``wait`` seconds for room on the socket. Never raises."""
+        """Send a normal close frame, waiting at most ``wait`` seconds for room on the socket. Never raises.
+
+        When the send buffer has no room at all, the peer has stopped reading:
+        the frame is not sent, rather than waited for, so that tearing down a
+        jammed connection takes no longer than tearing down any other.
+        """
+        sock = self._ws.sock
         try:
+            if sock is not None and not select.select([], [sock], [], 0)[1]:
+                logger.debug("no room on the socket for the close frame: the peer stopped reading")
+                return
             self._ws.write_patience = wait
             self._ws.send_close(1000, b"")
         except Exception:

@@ -94,7 +94,7 @@ def test_abort_returns_at_once_on_a_jammed_socket():
         session.abort()
         elapsed = time.monotonic() - started
 
-    assert elapsed < 2 * 1.0 + SLACK, f"abort() took {elapsed:.2f} s"
+    assert elapsed < 1.0 + SLACK, f"abort() took {elapsed:.2f} s"  # no wait for room for a close frame
     assert session.closed and not session_threads()
 
 
@@ -162,7 +162,7 @@ def test_ctrl_c_while_send_file_waits_for_room_ends_the_session_promptly(tmp_pat
         timer.join(5)
 
     assert interrupted_at, "send_file() returned before the interrupt: the socket never jammed"
-    assert ended - interrupted_at[0] < 1.0 + 2 * 1.0 + SLACK, f"took {ended - interrupted_at[0]:.2f} s"
+    assert ended - interrupted_at[0] < 1.0 + SLACK, f"took {ended - interrupted_at[0]:.2f} s"
     assert session.closed and not session_threads()
 
 
@@ -183,20 +183,26 @@ SIGINT_SCRIPT = textwrap.dedent(
             api_key="k", url=server.url, load_entrypoints=False, send_timeout=60.0, max_buffer_seconds=2.0,
             join_timeout=1.0, keepalive_interval=None, ping_interval=None, reconnect=False,
         )
-        with client.connect(realtime=False) as session:
+        if sys.argv[3] == "with":
+            with client.connect(realtime=False) as session:
+                print("sending", flush=True)
+                session.send_file(sys.argv[2])
+        else:  # no with block: nothing aborts the session, the interpreter must still exit
+            session = client.connect(realtime=False)
             print("sending", flush=True)
             session.send_file(sys.argv[2])
     """
 )
 
 
-def test_sigint_to_a_process_blocked_in_send_file_ends_it_promptly(tmp_path: Path):
+@pytest.mark.parametrize("form", ["with", "bare"])
+def test_sigint_to_a_process_blocked_in_send_file_ends_it_promptly(tmp_path: Path, form: str):
     audio = long_wav(tmp_path / "long.wav", 400.0)
     script = tmp_path / "interrupted.py"
     script.write_text(SIGINT_SCRIPT)
     tests = str(Path(__file__).parent)
     child = subprocess.Popen(
-        [sys.executable, str(script), tests, str(audio)],
+        [sys.executable, str(script), tests, str(audio), form],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
