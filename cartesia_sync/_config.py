@@ -17,6 +17,7 @@ __all__ = [
     "URL_ENV",
     "DEFAULT_URL",
     "SessionOptions",
+    "DEFAULT_MAX_MESSAGE_SIZE",
     "resolve_speed",
     "DEFAULT_CARTESIA_VERSION",
     "ENCODINGS",
@@ -46,6 +47,11 @@ ENCODINGS: dict[str, int] = {
     "pcm_mulaw": 1,
     "pcm_alaw": 1,
 }
+
+#: The range of ``max_message_size``: room for any error message, and no more than memory can take.
+DEFAULT_MAX_MESSAGE_SIZE = 4 * 1024 * 1024
+MIN_MESSAGE_SIZE = 1024
+MAX_MESSAGE_SIZE = 1024**3
 
 END_COMMANDS = ("done", "close")
 AUTH_MODES = ("header", "query")
@@ -299,6 +305,10 @@ class SessionOptions:
     :param ping_timeout: the server is declared dead (half-open connection)
         when nothing at all arrived for ``ping_interval + ping_timeout``
         seconds; ``None`` to never give up on a silent server.
+    :param max_message_size: the largest server message read, in bytes (all
+        its fragments together). A frame whose header announces more ends the
+        session with a :class:`~cartesia_sync.ProtocolError` before its payload
+        is read, so a server cannot make the client buffer without bound.
     """
 
     frame_duration: float = 0.1
@@ -318,6 +328,7 @@ class SessionOptions:
     replay_seconds: float = 30.0
     ping_interval: float | None = 10.0
     ping_timeout: float | None = 10.0
+    max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
 
     def __post_init__(self) -> None:
         if not (isinstance(self.frame_duration, (int, float)) and 0.005 <= self.frame_duration <= 1.0):
@@ -350,6 +361,12 @@ class SessionOptions:
                 isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
             ):
                 raise ConfigurationError(f"{name} must be a positive number of seconds or None, got {value!r}")
+        size = self.max_message_size
+        if not (isinstance(size, int) and not isinstance(size, bool) and MIN_MESSAGE_SIZE <= size <= MAX_MESSAGE_SIZE):
+            raise ConfigurationError(
+                f"max_message_size must be a whole number of bytes between {MIN_MESSAGE_SIZE} and {MAX_MESSAGE_SIZE} "
+                f"(1 GiB), got {size!r}; the default, {DEFAULT_MAX_MESSAGE_SIZE}, holds any message the API sends"
+            )
         if not isinstance(self.reconnect, bool):
             raise ConfigurationError(f"reconnect must be True or False, got {self.reconnect!r}")
         if not (

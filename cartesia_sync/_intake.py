@@ -14,7 +14,7 @@ from typing import Any
 
 from ._audio import AudioConverter
 from ._audio_files import AudioFileInfo, open_audio_file
-from ._audio_queue import AudioQueue, Command
+from ._audio_queue import AudioQueue, Command, acquire_interruptibly
 from ._config import ENCODINGS, ConnectionSettings, SessionOptions
 from ._stats import StatsCounter
 from .errors import AudioFormatError, SessionClosedError, StreamTimeout
@@ -123,7 +123,7 @@ class AudioIntake:
 
     def discard(self) -> int:
         """Forget the partial frame still waiting for samples; returns its size in bytes."""
-        if not self._lock.acquire(timeout=self._send_timeout + 1.0):
+        if not acquire_interruptibly(self._lock, self._send_timeout + 1.0):
             return 0
         try:
             size = len(self._pending)
@@ -137,7 +137,7 @@ class AudioIntake:
     def _acquire(self) -> None:
         """Take the lock, or raise :class:`StreamTimeout` when another call holds it too long."""
         timeout = self._send_timeout + 1.0
-        if not self._lock.acquire(timeout=timeout):
+        if not acquire_interruptibly(self._lock, timeout):
             raise StreamTimeout(
                 f"waited {timeout:g} s for another thread's send() to finish; the connection is stalled"
             )

@@ -140,7 +140,8 @@ class Sender(threading.Thread):
                 except _LetGo:
                     pass
                 except ConnectionBroken as exc:
-                    if not (self._stop_requested.is_set() or self._let_go.is_set()):
+                    # A connection the server broke the protocol on is reported by its reader, with the reason.
+                    if not (self._stop_requested.is_set() or self._let_go.is_set() or self._ws.failure):
                         self._on_failure(ConnectionLostError(f"sending failed, the connection is gone: {exc}"))
                 if not self._park():
                     return

@@ -27,6 +27,8 @@ class SessionStats:
     ``audio_gap`` what a reconnect could not resend because the replay buffer
     had already let it go. ``reconnects`` counts new connections made after
     failures and ``reconnect_attempts`` the handshakes tried for them.
+    ``errors_reported`` counts every error the session saw, including those
+    ``Session.errors`` no longer holds (it keeps the first 100 and the latest).
     """
 
     audio_queued: float = 0.0
@@ -45,6 +47,7 @@ class SessionStats:
     final_transcripts: int = 0
     protocol_errors: int = 0
     plugin_errors: int = 0
+    errors_reported: int = 0
     server_errors: int = 0
     reconnects: int = 0
     reconnect_attempts: int = 0
