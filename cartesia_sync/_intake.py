@@ -189,6 +189,9 @@ class AudioIntake:
                 f"{exc}; {dropped} bytes of audio that could not be queued were dropped (see stats.audio_dropped): "
                 "do not resend them, the rest was queued"
             ) from None
+        except BaseException:  # Ctrl-C (KeyboardInterrupt) while waiting for room: the rest is dropped
+            self._stats.add("audio_dropped", len(data) - queued)
+            raise
         self._pending += data[whole:]
 
     def _put_frame(self, frame: bytes) -> None:

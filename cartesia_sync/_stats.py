@@ -16,7 +16,7 @@ class SessionStats:
     ``audio_queued`` is what the caller handed to ``send()``/``send_file()``
     (after conversion); ``audio_sent`` what went out on the socket, keepalive
     silence excluded; ``audio_dropped`` what the ``drop_oldest`` buffer policy
-    discarded (or a ``send()`` that timed out could not queue); ``audio_unsent``
+    discarded (or a ``send()`` that timed out or was interrupted could not queue); ``audio_unsent``
     what was never sent because the session ended first (still queued, being
     queued, or in a write the end cut off). Once a session has ended,
     ``audio_queued == audio_sent + audio_dropped + audio_unsent``, whatever ended it.
