@@ -5,6 +5,11 @@ The conversation follows the wire reference: binary frames are audio; the text
 ``flush_done``; ``done`` or ``close`` with the remaining finals, ``done`` and a
 clean close. Problems with the query are ``error`` messages with status 400 in
 the current structured format, after which the server closes the connection.
+
+The engine stream opens with the first audio, not at the handshake: a
+connection that never sends audio costs a thread and a socket, never a
+decoder (about 150 MB for pocketsphinx). The query is still checked at once,
+by the engine too when it has a ``check_options(options)`` method.
 """
 
 from __future__ import annotations
@@ -134,6 +139,7 @@ class Conversation:
         self._record = record
         self.request_id = config.request_id or str(uuid.uuid4())
         self._stream: EngineStream | None = None
+        self._options: StreamOptions | None = None
         self._resampler: Any = None
         self._decode: Any = None  # wire bytes -> int16 samples, or None to feed the engine raw bytes
         self._sample_bytes = 2
@@ -163,7 +169,10 @@ class Conversation:
             assert request is not None  # the handler runs after the handshake
             options, encoding, sample_rate = parse_query(request.path, self._config.models)
             self._language = options.language
-            self._stream = self._config.engine.open_stream(options)
+            check = getattr(self._config.engine, "check_options", None)
+            if check is not None:
+                check(options)
+            self._options = options
         except QueryError as exc:
             self._fail(400, exc.error_code, exc.title, exc.message, close_code=1008)
             return
@@ -205,13 +214,29 @@ class Conversation:
         usable = len(pcm) - len(pcm) % self._sample_bytes
         self._leftover = pcm[usable:]
         pcm = pcm[:usable]
+        if pcm and self._stream is None and not self._start_engine():
+            return False
         if self._decode is not None and pcm:
             samples = self._decode(pcm)
             if self._resampler is not None:
                 samples = self._resampler.resample_chunk(samples)
             pcm = samples.astype("<i2").tobytes()
         if pcm:
-            return self._run_engine(lambda: self._stream.feed(pcm))  # type: ignore[union-attr]
+            return self._run_engine(lambda: self._open_stream().feed(pcm))
+        return True
+
+    def _start_engine(self) -> bool:
+        """Open the engine stream for the first audio; False (the client told why) when it cannot."""
+        try:
+            self._open_stream()
+        except ValueError as exc:  # options the engine cannot serve, found only now
+            self._fail(400, "unsupported_option", "Unsupported option", str(exc), close_code=1008)
+            return False
+        except Exception as exc:
+            logger.exception("the engine could not open a stream")
+            message = f"the speech engine could not start: {exc}"
+            self._fail(503, "engine_unavailable", "Engine unavailable", message, close_code=1011)
+            return False
         return True
 
     def _on_command(self, text: str) -> bool:
@@ -248,15 +273,24 @@ class Conversation:
         )
         return True
 
+    def _open_stream(self) -> EngineStream:
+        """The engine stream, opened on first use (see the module docstring)."""
+        if self._stream is None:
+            assert self._options is not None
+            self._stream = self._config.engine.open_stream(self._options)
+        return self._stream
+
     def _flush(self) -> Iterable[Recognition]:
         results: list[Recognition] = []
+        if self._stream is None:
+            return results  # no audio yet: nothing to recognise, and no reason to start a decoder
         if self._resampler is not None:
             import numpy as np
 
             tail = self._resampler.resample_chunk(np.zeros(0, dtype="<i2"), last=True).astype("<i2").tobytes()
             if tail:
-                results.extend(self._stream.feed(tail))  # type: ignore[union-attr]
-        results.extend(self._stream.flush())  # type: ignore[union-attr]
+                results.extend(self._stream.feed(tail))
+        results.extend(self._stream.flush())
         return results
 
     def _run_engine(self, step: Any) -> bool:

@@ -111,6 +111,13 @@ class PocketSphinxEngine:
         self._local_cache: DecoderCache | None = None
         self._finalizer = weakref.finalize(self, _stop_all, self._slots)
 
+    def check_options(self, options: StreamOptions) -> None:
+        """Check the options at the handshake, before any decoder exists (the server opens streams lazily).
+
+        :raises ValueError: a language other than English, or a bad option.
+        """
+        _check_options(options)
+
     def open_stream(self, options: StreamOptions) -> PocketSphinxStream:
         """Start recognising one stream.
 
