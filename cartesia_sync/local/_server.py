@@ -270,6 +270,12 @@ class LocalServer:
         closer.join(min(CLOSE_GRACE, timeout))
         if closer.is_alive():
             severed = self._admission.sever_all()
+            with self._lock:
+                sessions = list(self._open_connections)
+            for conn in sessions:
+                # A handler blocked on a full incoming queue waits for the reader thread, which waits
+                # for the handler to drain the queue: only closing the connection's queue ends that.
+                conn.close_socket()
             logger.info("shut down %d sockets that did not close within %.1f s", severed, CLOSE_GRACE)
         if self._owns_engine:  # an engine call in progress fails now instead of running to its end
             self.engine.close()
