@@ -60,6 +60,18 @@ def handler_threads() -> int:
     return sum(1 for t in threading.enumerate() if "admitted_socket" in t.name)
 
 
+def server_spoke(sock, timeout: float) -> bool:
+    """True when the server sends anything or ends the connection within ``timeout``."""
+    sock.settimeout(timeout)
+    try:
+        sock.recv(65536)
+        return True
+    except TimeoutError:
+        return False
+    except OSError:
+        return True
+
+
 def wait_for(condition, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -250,3 +262,60 @@ def test_default_limits_are_documented_values():
     server = LocalServer(ScriptedEngine(), load_entrypoints=False)
     assert (server.max_connections, server.max_message_bytes, server.max_pending_messages) == (64, 2**20, 16)
     assert (server.handshake_timeout, server.write_timeout) == (10.0, 10.0)
+
+
+def test_streams_past_max_streams_get_a_429_error_at_their_first_audio():
+    engine = CountingEngine()
+    with LocalServer(engine, load_entrypoints=False, max_streams=2) as server:
+        sessions = [open_session(server.port) for _ in range(5)]
+        served = [finalize_latency(sock, reader, b"\x00\x01" * 800) for sock, reader in sessions[:2]]
+        assert max(served) < 2.0
+        for sock, reader in sessions[2:]:
+            sock.sendall(audio(b"\x00\x01" * 800))
+            messages, code = reader.until_close(5)
+            assert code == 1013
+            assert messages[-1]["status_code"] == 429 and messages[-1]["error_code"] == "concurrency_limited"
+            assert "2 recognition streams" in messages[-1]["message"]
+            sock.close()
+        assert engine.peak == 2
+        sessions[0][0].close()  # its stream closes, its slot is free again
+        assert wait_for(lambda: engine.open_now == 1, 5)
+        sock, reader = open_session(server.port)
+        assert finalize_latency(sock, reader, b"\x00\x01" * 800) < 2.0
+        sock.close()
+        sessions[1][0].close()
+        assert wait_for(lambda: engine.open_now == 0, 5)
+
+
+def test_max_streams_defaults_to_the_engines_own_limit():
+    assert LocalServer(ScriptedEngine(), load_entrypoints=False, max_connections=7).max_streams == 7
+    pytest.importorskip("pocketsphinx")
+    server = LocalServer("pocketsphinx", load_entrypoints=False, workers=0)
+    try:
+        assert server.max_streams == server.engine.max_streams == 8
+    finally:
+        server.engine.close()
+
+
+def test_a_message_trickled_byte_by_byte_is_cut_off_by_the_idle_timeout():
+    """A frame header announcing 4000 bytes, then one byte every 0.2 s: the connection ends after idle_timeout."""
+    with LocalServer(CountingEngine(), load_entrypoints=False, idle_timeout=1.5) as server:
+        sock, _ = open_session(server.port)
+        whole = audio(b"\x00\x01" * 2000)
+        sock.sendall(whole[:8])
+        started = time.monotonic()
+        cut = False
+        for byte in whole[8:200]:
+            try:
+                sock.sendall(bytes([byte]))
+            except OSError:
+                cut = True
+                break
+            if server_spoke(sock, 0.2):  # its close frame, or the end of the connection
+                cut = True
+                break
+        took = time.monotonic() - started
+        sock.close()
+        assert cut, "a trickling client was kept for 40 s"
+        assert took < 1.5 + 3.0, f"cut after {took:.1f} s"
+        assert wait_for(lambda: server._admission.sessions == 0, 5)

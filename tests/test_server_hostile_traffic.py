@@ -318,3 +318,34 @@ def test_pocketsphinx_clients_flooding_one_worker_do_not_starve_a_paced_one():
     assert abuse.sent_bytes >= 4 * MIB
     # Measured on 2 loaded cores: 0.9-2.6 s at most (12 s when the flooders took the worker in turn).
     assert max(loud) < 5.0, f"a finalize waited {max(loud):.1f} s for its flush_done"
+
+
+def test_pocketsphinx_decoders_are_capped_by_max_streams():
+    """Twelve sessions send audio to a server allowing 3 streams: 3 decoders exist, 9 sessions get a 429 error."""
+    pytest.importorskip("pocketsphinx")
+    import numpy as np
+
+    speech_like = np.random.default_rng(0).normal(0, 2000, 16000).astype("<i2").tobytes()
+    with ServerProcess(engine="pocketsphinx", workers=1, max_streams=3) as server:
+        warm_up(server.port)  # the worker process and its first decoder are in the baseline
+        baseline = tree_rss_mib(server.pid)
+        sessions = [open_session(server.port, timeout=60) for _ in range(12)]
+        refused = 0
+        for sock, reader in sessions:
+            sock.sendall(audio(speech_like))
+            sock.sendall(text("finalize"))
+            message = reader.next_json()
+            while message["type"] == "transcript":
+                message = reader.next_json()
+            if message["type"] == "error":
+                assert (message["status_code"], message["error_code"]) == (429, "concurrency_limited")
+                refused += 1
+            else:
+                assert message["type"] == "flush_done"
+        growth = tree_rss_mib(server.pid) - baseline
+        for sock, _ in sessions:
+            sock.close()
+    print(f"12 sessions, max_streams=3: {refused} refused, RSS growth {growth:.0f} MiB")
+    assert refused == 9
+    # A decoder is 90-150 MiB: 12 of them would add about a gigabyte.
+    assert growth < 3 * 150, f"the server grew by {growth:.0f} MiB"

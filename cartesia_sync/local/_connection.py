@@ -18,6 +18,7 @@ import json
 import logging
 import math
 import socket
+import threading
 import time
 import uuid
 from collections.abc import Iterable
@@ -48,6 +49,9 @@ class ConversationConfig:
     scenario: Scenario
     record: bool
     request_id: str | None = None
+    #: Engine streams open at once, server-wide (None: no limit); the next first audio gets a 429 error.
+    streams: threading.BoundedSemaphore | None = None
+    max_streams: int = 0
 
 
 class QueryError(Exception):
@@ -160,6 +164,9 @@ class Conversation:
                     self._stream.close()
                 except Exception:
                     logger.exception("closing the engine stream failed")
+                finally:
+                    if self._config.streams is not None:
+                        self._config.streams.release()
 
     # -- phases ------------------------------------------------------------
 
@@ -227,12 +234,26 @@ class Conversation:
 
     def _start_engine(self) -> bool:
         """Open the engine stream for the first audio; False (the client told why) when it cannot."""
+        streams = self._config.streams
+        if streams is not None and not streams.acquire(blocking=False):
+            self._fail(
+                429,
+                "concurrency_limited",
+                "Too many streams",
+                f"all {self._config.max_streams} recognition streams of this server are in use; retry later",
+                close_code=1013,
+            )
+            return False
         try:
             self._open_stream()
         except ValueError as exc:  # options the engine cannot serve, found only now
+            if streams is not None:
+                streams.release()
             self._fail(400, "unsupported_option", "Unsupported option", str(exc), close_code=1008)
             return False
         except Exception as exc:
+            if streams is not None:
+                streams.release()
             logger.exception("the engine could not open a stream")
             message = f"the speech engine could not start: {exc}"
             self._fail(503, "engine_unavailable", "Engine unavailable", message, close_code=1011)

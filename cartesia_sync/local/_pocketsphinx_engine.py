@@ -53,6 +53,8 @@ log = logging.getLogger("cartesia_sync.local.pocketsphinx_engine")
 _STOP_GRACE = 2.0  # seconds a worker gets to exit after "stop" before it is terminated
 #: Seconds of allowance per second of audio in one request, on top of ``timeout``.
 _SECONDS_PER_AUDIO_SECOND = 1.0
+#: Streams at once a server opens by default: each holds a decoder of about 150 MB.
+MAX_STREAMS = 8
 #: The most audio one feed request carries (0.25 s of 16 kHz s16le); larger feeds are split.
 FEED_REQUEST_BYTES = 8000
 
@@ -84,6 +86,8 @@ class PocketSphinxEngine:
     :param timeout: seconds any call may wait for a worker (plus one second per
         second of audio in the call) and for a worker to start.
     :param settings: recognition settings; the defaults are tuned for accuracy.
+    :param max_streams: how many streams a :class:`LocalServer` serving this
+        engine opens at once by default (each holds a decoder of about 150 MB).
     """
 
     name = "pocketsphinx"
@@ -94,6 +98,7 @@ class PocketSphinxEngine:
         *,
         timeout: float = 30.0,
         settings: RecognizerSettings | None = None,
+        max_streams: int = MAX_STREAMS,
     ) -> None:
         if workers is None:
             workers = os.cpu_count() or 1
@@ -104,6 +109,9 @@ class PocketSphinxEngine:
             workers = 0
         if timeout <= 0:
             raise ValueError(f"timeout must be positive, not {timeout}")
+        if max_streams <= 0:
+            raise ValueError(f"max_streams must be positive, not {max_streams}")
+        self.max_streams = max_streams
         self.workers = workers
         self.timeout = float(timeout)
         self.settings = settings or RecognizerSettings()

@@ -128,6 +128,11 @@ class LocalServer:
     :param max_connections: sessions open at once; one more is refused at the
         handshake with HTTP 429 ``concurrency_limited``. As many sockets again
         may wait in the handshake; more get HTTP 503 at once.
+    :param max_streams: engine streams (decoders) open at once; a connection
+        whose first audio finds them all in use gets an ``error`` message with
+        status 429 ``concurrency_limited`` and is closed (code 1013). Default:
+        the engine's ``max_streams`` attribute if it has one (PocketSphinx: 8,
+        about 150 MB each), else ``max_connections``.
     :param max_message_bytes: the largest message (audio frame or command) a
         client may send; a larger one closes the connection with code 1009.
     :param max_pending_messages: messages received but not yet processed, per
@@ -156,6 +161,7 @@ class LocalServer:
         allow_remote: bool = False,
         load_entrypoints: bool = True,
         max_connections: int = MAX_CONNECTIONS,
+        max_streams: int | None = None,
         max_message_bytes: int = MAX_MESSAGE_BYTES,
         max_pending_messages: int = INCOMING_FRAMES,
         handshake_timeout: float = HANDSHAKE_TIMEOUT,
@@ -180,6 +186,10 @@ class LocalServer:
         else:
             self.engine = engine
             self._owns_engine = False
+        if max_streams is None:
+            max_streams = getattr(self.engine, "max_streams", None) or max_connections
+        _check_limits(max_streams=max_streams)
+        self.max_streams: int = max_streams
         self._api_key = ApiKey(api_key) if api_key else None
         self._record_secrets = record_secrets
         self.scenario = scenario or Scenario()
@@ -191,6 +201,8 @@ class LocalServer:
             scenario=self.scenario,
             record=record,
             request_id=request_id,
+            streams=threading.BoundedSemaphore(max_streams),
+            max_streams=max_streams,
         )
         self._host = host
         self._port = port
