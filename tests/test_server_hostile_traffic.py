@@ -282,7 +282,8 @@ def test_a_well_behaved_client_is_not_starved_by_abusers():
 
 def test_pocketsphinx_clients_flooding_one_worker_do_not_starve_a_paced_one():
     """Two clients send noise (decoded slower than real time) in 1 MiB frames into the one worker process
-    a paced client shares with them: its finalize waits for one request of theirs, not for their backlog."""
+    a paced client shares with them, a third floods finalize: the paced client's finalize waits for one
+    request of theirs, not for their backlog."""
     pytest.importorskip("pocketsphinx")
     import numpy as np
 
@@ -306,6 +307,7 @@ def test_pocketsphinx_clients_flooding_one_worker_do_not_starve_a_paced_one():
             quiet = [finalize_latency(sock, reader, speech_like) for _ in range(3)]  # starts the worker
             abuse = Abuse(server.port)
             abuse.start(blast_noise, 2)
+            abuse.start(lambda a: finalize_flood(a, read=True), 1)
             time.sleep(3.0)  # both floods are decoding by now
             loud = []
             for _ in range(10):
@@ -316,8 +318,10 @@ def test_pocketsphinx_clients_flooding_one_worker_do_not_starve_a_paced_one():
         f"pocketsphinx finalize->flush_done: quiet {quiet[-1] * 1000:.0f} ms, under abuse max {max(loud) * 1000:.0f} ms"
     )
     assert abuse.sent_bytes >= 4 * MIB
-    # Measured on 2 loaded cores: 0.9-2.6 s at most (12 s when the flooders took the worker in turn).
-    assert max(loud) < 5.0, f"a finalize waited {max(loud):.1f} s for its flush_done"
+    # Measured on 2 loaded cores: 0.9-4.8 s at most (a flooder's request that ends a 30 s utterance is the
+    # slow one). Before the turns, the flooders took the worker in turn between them and one request was a
+    # whole 1 MiB frame, 32 s of noise, about 50 s to decode here.
+    assert max(loud) < 10.0, f"a finalize waited {max(loud):.1f} s for its flush_done"
 
 
 def test_pocketsphinx_decoders_are_capped_by_max_streams():

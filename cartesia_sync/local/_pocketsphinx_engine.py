@@ -379,6 +379,8 @@ class _RemoteStream(PocketSphinxStream):
     def flush(self) -> list[Recognition]:
         # The utterance still open may span everything since the last flush.
         fed, self._fed = self._fed, 0
+        if not fed:  # nothing since the last flush, which ended every utterance: a finalize flood is free
+            return []
         return self._call("flush", (self._sid,), min(fed, 32000 * 60))
 
     def close(self) -> None:
