@@ -13,6 +13,9 @@ request, and any number of sessions with sockets that never send audio. So:
 - every socket gets a send timeout (``write_timeout``): a client that stops
   reading is disconnected when a message to it has waited that long, instead
   of holding its thread (and, at :meth:`LocalServer.stop`, the server) forever.
+  It is the kernel's ``SO_SNDTIMEO``, not :meth:`socket.settimeout`: before
+  version 17 websockets reads with a blocking ``recv()``, which a Python
+  timeout would end after ``write_timeout`` seconds of client silence.
 
 The counts are kept per handler thread: the handshake's ``process_request``
 runs on the thread that accepted the socket, so a thread-local says which
@@ -23,7 +26,9 @@ the connection ended.
 from __future__ import annotations
 
 import json
+import os
 import socket
+import struct
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -46,6 +51,7 @@ class Admission:
         self._lock = threading.Lock()
         self._local = threading.local()
         self._sockets: set[socket.socket] = set()
+        self._threads: set[threading.Thread] = set()
         self.waiting = 0  # sockets in the handshake
         self.sessions = 0  # admitted sessions
         self.refused_busy = 0  # sockets answered 503 at once (for tests and logs)
@@ -61,18 +67,20 @@ class Admission:
                 else:
                     self.waiting += 1
                     self._sockets.add(sock)
+                    self._threads.add(threading.current_thread())
             if full:
                 _refuse_busy(sock)
                 return
             self._local.waiting, self._local.admitted = True, False
             try:
-                sock.settimeout(self.write_timeout)  # only sends can wait: reads happen after select()
+                _set_send_timeout(sock, self.write_timeout)
                 handler(sock, addr)
             finally:
                 with self._lock:
                     self.waiting -= 1 if self._local.waiting else 0
                     self.sessions -= 1 if self._local.admitted else 0
                     self._sockets.discard(sock)
+                    self._threads.discard(threading.current_thread())
 
         return admitted_socket
 
@@ -92,6 +100,11 @@ class Admission:
             self._local.admitted = True
             return True
 
+    def held(self) -> tuple[int, list[threading.Thread]]:
+        """How many sockets are held, and the threads that hold them."""
+        with self._lock:
+            return len(self._sockets), list(self._threads)
+
     def sever_all(self) -> int:
         """Shut down every socket still held: blocked sends and reads return at once. Returns how many."""
         with self._lock:
@@ -102,6 +115,16 @@ class Admission:
             except OSError:
                 pass  # already closed
         return len(sockets)
+
+
+def _set_send_timeout(sock: socket.socket, seconds: float) -> None:
+    """Make a blocking send on ``sock`` fail after ``seconds`` without progress (the socket stays blocking)."""
+    if os.name == "nt":  # pragma: no cover - Windows takes milliseconds as a DWORD
+        value = struct.pack("I", max(1, int(seconds * 1000)))
+    else:
+        whole = int(seconds)
+        value = struct.pack("ll", whole, int((seconds - whole) * 1_000_000))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, value)
 
 
 def _refuse_busy(sock: socket.socket) -> None:

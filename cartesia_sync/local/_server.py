@@ -275,27 +275,40 @@ class LocalServer:
             thread, self._thread = self._thread, None
         if server is None:
             return
-        # websockets' shutdown() closes the listener, then closes every open connection and waits, with
-        # no time limit, for every handler thread: run it aside and cut the sockets if it takes long.
-        closer = threading.Thread(target=server.shutdown, name="local-stt-server-stop", daemon=True)
+        closer = threading.Thread(target=self._close_all, args=(server,), name="local-stt-server-stop", daemon=True)
         closer.start()
+        grace_ends = time.monotonic() + min(CLOSE_GRACE, timeout)
         closer.join(min(CLOSE_GRACE, timeout))
-        if closer.is_alive():
-            severed = self._admission.sever_all()
+        while self._admission.held()[0] and time.monotonic() < grace_ends:
+            time.sleep(0.02)  # connections still closing (websockets before 17 returns from shutdown at once)
+        held, _ = self._admission.held()
+        if held:  # clients that do not read, ignore the close frame, or never finished the handshake
+            self._admission.sever_all()
             with self._lock:
                 sessions = list(self._open_connections)
             for conn in sessions:
                 # A handler blocked on a full incoming queue waits for the reader thread, which waits
                 # for the handler to drain the queue: only closing the connection's queue ends that.
-                conn.close_socket()
-            logger.info("shut down %d sockets that did not close within %.1f s", severed, CLOSE_GRACE)
+                getattr(conn, "close_socket", lambda: None)()
+            logger.info("shut down %d sockets that did not close within %.1f s", held, CLOSE_GRACE)
         if self._owns_engine:  # an engine call in progress fails now instead of running to its end
             self.engine.close()
-        closer.join(max(0.0, deadline - time.monotonic()))
-        if thread is not None:
-            thread.join(max(0.0, deadline - time.monotonic()))
-        if closer.is_alive() or (thread is not None and thread.is_alive()):
+        _, handlers = self._admission.held()
+        for waited in [closer, *handlers, *([thread] if thread is not None else [])]:
+            waited.join(max(0.0, deadline - time.monotonic()))
+        if any(t.is_alive() for t in [closer, *handlers]) or (thread is not None and thread.is_alive()):
             logger.error("the local server did not stop within %.1f s", timeout)
+
+    def _close_all(self, server: Any) -> None:
+        """Stop accepting and close every connection (1001), waiting for their close handshakes."""
+        server.shutdown()  # websockets 17 also closes the connections and waits for them; older ones do not
+        with self._lock:
+            sessions = list(self._open_connections)
+        closers = [threading.Thread(target=_close_going_away, args=(conn,), daemon=True) for conn in sessions]
+        for closing in closers:
+            closing.start()
+        for closing in closers:
+            closing.join()  # ends at the close handshake, close_timeout, or when stop() cuts the socket
 
     def __enter__(self) -> LocalServer:
         return self.start()
@@ -420,6 +433,13 @@ def _masked_query(query: str, keep_secrets: bool) -> list[Any]:
 def _masked_headers(request: Any, keep_secrets: bool) -> dict[str, str]:
     secret: set[str] = set() if keep_secrets else {"x-api-key", "authorization"}
     return {name.lower(): ("***" if name.lower() in secret else value) for name, value in request.headers.raw_items()}
+
+
+def _close_going_away(conn: Any) -> None:
+    try:
+        conn.close(1001, "server shutting down")
+    except Exception:
+        logger.debug("closing a connection at shutdown failed", exc_info=True)
 
 
 def _error_response(status: int, error_code: str, title: str, message: str) -> Any:
