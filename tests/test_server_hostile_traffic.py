@@ -305,22 +305,29 @@ def test_pocketsphinx_clients_flooding_one_worker_do_not_starve_a_paced_one():
         sock, reader = open_session(server.port, timeout=60)
         with sock:
             quiet = [finalize_latency(sock, reader, speech_like) for _ in range(3)]  # starts the worker
+            baseline = tree_rss_mib(server.pid)
             abuse = Abuse(server.port)
             abuse.start(blast_noise, 2)
             abuse.start(lambda a: finalize_flood(a, read=True), 1)
             time.sleep(3.0)  # both floods are decoding by now
             loud = []
+            peak = baseline
             for _ in range(10):
                 loud.append(finalize_latency(sock, reader, speech_like))
+                peak = max(peak, tree_rss_mib(server.pid))
                 time.sleep(0.1)
             abuse.finish()
     print(
-        f"pocketsphinx finalize->flush_done: quiet {quiet[-1] * 1000:.0f} ms, under abuse max {max(loud) * 1000:.0f} ms"
+        f"pocketsphinx finalize->flush_done: quiet {quiet[-1] * 1000:.0f} ms, under abuse max "
+        f"{max(loud) * 1000:.0f} ms; RSS growth {peak - baseline:.0f} MiB"
     )
+    # Three more decoders (90-150 MiB each) and bounded buffers; unbounded, the noise sent would pile up.
+    assert peak - baseline < 3 * 150 + 50, f"the server grew by {peak - baseline:.0f} MiB"
     assert abuse.sent_bytes >= 4 * MIB
-    # Measured on 2 loaded cores: 0.9-4.8 s at most (a flooder's request that ends a 30 s utterance is the
-    # slow one). Before the turns, the flooders took the worker in turn between them and one request was a
-    # whole 1 MiB frame, 32 s of noise, about 50 s to decode here.
+    # Measured on 2 loaded cores: 0.2-4.8 s at most (a flooder's request that ends a 30 s utterance is the
+    # slow one). Before the turns, one request was a whole frame (32 s of noise, about 50 s to decode here)
+    # and the flooders took the worker in turn between them: the paced client waited 30 s for the worker,
+    # then got an engine error.
     assert max(loud) < 10.0, f"a finalize waited {max(loud):.1f} s for its flush_done"
 
 

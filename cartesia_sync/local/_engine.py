@@ -107,6 +107,8 @@ class Engine(Protocol):
     ``check_options(options)`` method that raises :class:`ValueError` for
     options it cannot serve; the server calls it at the handshake, so a client
     learns of a bad option at once rather than with its first audio.
+    An engine whose streams are costly may set a ``max_streams`` attribute:
+    the number of streams a server opens at once unless told otherwise.
 
     An engine that sets a true ``raw_audio`` attribute receives the client's
     bytes exactly as sent (any encoding and rate, whole samples) instead of
