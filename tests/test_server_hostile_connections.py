@@ -192,27 +192,30 @@ def test_sockets_that_never_finish_the_handshake_are_capped_and_timed_out():
 
 
 def test_a_flood_of_sockets_costs_a_bounded_number_of_threads():
-    """300 sockets opened at once against max_connections=5: threads stay bounded and all get an answer or a cut."""
+    """1000 sockets opened as fast as possible against max_connections=5: the server's threads stay few.
+
+    5 sockets wait for their handshake, 5 refusals wait up to 0.5 s for their request, the rest are refused
+    at once, so the threads websockets starts per socket end about as fast as they start."""
     with LocalServer(CountingEngine(), load_entrypoints=False, max_connections=5, handshake_timeout=2.0) as server:
         baseline = handler_threads()
         socks = []
         peak = 0
-        for _ in range(300):
+        for _ in range(1000):
             socks.append(connect(server.port, timeout=10))
             peak = max(peak, handler_threads() - baseline)
         time.sleep(0.2)
         peak = max(peak, handler_threads() - baseline)
         # refused sockets get their 503 within REFUSE_READ_SECONDS; at most 5 wait for a handshake
         assert wait_for(lambda: handler_threads() - baseline <= 5, 3), handler_threads() - baseline
-        assert server._admission.refused_busy >= 295 - 5
+        assert server._admission.refused_busy >= 900  # a few got in as silent ones timed out
         for sock in socks:
             sock.close()
         assert wait_for(lambda: handler_threads() - baseline == 0, 2.0 + 3), handler_threads() - baseline
         sock, reader = open_session(server.port)
         assert finalize_latency(sock, reader, b"\x00\x01" * 800) < 2.0
         sock.close()
-    # 300 threads would each hold a socket for handshake_timeout; the refused ones end within 0.5 s
-    assert peak < 300
+    print(f"1000 sockets: at most {peak} socket threads at once")
+    assert peak < 60, f"{peak} socket threads at once"
 
 
 def test_a_client_that_stops_reading_is_disconnected_after_write_timeout():

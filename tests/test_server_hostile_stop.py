@@ -158,3 +158,19 @@ def test_serve_stops_on_ctrl_c_with_hostile_clients(engine):
     assert took < 5.0, f"cartesia-sync serve took {took:.1f} s to stop on Ctrl-C"
     assert proc.returncode == 0, err
     assert "stopped" in err and "Traceback" not in err
+
+
+def test_stop_returns_promptly_during_a_flood_of_silent_sockets():
+    """500 sockets that never send a byte (most refused with 503, a few waiting in the handshake): stop() is prompt."""
+    server = LocalServer(ScriptedEngine(), load_entrypoints=False, max_connections=5, handshake_timeout=30.0)
+    server.start()
+    socks = [connect(server.port, timeout=10) for _ in range(500)]
+    try:
+        started = time.monotonic()
+        server.stop()
+        took = time.monotonic() - started
+        assert took < CLOSE_GRACE + 2.0, f"stop() took {took:.1f} s"
+        assert wait_for(lambda: not handler_threads(), 2.0), len(handler_threads())
+    finally:
+        for sock in socks:
+            sock.close()

@@ -7,7 +7,8 @@ request, and any number of sessions with sockets that never send audio. So:
 
 - at most ``max_connections`` sockets may wait in the handshake at once; more
   are answered ``503`` at once and closed (their thread ends within
-  :data:`REFUSE_READ_SECONDS`);
+  :data:`REFUSE_READ_SECONDS`, or at once when that many refusals are
+  already waiting for their requests);
 - at most ``max_connections`` sessions may be open at once; the handshake of
   one more is refused with ``429 concurrency_limited``, as the hosted API does;
 - every socket gets a send timeout (``write_timeout``): a client that stops
@@ -55,6 +56,7 @@ class Admission:
         self.waiting = 0  # sockets in the handshake
         self.sessions = 0  # admitted sessions
         self.refused_busy = 0  # sockets answered 503 at once (for tests and logs)
+        self.refusing = 0  # refusals waiting for their request
 
     def wrap(self, handler: SocketHandler) -> SocketHandler:
         """The websockets server's per-socket handler, with the counts around it."""
@@ -62,14 +64,23 @@ class Admission:
         def admitted_socket(sock: socket.socket, addr: Any) -> None:
             with self._lock:
                 full = self.waiting >= self.max_connections
+                patient = full and self.refusing < self.max_connections
                 if full:
                     self.refused_busy += 1
+                    self.refusing += patient
                 else:
                     self.waiting += 1
                     self._sockets.add(sock)
                     self._threads.add(threading.current_thread())
             if full:
-                _refuse_busy(sock)
+                try:
+                    _refuse_busy(sock, REFUSE_READ_SECONDS if patient else 0.0)
+                finally:
+                    with self._lock:
+                        self.refusing -= patient
+                # websockets (17) counts this thread among those its shutdown() waits for until its own
+                # handler ends; given the closed socket, that handler fails its first call and forgets it.
+                handler(sock, addr)
                 return
             self._local.waiting, self._local.admitted = True, False
             try:
@@ -127,8 +138,8 @@ def _set_send_timeout(sock: socket.socket, seconds: float) -> None:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, value)
 
 
-def _refuse_busy(sock: socket.socket) -> None:
-    """Answer 503 without a handshake: read what the client sent (briefly), reply, close."""
+def _refuse_busy(sock: socket.socket, wait: float) -> None:
+    """Answer 503 without a handshake: read what the client sent (waiting ``wait`` s at most), reply, close."""
     body = json.dumps(
         {
             "error_code": "server_busy",
@@ -141,7 +152,7 @@ def _refuse_busy(sock: socket.socket) -> None:
         f"Content-Length: {len(body)}\r\nRetry-After: 1\r\nConnection: close\r\n\r\n"
     ).encode()
     try:
-        sock.settimeout(REFUSE_READ_SECONDS)
+        sock.settimeout(wait)
         received = b""
         try:
             while b"\r\n\r\n" not in received and len(received) < 65536:
