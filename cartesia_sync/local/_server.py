@@ -135,10 +135,11 @@ class LocalServer:
         about 150 MB each), else ``max_connections``.
     :param max_message_bytes: the largest message (audio frame or command) a
         client may send; a larger one closes the connection with code 1009.
-    :param max_pending_messages: messages received but not yet processed, per
-        connection; the server then stops reading the socket and TCP holds the
-        client back. With ``max_message_bytes`` this bounds a connection's
-        buffered input (16 x 1 MiB by default).
+    :param max_pending_messages: frames received but not yet processed, per
+        connection (a message is one frame unless the client fragments it);
+        the server then stops reading the socket and TCP holds the client
+        back. With ``max_message_bytes`` this bounds a connection's buffered
+        input (16 x 1 MiB by default).
     :param handshake_timeout: seconds a socket may take to complete the handshake.
     :param write_timeout: seconds a message to a client may wait for the client
         to read; a client that stops reading longer is disconnected.
