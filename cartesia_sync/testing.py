@@ -58,6 +58,8 @@ class FakeCartesia(LocalServer):
     :param idle_timeout: close connections idle this long.
     :param record_secrets: keep the key in the connection records (to check how it was sent).
     :param request_id: give every connection this ``request_id`` instead of a fresh UUID.
+    :param max_connections: sessions at once (the scripted engine is cheap, so
+        the default is high enough for load tests); one more gets HTTP 429.
     :param engine_options: more :class:`ScriptedEngine` options
         (``segment_bytes``, ``interim_bytes``, ``text``...).
     """
@@ -71,6 +73,7 @@ class FakeCartesia(LocalServer):
         idle_timeout: float = 20.0,
         record_secrets: bool = False,
         request_id: str | None = None,
+        max_connections: int = 1024,
         **engine_options: Any,
     ) -> None:
         super().__init__(
@@ -82,6 +85,7 @@ class FakeCartesia(LocalServer):
             record_secrets=record_secrets,
             request_id=request_id,
             load_entrypoints=False,
+            max_connections=max_connections,
         )
 
 

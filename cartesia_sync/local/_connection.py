@@ -5,6 +5,11 @@ The conversation follows the wire reference: binary frames are audio; the text
 ``flush_done``; ``done`` or ``close`` with the remaining finals, ``done`` and a
 clean close. Problems with the query are ``error`` messages with status 400 in
 the current structured format, after which the server closes the connection.
+
+The engine stream opens with the first audio, not at the handshake: a
+connection that never sends audio costs a thread and a socket, never a
+decoder (about 150 MB for pocketsphinx). The query is still checked at once,
+by the engine too when it has a ``check_options(options)`` method.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import json
 import logging
 import math
 import socket
+import threading
 import time
 import uuid
 from collections.abc import Iterable
@@ -43,6 +49,9 @@ class ConversationConfig:
     scenario: Scenario
     record: bool
     request_id: str | None = None
+    #: Engine streams open at once, server-wide (None: no limit); the next first audio gets a 429 error.
+    streams: threading.BoundedSemaphore | None = None
+    max_streams: int = 0
 
 
 class QueryError(Exception):
@@ -134,6 +143,7 @@ class Conversation:
         self._record = record
         self.request_id = config.request_id or str(uuid.uuid4())
         self._stream: EngineStream | None = None
+        self._options: StreamOptions | None = None
         self._resampler: Any = None
         self._decode: Any = None  # wire bytes -> int16 samples, or None to feed the engine raw bytes
         self._sample_bytes = 2
@@ -154,6 +164,9 @@ class Conversation:
                     self._stream.close()
                 except Exception:
                     logger.exception("closing the engine stream failed")
+                finally:
+                    if self._config.streams is not None:
+                        self._config.streams.release()
 
     # -- phases ------------------------------------------------------------
 
@@ -163,7 +176,10 @@ class Conversation:
             assert request is not None  # the handler runs after the handshake
             options, encoding, sample_rate = parse_query(request.path, self._config.models)
             self._language = options.language
-            self._stream = self._config.engine.open_stream(options)
+            check = getattr(self._config.engine, "check_options", None)
+            if check is not None:
+                check(options)
+            self._options = options
         except QueryError as exc:
             self._fail(400, exc.error_code, exc.title, exc.message, close_code=1008)
             return
@@ -205,13 +221,43 @@ class Conversation:
         usable = len(pcm) - len(pcm) % self._sample_bytes
         self._leftover = pcm[usable:]
         pcm = pcm[:usable]
+        if pcm and self._stream is None and not self._start_engine():
+            return False
         if self._decode is not None and pcm:
             samples = self._decode(pcm)
             if self._resampler is not None:
                 samples = self._resampler.resample_chunk(samples)
             pcm = samples.astype("<i2").tobytes()
         if pcm:
-            return self._run_engine(lambda: self._stream.feed(pcm))  # type: ignore[union-attr]
+            return self._run_engine(lambda: self._open_stream().feed(pcm))
+        return True
+
+    def _start_engine(self) -> bool:
+        """Open the engine stream for the first audio; False (the client told why) when it cannot."""
+        streams = self._config.streams
+        if streams is not None and not streams.acquire(blocking=False):
+            self._fail(
+                429,
+                "concurrency_limited",
+                "Too many streams",
+                f"all {self._config.max_streams} recognition streams of this server are in use; retry later",
+                close_code=1013,
+            )
+            return False
+        try:
+            self._open_stream()
+        except ValueError as exc:  # options the engine cannot serve, found only now
+            if streams is not None:
+                streams.release()
+            self._fail(400, "unsupported_option", "Unsupported option", str(exc), close_code=1008)
+            return False
+        except Exception as exc:
+            if streams is not None:
+                streams.release()
+            logger.exception("the engine could not open a stream")
+            message = f"the speech engine could not start: {exc}"
+            self._fail(503, "engine_unavailable", "Engine unavailable", message, close_code=1011)
+            return False
         return True
 
     def _on_command(self, text: str) -> bool:
@@ -248,15 +294,24 @@ class Conversation:
         )
         return True
 
+    def _open_stream(self) -> EngineStream:
+        """The engine stream, opened on first use (see the module docstring)."""
+        if self._stream is None:
+            assert self._options is not None
+            self._stream = self._config.engine.open_stream(self._options)
+        return self._stream
+
     def _flush(self) -> Iterable[Recognition]:
         results: list[Recognition] = []
+        if self._stream is None:
+            return results  # no audio yet: nothing to recognise, and no reason to start a decoder
         if self._resampler is not None:
             import numpy as np
 
             tail = self._resampler.resample_chunk(np.zeros(0, dtype="<i2"), last=True).astype("<i2").tobytes()
             if tail:
-                results.extend(self._stream.feed(tail))  # type: ignore[union-attr]
-        results.extend(self._stream.flush())  # type: ignore[union-attr]
+                results.extend(self._stream.feed(tail))
+        results.extend(self._stream.flush())
         return results
 
     def _run_engine(self, step: Any) -> bool:

@@ -102,6 +102,14 @@ class EngineStream(Protocol):
 class Engine(Protocol):
     """A factory of engine streams, shared by every connection of a server.
 
+    The server opens a connection's stream when its first audio arrives, so
+    connections that send none cost no stream. An engine may also have a
+    ``check_options(options)`` method that raises :class:`ValueError` for
+    options it cannot serve; the server calls it at the handshake, so a client
+    learns of a bad option at once rather than with its first audio.
+    An engine whose streams are costly may set a ``max_streams`` attribute:
+    the number of streams a server opens at once unless told otherwise.
+
     An engine that sets a true ``raw_audio`` attribute receives the client's
     bytes exactly as sent (any encoding and rate, whole samples) instead of
     16 kHz s16le; the scripted engine does, so its facts describe what the

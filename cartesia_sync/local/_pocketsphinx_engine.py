@@ -44,6 +44,7 @@ from typing import Any
 
 from ._decoder_worker import DecoderCache, RecognizerSettings, StreamRecognizer
 from ._engine import Recognition, StreamOptions
+from ._fair_lock import FairLock, RecentUse
 
 __all__ = ["PocketSphinxEngine", "RecognizerSettings"]
 
@@ -52,6 +53,10 @@ log = logging.getLogger("cartesia_sync.local.pocketsphinx_engine")
 _STOP_GRACE = 2.0  # seconds a worker gets to exit after "stop" before it is terminated
 #: Seconds of allowance per second of audio in one request, on top of ``timeout``.
 _SECONDS_PER_AUDIO_SECOND = 1.0
+#: Streams at once a server opens by default: each holds a decoder of about 150 MB.
+MAX_STREAMS = 8
+#: The most audio one feed request carries (0.25 s of 16 kHz s16le); larger feeds are split.
+FEED_REQUEST_BYTES = 8000
 
 
 def _check_options(options: StreamOptions) -> None:
@@ -81,6 +86,8 @@ class PocketSphinxEngine:
     :param timeout: seconds any call may wait for a worker (plus one second per
         second of audio in the call) and for a worker to start.
     :param settings: recognition settings; the defaults are tuned for accuracy.
+    :param max_streams: how many streams a :class:`LocalServer` serving this
+        engine opens at once by default (each holds a decoder of about 150 MB).
     """
 
     name = "pocketsphinx"
@@ -91,6 +98,7 @@ class PocketSphinxEngine:
         *,
         timeout: float = 30.0,
         settings: RecognizerSettings | None = None,
+        max_streams: int = MAX_STREAMS,
     ) -> None:
         if workers is None:
             workers = os.cpu_count() or 1
@@ -101,6 +109,9 @@ class PocketSphinxEngine:
             workers = 0
         if timeout <= 0:
             raise ValueError(f"timeout must be positive, not {timeout}")
+        if max_streams <= 0:
+            raise ValueError(f"max_streams must be positive, not {max_streams}")
+        self.max_streams = max_streams
         self.workers = workers
         self.timeout = float(timeout)
         self.settings = settings or RecognizerSettings()
@@ -110,6 +121,13 @@ class PocketSphinxEngine:
         self._ids = itertools.count(1)
         self._local_cache: DecoderCache | None = None
         self._finalizer = weakref.finalize(self, _stop_all, self._slots)
+
+    def check_options(self, options: StreamOptions) -> None:
+        """Check the options at the handshake, before any decoder exists (the server opens streams lazily).
+
+        :raises ValueError: a language other than English, or a bad option.
+        """
+        _check_options(options)
 
     def open_stream(self, options: StreamOptions) -> PocketSphinxStream:
         """Start recognising one stream.
@@ -205,7 +223,7 @@ class _Worker:
             child_sock.close()
         self.pid = self.process.pid
         self.conn = Connection(parent_sock.detach())
-        self.lock = threading.Lock()
+        self.lock = FairLock()  # streams take turns (see _fair_lock)
         self.streams = 0
         self.broken: str | None = None
         try:
@@ -217,12 +235,12 @@ class _Worker:
     def alive(self) -> bool:
         return self.broken is None and self.process.poll() is None
 
-    def call(self, op: str, args: tuple[Any, ...], timeout: float) -> Any:
-        """Send one request and wait for its answer.
+    def call(self, op: str, args: tuple[Any, ...], timeout: float, weight: float = 0.0) -> Any:
+        """Send one request and wait for its answer; of several callers waiting, the lightest ``weight`` goes first.
 
         :raises RuntimeError: the worker is gone, failed, or did not answer in time.
         """
-        if not self.lock.acquire(timeout=timeout):
+        if not self.lock.acquire(timeout=timeout, weight=weight):
             raise RuntimeError(f"pocketsphinx worker process {self.pid} stayed busy for {timeout:.0f} s")
         try:
             if self.broken is not None:
@@ -331,6 +349,7 @@ class _RemoteStream(PocketSphinxStream):
         self._worker: _Worker | None = worker
         self._sid = sid
         self._fed = 0  # bytes since the last flush, to size the flush timeout
+        self._load = RecentUse()  # audio sent to the worker lately: the heavier, the later served
 
     @property
     def worker_pid(self) -> int | None:
@@ -342,18 +361,26 @@ class _RemoteStream(PocketSphinxStream):
         if worker is None:
             raise RuntimeError("the stream is closed")
         timeout = self._engine.timeout + _SECONDS_PER_AUDIO_SECOND * audio_bytes / 32000
-        return list(worker.call(op, args, timeout))
+        weight = self._load.add(audio_bytes if op == "feed" else 0)
+        return list(worker.call(op, args, timeout, weight))
 
     def feed(self, audio: bytes) -> list[Recognition]:
         data = _as_bytes(audio)
-        if not data:
-            return []
-        self._fed += len(data)
-        return self._call("feed", (self._sid, data), len(data))
+        results: list[Recognition] = []
+        # A quarter second of audio per request at most: streams sharing this worker take turns between
+        # requests (the lightest first, see _fair_lock), so a client sending 30 s in one frame, or audio
+        # without pause, delays the others by one request's decoding, not by all of its own.
+        for start in range(0, len(data), FEED_REQUEST_BYTES):
+            piece = data[start : start + FEED_REQUEST_BYTES]
+            self._fed += len(piece)
+            results.extend(self._call("feed", (self._sid, piece), len(piece)))
+        return results
 
     def flush(self) -> list[Recognition]:
         # The utterance still open may span everything since the last flush.
         fed, self._fed = self._fed, 0
+        if not fed:  # nothing since the last flush, which ended every utterance: a finalize flood is free
+            return []
         return self._call("flush", (self._sid,), min(fed, 32000 * 60))
 
     def close(self) -> None:

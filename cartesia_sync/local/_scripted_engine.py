@@ -10,6 +10,10 @@ was lost, duplicated or reordered on the way.
 A segment ends at every ``finalize`` or end command, and, if
 ``segment_bytes`` is set, every time that much audio has arrived (a stand-in
 for the endpoints a real engine detects by itself).
+
+A segment's audio is kept only when a ``text`` function is given (it receives
+the bytes); otherwise the stream keeps its length and a running SHA-256, so a
+client that streams for hours without ``finalize`` costs no memory.
 """
 
 from __future__ import annotations
@@ -26,7 +30,11 @@ __all__ = ["ScriptedEngine", "ScriptedStream", "facts_text"]
 
 def facts_text(number: int, audio: bytes) -> str:
     """The default segment text: ``seg<n>:<bytes>b:<sha256 prefix>``."""
-    return f"seg{number}:{len(audio)}b:{hashlib.sha256(audio).hexdigest()[:8]}"
+    return _facts(number, len(audio), hashlib.sha256(audio).hexdigest())
+
+
+def _facts(number: int, size: int, sha256_hex: str) -> str:
+    return f"seg{number}:{size}b:{sha256_hex[:8]}"
 
 
 class ScriptedEngine:
@@ -77,7 +85,10 @@ class ScriptedStream:
     def __init__(self, engine: ScriptedEngine, bytes_per_second: int) -> None:
         self._engine = engine
         self._bytes_per_second = bytes_per_second
-        self._segment = bytearray()
+        self._keep_audio = engine.text is not None
+        self._segment = bytearray()  # the segment's audio, only when a text function needs it
+        self._segment_bytes = 0
+        self._hash = hashlib.sha256()
         self._segment_start = 0  # bytes from the first audio
         self._number = 0
         self._next_interim = engine.interim_bytes
@@ -87,30 +98,34 @@ class ScriptedStream:
         limit = self._engine.segment_bytes
         view = memoryview(audio)
         while len(view):
-            take = len(view) if limit is None else min(len(view), limit - len(self._segment))
-            self._segment += view[:take]
+            take = len(view) if limit is None else min(len(view), limit - self._segment_bytes)
+            if self._keep_audio:
+                self._segment += view[:take]
+            self._hash.update(view[:take])
+            self._segment_bytes += take
             view = view[take:]
-            if limit is not None and len(self._segment) >= limit:
+            if limit is not None and self._segment_bytes >= limit:
                 results.extend(self.flush())
-            elif self._next_interim is not None and len(self._segment) >= self._next_interim:
+            elif self._next_interim is not None and self._segment_bytes >= self._next_interim:
                 self._next_interim += self._engine.interim_bytes  # type: ignore[operator]
-                results.append(self._result(f" partial:{len(self._segment)}b", is_final=False))
+                results.append(self._result(f" partial:{self._segment_bytes}b", is_final=False))
         return results
 
     def flush(self) -> Iterable[Recognition]:
-        if not self._segment:
+        if not self._segment_bytes:
             return []
         self._number += 1
-        audio = bytes(self._segment)
         engine = self._engine
         if engine.text is not None:
-            text = engine.text(self._number, audio)
+            text = engine.text(self._number, bytes(self._segment))
         elif self._number <= len(engine.segments):
             text = engine.segments[self._number - 1]
         else:
-            text = " " + facts_text(self._number, audio)
+            text = " " + _facts(self._number, self._segment_bytes, self._hash.hexdigest())
         result = self._result(text, is_final=True)
-        self._segment_start += len(audio)
+        self._segment_start += self._segment_bytes
+        self._segment_bytes = 0
+        self._hash = hashlib.sha256()
         self._segment.clear()
         self._next_interim = engine.interim_bytes
         return [result]
@@ -120,7 +135,7 @@ class ScriptedStream:
 
     def _result(self, text: str, is_final: bool) -> Recognition:
         start = self._segment_start / self._bytes_per_second
-        end = (self._segment_start + len(self._segment)) / self._bytes_per_second
+        end = (self._segment_start + self._segment_bytes) / self._bytes_per_second
         if not text.strip():
             words: tuple[Word, ...] = ()
         elif self._engine.word_per_segment:

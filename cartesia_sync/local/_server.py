@@ -18,9 +18,11 @@ import dataclasses
 import hmac
 import json
 import logging
+import math
 import re
 import socket
 import threading
+import time
 from collections.abc import Iterable
 from http import HTTPStatus
 from typing import Any, TypeVar
@@ -30,8 +32,10 @@ from .._config import is_loopback_host
 from .._plugin_manager import create_plugin_manager
 from .._secrets import ApiKey
 from ..errors import ConfigurationError
+from ._admission import Admission
 from ._bundled import BundledEngines
 from ._connection import Conversation, ConversationConfig
+from ._credentials import CredentialError, offered_key
 from ._engine import Engine, EngineRegistry
 from ._recording import ConnectionRecord
 from ._scenario import Scenario
@@ -76,6 +80,16 @@ RECEIVE_BUFFER_BYTES = 128 * 1024  # the kernel doubles it: about 8 s of 16 kHz 
 # the audio the server has not read yet, so a client with a long backlog (an hour sent unpaced) looks
 # dead after websockets' 20 s and was cut off with 1011. Dead clients are found by ``idle_timeout``.
 
+#: Limits against hostile or broken clients (see README, "The embedded local server").
+MAX_CONNECTIONS = 64
+MAX_MESSAGE_BYTES = 2**20  # 32 s of 16 kHz s16le in one frame; websockets' and the official SDK's default
+HANDSHAKE_TIMEOUT = 10.0
+WRITE_TIMEOUT = 10.0
+#: Seconds a closing connection waits for the client's close frame before it drops the socket.
+CLOSE_TIMEOUT = 5.0
+#: At stop(), how long connections get to finish their close handshake before their sockets are shut.
+CLOSE_GRACE = 1.0
+
 
 def engine_registry(load_entrypoints: bool = True) -> EngineRegistry:
     """Collect the engines that the bundled and the installed plugins offer."""
@@ -111,6 +125,24 @@ class LocalServer:
         fresh UUID per connection), for tests that want fixed values.
     :param allow_remote: must be true to bind a non-loopback address.
     :param load_entrypoints: let installed plugins offer engines.
+    :param max_connections: sessions open at once; one more is refused at the
+        handshake with HTTP 429 ``concurrency_limited``. As many sockets again
+        may wait in the handshake; more get HTTP 503 at once.
+    :param max_streams: engine streams (decoders) open at once; a connection
+        whose first audio finds them all in use gets an ``error`` message with
+        status 429 ``concurrency_limited`` and is closed (code 1013). Default:
+        the engine's ``max_streams`` attribute if it has one (PocketSphinx: 8,
+        about 150 MB each), else ``max_connections``.
+    :param max_message_bytes: the largest message (audio frame or command) a
+        client may send; a larger one closes the connection with code 1009.
+    :param max_pending_messages: frames received but not yet processed, per
+        connection (a message is one frame unless the client fragments it);
+        the server then stops reading the socket and TCP holds the client
+        back. With ``max_message_bytes`` this bounds a connection's buffered
+        input (16 x 1 MiB by default).
+    :param handshake_timeout: seconds a socket may take to complete the handshake.
+    :param write_timeout: seconds a message to a client may wait for the client
+        to read; a client that stops reading longer is disconnected.
     :param engine_options: passed to the engine factory when ``engine`` is a name.
     """
 
@@ -129,20 +161,36 @@ class LocalServer:
         request_id: str | None = None,
         allow_remote: bool = False,
         load_entrypoints: bool = True,
+        max_connections: int = MAX_CONNECTIONS,
+        max_streams: int | None = None,
+        max_message_bytes: int = MAX_MESSAGE_BYTES,
+        max_pending_messages: int = INCOMING_FRAMES,
+        handshake_timeout: float = HANDSHAKE_TIMEOUT,
+        write_timeout: float = WRITE_TIMEOUT,
         **engine_options: Any,
     ) -> None:
+        _check_limits(
+            idle_timeout=idle_timeout,
+            max_connections=max_connections,
+            max_message_bytes=max_message_bytes,
+            max_pending_messages=max_pending_messages,
+            handshake_timeout=handshake_timeout,
+            write_timeout=write_timeout,
+        )
         if not is_loopback_host(host) and not allow_remote:
             raise ConfigurationError(
                 f"refusing to bind {host!r}: the local server listens on loopback only unless allow_remote=True"
             )
-        if not idle_timeout > 0:
-            raise ConfigurationError(f"idle_timeout must be a positive number of seconds, got {idle_timeout!r}")
         if isinstance(engine, str):
             self.engine: Engine = engine_registry(load_entrypoints).create(engine, **engine_options)
             self._owns_engine = True
         else:
             self.engine = engine
             self._owns_engine = False
+        if max_streams is None:
+            max_streams = getattr(self.engine, "max_streams", None) or max_connections
+        _check_limits(max_streams=max_streams)
+        self.max_streams: int = max_streams
         self._api_key = ApiKey(api_key) if api_key else None
         self._record_secrets = record_secrets
         self.scenario = scenario or Scenario()
@@ -154,6 +202,8 @@ class LocalServer:
             scenario=self.scenario,
             record=record,
             request_id=request_id,
+            streams=threading.BoundedSemaphore(max_streams),
+            max_streams=max_streams,
         )
         self._host = host
         self._port = port
@@ -162,6 +212,12 @@ class LocalServer:
         self._lock = threading.Lock()
         self._handshakes = 0
         self._open_connections: set[Any] = set()
+        self.max_connections = max_connections
+        self.max_message_bytes = max_message_bytes
+        self.max_pending_messages = max_pending_messages
+        self.handshake_timeout = handshake_timeout
+        self.write_timeout = write_timeout
+        self._admission = Admission(max_connections, write_timeout)
 
     # -- lifecycle ----------------------------------------------------------------
 
@@ -181,12 +237,16 @@ class LocalServer:
                 sock=listener,
                 process_request=self._process_request,
                 compression=None,
-                max_size=2**22,
-                max_queue=INCOMING_FRAMES,
+                max_size=self.max_message_bytes,
+                max_queue=self.max_pending_messages,
+                open_timeout=self.handshake_timeout,
+                close_timeout=CLOSE_TIMEOUT,
                 ping_interval=None,
                 server_header="cartesia-sync-local",
                 logger=wire_logger,
             )
+            # Count and bound every accepted socket (see _admission); websockets calls this per socket.
+            self._server.handler = self._admission.wrap(self._server.handler)
             self._thread = threading.Thread(target=self._server.serve_forever, name="local-stt-server", daemon=True)
             self._thread.start()
         logger.info("local STT server listening on %s", self.url)
@@ -203,25 +263,53 @@ class LocalServer:
             self.stop()
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Stop accepting, close open connections, stop the engine. Idempotent."""
+        """Stop accepting, close open connections, stop the engine. Idempotent.
+
+        Connections get :data:`CLOSE_GRACE` seconds to finish the close
+        handshake; then the sockets still open are shut down, so clients that
+        never read or ignore the close frame cannot hold the server. Returns
+        within about ``timeout`` seconds (plus the engine's own shutdown).
+        """
+        deadline = time.monotonic() + timeout
         with self._lock:
             server, self._server = self._server, None
             thread, self._thread = self._thread, None
-        if server is not None:
-            server.shutdown()
-        with self._lock:
-            still_open = list(self._open_connections)
-        for conn in still_open:  # not every websockets version closes them in shutdown()
-            try:
-                conn.close(1001, "server shutting down")
-            except Exception:
-                logger.debug("closing a connection at shutdown failed", exc_info=True)
-        if thread is not None:
-            thread.join(timeout)
-            if thread.is_alive():
-                logger.error("the local server thread did not stop within %.1f s", timeout)
-        if server is not None and self._owns_engine:
+        if server is None:
+            return
+        closer = threading.Thread(target=self._close_all, args=(server,), name="local-stt-server-stop", daemon=True)
+        closer.start()
+        grace_ends = time.monotonic() + min(CLOSE_GRACE, timeout)
+        closer.join(min(CLOSE_GRACE, timeout))
+        while self._admission.held()[0] and time.monotonic() < grace_ends:
+            time.sleep(0.02)  # connections still closing (websockets before 17 returns from shutdown at once)
+        held, _ = self._admission.held()
+        if held:  # clients that do not read, ignore the close frame, or never finished the handshake
+            self._admission.sever_all()
+            with self._lock:
+                sessions = list(self._open_connections)
+            for conn in sessions:
+                # A handler blocked on a full incoming queue waits for the reader thread, which waits
+                # for the handler to drain the queue: only closing the connection's queue ends that.
+                getattr(conn, "close_socket", lambda: None)()
+            logger.info("shut down %d sockets that did not close within %.1f s", held, CLOSE_GRACE)
+        if self._owns_engine:  # an engine call in progress fails now instead of running to its end
             self.engine.close()
+        _, handlers = self._admission.held()
+        for waited in [closer, *handlers, *([thread] if thread is not None else [])]:
+            waited.join(max(0.0, deadline - time.monotonic()))
+        if any(t.is_alive() for t in [closer, *handlers]) or (thread is not None and thread.is_alive()):
+            logger.error("the local server did not stop within %.1f s", timeout)
+
+    def _close_all(self, server: Any) -> None:
+        """Stop accepting and close every connection (1001), waiting for their close handshakes."""
+        server.shutdown()  # websockets 17 also closes the connections and waits for them; older ones do not
+        with self._lock:
+            sessions = list(self._open_connections)
+        closers = [threading.Thread(target=_close_going_away, args=(conn,), daemon=True) for conn in sessions]
+        for closing in closers:
+            closing.start()
+        for closing in closers:
+            closing.join()  # ends at the close handshake, close_timeout, or when stop() cuts the socket
 
     def __enter__(self) -> LocalServer:
         return self.start()
@@ -249,8 +337,6 @@ class LocalServer:
             waits for that connection to arrive.
         :raises TimeoutError: the connection did not arrive or end in time.
         """
-        import time
-
         if not self._config.record:
             raise RuntimeError("connections are recorded only by a server made with record=True")
         deadline = time.monotonic() + timeout
@@ -291,29 +377,29 @@ class LocalServer:
         return refusal
 
     def _refusal(self, parts: Any, request: Any, faulty: bool) -> Any:
+        self._admission.leave_handshake()
         scenario = self.scenario
         if faulty and scenario.reject_status is not None:
             return _response(scenario.reject_status, scenario.reject_body)
         if parts.path != STT_PATH:
             return _response(404, json.dumps({"title": "Not found", "message": f"use {STT_PATH}"}))
-        if self._api_key is not None and not self._key_matches(parts.query, request.headers):
-            return _response(
-                401,
-                json.dumps({"title": "Unauthorized", "message": "Invalid API key", "error_code": "invalid_api_key"}),
+        try:
+            offered = offered_key(parts.query, request.headers)
+        except CredentialError as exc:
+            return _error_response(exc.status, exc.error_code, exc.title, exc.message)
+        if self._api_key is not None:
+            expected = self._api_key.reveal().encode()
+            if offered.key is None or not hmac.compare_digest(offered.key.encode(), expected):
+                message = "Invalid API key" + (f": {offered.problem}" if offered.problem else "")
+                return _error_response(401, "invalid_api_key", "Unauthorized", message)
+        if not self._admission.admit():
+            return _error_response(
+                429,
+                "concurrency_limited",
+                "Too many connections",
+                f"this server serves at most {self.max_connections} connections at once; close one or retry later",
             )
         return None
-
-    def _key_matches(self, query: str, headers: Any) -> bool:
-        assert self._api_key is not None
-        expected = self._api_key.reveal().encode()
-        offered = headers.get("X-API-Key")
-        if offered is None:
-            authorization = headers.get("Authorization") or ""
-            if authorization.lower().startswith("bearer "):
-                offered = authorization[7:].strip()
-        if offered is None:
-            offered = dict(parse_qsl(query)).get("api_key")
-        return offered is not None and hmac.compare_digest(offered.encode(), expected)
 
     # -- connections ------------------------------------------------------------------
 
@@ -348,6 +434,28 @@ def _masked_query(query: str, keep_secrets: bool) -> list[Any]:
 def _masked_headers(request: Any, keep_secrets: bool) -> dict[str, str]:
     secret: set[str] = set() if keep_secrets else {"x-api-key", "authorization"}
     return {name.lower(): ("***" if name.lower() in secret else value) for name, value in request.headers.raw_items()}
+
+
+def _close_going_away(conn: Any) -> None:
+    try:
+        conn.close(1001, "server shutting down")
+    except Exception:
+        logger.debug("closing a connection at shutdown failed", exc_info=True)
+
+
+def _error_response(status: int, error_code: str, title: str, message: str) -> Any:
+    """An HTTP error in the hosted API's shape: a JSON body with title, message and error_code."""
+    return _response(status, json.dumps({"title": title, "message": message, "error_code": error_code}))
+
+
+def _check_limits(**limits: float) -> None:
+    """Refuse limits that are not positive: seconds for ``*_timeout``, whole numbers for the rest."""
+    for name, value in limits.items():
+        seconds = name.endswith("timeout")
+        kinds: tuple[type, ...] = (int, float) if seconds else (int,)
+        if isinstance(value, bool) or not isinstance(value, kinds) or not 0 < value < math.inf:
+            what = "a positive number of seconds" if seconds else "a positive whole number"
+            raise ConfigurationError(f"{name} must be {what}, got {value!r}")
 
 
 def _response(status: int, body: str) -> Any:
