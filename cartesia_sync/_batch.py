@@ -268,9 +268,7 @@ def _run(
     query = urlencode([*upload.query, *auth_query])
     session = BatchSession(settings, options, shown_url)
     session._audio_seconds = upload.audio_seconds or 0.0
-    dispatcher = HookDispatcher(
-        plugin_manager, session, session._keep, lambda text: redact(text, settings.api_key)
-    )
+    dispatcher = HookDispatcher(plugin_manager, session, session._keep, lambda text: redact(text, settings.api_key))
     dispatcher.emit("on_session_start")
     wait = reply_timeout(upload.size, timeout)
     bar = _progress_bar(upload, progress)

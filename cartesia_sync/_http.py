@@ -28,7 +28,6 @@ from .errors import (
     CartesiaSyncError,
     ConnectError,
     ConnectionLostError,
-    NetworkError,
     PaymentRequiredError,
     ProtocolError,
     RateLimitError,
