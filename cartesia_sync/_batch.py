@@ -260,12 +260,9 @@ def _run(
     max_retries: int,
     progress: bool | None,
 ) -> TranscriptionResult:
-    auth_headers, auth_query = settings.http_auth()
-    shown_query = urlencode(upload.query)
-    shown_url = batch_url + (f"?{shown_query}" if shown_query else "")
-    if auth_query:
-        shown_url += ("&" if shown_query else "?") + "api_key=***"
-    query = urlencode([*upload.query, *auth_query])
+    auth_headers = settings.http_auth()
+    query = urlencode(upload.query)
+    shown_url = batch_url + (f"?{query}" if query else "")
     session = BatchSession(settings, options, shown_url)
     session._audio_seconds = upload.audio_seconds or 0.0
     dispatcher = HookDispatcher(plugin_manager, session, session._keep, lambda text: redact(text, settings.api_key))
@@ -276,7 +273,7 @@ def _run(
     try:
         call = HttpCall(
             method="POST",
-            url=batch_url + (f"?{query}" if query else ""),
+            url=shown_url,
             shown_url=shown_url,
             headers={"Cartesia-Version": settings.cartesia_version, **auth_headers, **dict(settings.extra_headers)},
             build=lambda: _multipart(settings, upload, bar, readers),

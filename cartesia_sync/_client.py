@@ -70,8 +70,9 @@ class Client:
     :param cartesia_version: the ``Cartesia-Version`` header.
     :param auth: how the API key is sent: ``"header"`` (default,
         ``X-API-Key``), ``"bearer"`` (``Authorization: Bearer``, the API's
-        current scheme) or ``"query"`` (``api_key=`` in the URL, for proxies
-        that strip headers; avoid otherwise).
+        current scheme) or ``"query"`` (``api_key=`` in the WebSocket URL, for
+        proxies that strip headers; avoid otherwise; HTTP requests then send
+        ``X-API-Key``, as the API takes ``api_key=`` on WebSockets only).
     :param access_token: a short-lived token (see
         :func:`~cartesia_sync.create_access_token`) to use instead of a key:
         sent as ``Authorization: Bearer`` over HTTP and as ``access_token=``

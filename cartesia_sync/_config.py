@@ -194,21 +194,21 @@ class ConnectionSettings:
         """``"an access token"`` or ``"an API key"``, for messages."""
         return "an access token" if self.has_token else "an API key"
 
-    def http_auth(self) -> tuple[dict[str, str], list[tuple[str, str]]]:
-        """The credential's headers and query parameters for an HTTP request (batch, tokens).
+    def http_auth(self) -> dict[str, str]:
+        """The credential's header for an HTTP request (batch, tokens).
 
-        A token goes as ``Authorization: Bearer``; a key as ``X-API-Key``
-        (``auth="header"``), ``Authorization: Bearer`` (``"bearer"``) or the
-        ``api_key`` query parameter (``"query"``).
+        A token goes as ``Authorization: Bearer``; a key as ``Authorization:
+        Bearer`` with ``auth="bearer"``, else as ``X-API-Key``. ``auth="query"``
+        is for WebSockets only (the API documents ``api_key=`` there alone),
+        and a URL with a key in it would reach HTTP logs, so HTTP requests send
+        the header instead.
         """
         if self.api_key is None:
-            return {}, []
+            return {}
         raw = self.api_key.reveal()
         if self.has_token or self.auth == "bearer":
-            return {"Authorization": f"Bearer {raw}"}, []
-        if self.auth == "query":
-            return {}, [("api_key", raw)]
-        return {"X-API-Key": raw}, []
+            return {"Authorization": f"Bearer {raw}"}
+        return {"X-API-Key": raw}
 
     @property
     def bytes_per_second(self) -> int:
