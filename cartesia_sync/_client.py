@@ -153,6 +153,7 @@ class Client:
             self.options = options
         #: Where each route is (see :class:`~cartesia_sync._endpoints.Endpoints`).
         self.endpoints = resolve_endpoints(url or None, base_url)
+        check_plain_http(self.endpoints.base_url, credential is not None)
         self.settings = ConnectionSettings(
             url=self.endpoints.stream,
             api_key=credential,
@@ -170,7 +171,6 @@ class Client:
             ca_certs=ca_certs,
             extra_headers=tuple((extra_headers or {}).items()),
         )
-        check_plain_http(self.endpoints.base_url, credential is not None)
         self._plugin_manager = create_plugin_manager(plugins, load_entrypoints)
         self._frozen = False
         self._lock = threading.Lock()
