@@ -115,10 +115,8 @@ def test_a_token_goes_as_access_token_on_the_websocket_and_replaces_the_key_from
     assert not {"x-api-key", "authorization"} & headers
     assert "sk_from_env" not in str(record.headers) + str(record.query)
     assert "access_token=***" in session.settings.display_url and CANARY_KEY not in session.settings.display_url
-    assert repr(tokened) == (
-        f"Client(url={session.settings.display_url!r}, access_token=***, model='ink-whisper')"
-    )
-    assert "AccessToken(***)" == repr(session.settings.api_key)
+    assert repr(tokened) == f"Client(url={session.settings.display_url!r}, access_token=***, model='ink-whisper')"
+    assert repr(session.settings.api_key) == "AccessToken(***)"
 
 
 def test_a_token_and_a_key_together_or_a_broken_token_are_refused_without_showing_it():

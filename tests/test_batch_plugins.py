@@ -141,7 +141,7 @@ def test_the_subtitles_plugin_writes_a_valid_srt_and_vtt_from_a_batch_result(tmp
     assert len(cues) >= 2
     assert " ".join(cue.content.replace("\n", " ") for cue in cues).split() == [w["word"] for w in words]
     assert cues[0].start.total_seconds() == 0.0 and cues[-1].end.total_seconds() == pytest.approx(words[-1]["end"])
-    assert all(a.end <= b.start for a, b in zip(cues, cues[1:]))
+    assert all(a.end <= b.start for a, b in zip(cues, cues[1:], strict=False))
     assert len(webvtt.read(str(vtt_path))) == len(cues)
     # the same cues as the plain function writes from the same words (what a stream's words give)
     again = tmp_path / "again.srt"
@@ -159,7 +159,9 @@ def test_the_event_log_records_a_batch_like_a_stream(tmp_path):
     text = log.read_text()
     records = [json.loads(line) for line in text.splitlines()]
     assert [r["event"] for r in records] == ["session_start", "transcript", "done", "session_end"]
-    assert records[0]["url"].endswith("/stt/websocket?model=ink-whisper&language=en&encoding=pcm_s16le&sample_rate=16000")
+    assert records[0]["url"].endswith(
+        "/stt/websocket?model=ink-whisper&language=en&encoding=pcm_s16le&sample_rate=16000"
+    )
     assert records[1]["is_final"] is True and len(records[1]["words"]) == 4
     assert records[-1]["word_count"] == 4 and records[-1]["request_id"] == "req-batch-1"
     assert CANARY_KEY not in text
