@@ -9,6 +9,7 @@ SDK, when installed, is pointed at the same server to compare the forms.
 from __future__ import annotations
 
 import logging
+import tempfile
 import time
 from pathlib import Path
 
@@ -90,7 +91,10 @@ def test_an_array_goes_as_s16le_at_its_own_rate():
     assert len(samples) == 22050 and samples[100] == 16384
 
 
-def test_a_file_in_another_container_is_converted_once_to_wav(tmp_path):
+def test_a_file_in_another_container_is_converted_once_to_wav(tmp_path, monkeypatch):
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
     aiff = tmp_path / "call.aiff"
     tone = (0.25 * np.sin(np.arange(24000) / 10)).astype(np.float32)
     soundfile.write(aiff, np.stack([tone, tone], axis=1), 24000, format="AIFF", subtype="FLOAT")
@@ -108,9 +112,7 @@ def test_a_file_in_another_container_is_converted_once_to_wav(tmp_path):
         2,
         24000,
     )
-    assert not list(Path("/tmp").glob("cartesia-sync-*.wav")) or all(
-        p.stat().st_mtime < time.time() - 60 for p in Path("/tmp").glob("cartesia-sync-*.wav")
-    ), "the temporary WAV was left behind"
+    assert list(temp.iterdir()) == [], "the temporary WAV was left behind"
 
 
 def test_a_file_that_is_not_audio_fails_before_any_request(tmp_path):
