@@ -56,8 +56,9 @@ class BatchSession:
     It has the attributes a hook reads on a :class:`~cartesia_sync.Session`:
     ``settings``, ``options``, ``number``, ``started_at``, ``state``,
     ``closed``, ``text``, ``words``, ``interim`` (always ``None``), ``stats``,
-    ``errors``, ``error``, ``request_id``, ``ended_by_server`` (always
-    ``None``) and :meth:`result`; ``mode`` is ``"batch"``. A hook can read
+    ``audio_sent``, ``audio_acknowledged``, ``errors``, ``error``,
+    ``request_id``, ``ended_by_server`` (always ``None``) and :meth:`result`;
+    ``mode`` is ``"batch"``. A hook can read
     them, and use :meth:`result` in ``on_session_end``.
 
     A hook **cannot** act on it: there is no stream to feed or flush, so
@@ -120,6 +121,16 @@ class BatchSession:
     def request_id(self) -> str | None:
         """The server's id for the request, once the reply carried it."""
         return self._transcript.request_id if self._transcript is not None else None
+
+    @property
+    def audio_sent(self) -> float:
+        """Seconds of audio transcribed: 0 until the transcript arrives, then its length."""
+        return self.stats.audio_sent
+
+    @property
+    def audio_acknowledged(self) -> float:
+        """Seconds of audio the server has recognised: as :attr:`audio_sent`."""
+        return self.stats.audio_acknowledged
 
     @property
     def errors(self) -> tuple[CartesiaSyncError, ...]:

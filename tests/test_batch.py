@@ -8,7 +8,11 @@ SDK, when installed, is pointed at the same server to compare the forms.
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -359,3 +363,23 @@ def test_the_official_sdk_sends_the_same_form():
         assert sdk_request.path == our_request.path == "/stt"
         assert sdk_request.headers["authorization"] == our_request.headers["authorization"] == "Bearer sk_same"
     assert TRANSCRIPT["text"] == "The quick brown fox."
+
+
+def test_the_command_line_uploads_a_file_to_a_server_with_a_batch_route(tmp_path):
+    """Unchanged, the CLI's transcribe goes through auto mode: with a base URL it uploads, its plugins included."""
+    srt_path = tmp_path / "out.srt"
+    with BatchServer() as server:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CARTESIA")}
+        env.update(CARTESIA_API_KEY="sk_cli", CARTESIA_BASE_URL=server.base_url)
+        done = subprocess.run(
+            [sys.executable, "-m", "cartesia_sync", "transcribe", str(WAV), "--json", "--srt", str(srt_path)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=env,
+        )
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout)
+    assert data["text"] == "The quick brown fox." and len(data["words"]) == 4
+    assert server.requests[0].headers["x-api-key"] == "sk_cli" and server.requests[0].path == "/stt"
+    assert "The quick brown fox." in srt_path.read_text()
