@@ -21,6 +21,7 @@ from ._reconnect import Reconnected
 from ._result import TranscriptionResult
 from ._session import Session, SessionState
 from ._stats import SessionStats
+from ._terminal import terminal_safe
 from ._transcribe import transcribe
 from .errors import (
     AudioFormatError,
@@ -58,6 +59,7 @@ __all__ = [
     "hookimpl",
     "capture_native_stderr",
     "native_stderr_filtered",
+    "terminal_safe",
     "Word",
     "Transcript",
     "FlushDone",

@@ -16,7 +16,21 @@ from dataclasses import dataclass, field
 
 from .errors import SessionClosedError, StreamTimeout
 
-__all__ = ["AudioFrame", "KeepaliveFrame", "Command", "AudioQueue"]
+__all__ = ["AudioFrame", "KeepaliveFrame", "Command", "AudioQueue", "INTERRUPT_POLL", "acquire_interruptibly"]
+
+#: The longest a caller's thread blocks in one go, so that a pending Ctrl-C is raised within this long.
+INTERRUPT_POLL = 0.2
+
+
+def acquire_interruptibly(lock: threading.Lock, timeout: float) -> bool:
+    """``lock.acquire(timeout=timeout)`` in slices of :data:`INTERRUPT_POLL`, for the same reason."""
+    deadline = time.monotonic() + timeout
+    while True:
+        remaining = deadline - time.monotonic()
+        if lock.acquire(timeout=max(0.0, min(remaining, INTERRUPT_POLL))):
+            return True
+        if remaining <= INTERRUPT_POLL:
+            return False
 
 
 #: One binary frame of wire-format audio is plain ``bytes``, on purpose: the garbage collector does
@@ -120,7 +134,9 @@ class AudioQueue:
                     )
                 self._producers_waiting += 1
                 try:
-                    self._not_full.wait(remaining)
+                    # In slices: a Ctrl-C that the terminal delivered to another thread only reaches the
+                    # main thread when it runs Python code again, so a long wait here would delay it.
+                    self._not_full.wait(min(remaining, INTERRUPT_POLL))
                 finally:
                     self._producers_waiting -= 1
                 self._check_open()

@@ -162,6 +162,7 @@ class BatchSession:
             final_transcripts=1 if done else 0,
             server_errors=sum(1 for error in self.errors if isinstance(error, ServerError)),
             plugin_errors=sum(1 for error in self.errors if isinstance(error, PluginError)),
+            errors_reported=len(self.errors),
             wall_seconds=wall,
         )
 

@@ -84,7 +84,7 @@ class Client:
     :param extra_headers: more handshake headers.
     :param options: how sessions behave, as one :class:`SessionOptions`
         object; or pass its fields one by one as the keyword arguments below
-        (``frame_duration`` to ``ping_timeout``, documented on
+        (``frame_duration`` to ``max_message_size``, documented on
         :class:`SessionOptions`), not both.
     :raises ConfigurationError: a setting is invalid or unsafe.
     """
@@ -129,6 +129,7 @@ class Client:
         replay_seconds: float = 30.0,
         ping_interval: float | None = 10.0,
         ping_timeout: float | None = 10.0,
+        max_message_size: int = 4 * 1024 * 1024,
         **unknown: NoReturn,
     ) -> None:
         if unknown:  # typed NoReturn: a type checker flags any extra keyword; at run time, say which
@@ -213,7 +214,7 @@ class Client:
         self._freeze()
         logger.debug("connecting to %s", self.settings.display_url)
         started = time.monotonic()
-        ws = WireConnection(self.settings).open()
+        ws = WireConnection(self.settings, self.options.max_message_size).open()
         elapsed = time.monotonic() - started
         logger.debug("connected to %s in %.3f s", self.settings.display_url, elapsed)
         session = Session(ws, self.settings, self.options, self._plugin_manager, speed, connect_seconds=elapsed)

@@ -17,6 +17,7 @@ __all__ = [
     "URL_ENV",
     "DEFAULT_URL",
     "SessionOptions",
+    "DEFAULT_MAX_MESSAGE_SIZE",
     "resolve_speed",
     "DEFAULT_CARTESIA_VERSION",
     "ENCODINGS",
@@ -47,20 +48,40 @@ ENCODINGS: dict[str, int] = {
     "pcm_alaw": 1,
 }
 
+#: The range of ``max_message_size``: room for any error message, and no more than memory can take.
+DEFAULT_MAX_MESSAGE_SIZE = 4 * 1024 * 1024
+MIN_MESSAGE_SIZE = 1024
+MAX_MESSAGE_SIZE = 1024**3
+
 END_COMMANDS = ("done", "close")
 AUTH_MODES = ("header", "bearer", "query")
 MAX_KEYTERMS = 100
 
 
 def is_loopback_host(host: str) -> bool:
-    """True for ``localhost`` and every address in 127.0.0.0/8 or ``::1``."""
-    host = host.strip("[]").lower()
-    if host == "localhost" or host.endswith(".localhost"):
+    """True only for a literal loopback address or the name ``localhost`` itself: never a DNS answer.
+
+    This decides whether a key may travel over plain ``ws://``, so it trusts
+    nothing a resolver or a hosts file says: a name that resolves to 127.0.0.1
+    today (``localhost.localdomain``, the machine's own name, ``x.localhost``,
+    ``127.0.0.1.nip.io``) may resolve elsewhere tomorrow or on another machine.
+    Loopback means an address in 127.0.0.0/8, ``::1`` (with or without a scope),
+    an IPv4-mapped ``::ffff:127.x.y.z``, or ``localhost`` in any case with at most
+    one trailing dot; brackets around an IPv6 address are allowed. Shorthand
+    spellings that some resolvers accept (``127.1``, ``0x7f.0.0.1``,
+    ``2130706433``) are not addresses here and are refused.
+    """
+    if not isinstance(host, str):
+        return False
+    if host.lower() in ("localhost", "localhost."):
         return True
+    bracketed = host.startswith("[") and host.endswith("]")
     try:
-        return ipaddress.ip_address(host).is_loopback
+        address = ipaddress.IPv6Address(host[1:-1]) if bracketed else ipaddress.ip_address(host)
     except ValueError:
         return False
+    mapped = getattr(address, "ipv4_mapped", None)
+    return address.is_loopback or (mapped is not None and mapped.is_loopback)
 
 
 @dataclass(frozen=True)
@@ -126,7 +147,8 @@ class ConnectionSettings:
         if self.api_key is not None and parts.scheme == "ws" and not is_loopback_host(parts.hostname):
             raise ConfigurationError(
                 f"refusing to send {self.credential_name_with_article} over unencrypted ws:// to {parts.hostname}; "
-                "use wss://, or ws:// only to a loopback address (127.0.0.1, ::1, localhost)"
+                "use wss://, or ws:// only to a loopback address (127.0.0.1, ::1, localhost); other names are "
+                "not trusted with a credential over ws://, even when they resolve to loopback"
             )
         if not isinstance(self.model, str) or not self.model:
             raise ConfigurationError("model must be a non-empty string such as 'ink-whisper'")
@@ -327,6 +349,10 @@ class SessionOptions:
     :param ping_timeout: the server is declared dead (half-open connection)
         when nothing at all arrived for ``ping_interval + ping_timeout``
         seconds; ``None`` to never give up on a silent server.
+    :param max_message_size: the largest server message read, in bytes (all
+        its fragments together). A frame whose header announces more ends the
+        session with a :class:`~cartesia_sync.ProtocolError` before its payload
+        is read, so a server cannot make the client buffer without bound.
     """
 
     frame_duration: float = 0.1
@@ -346,6 +372,7 @@ class SessionOptions:
     replay_seconds: float = 30.0
     ping_interval: float | None = 10.0
     ping_timeout: float | None = 10.0
+    max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
 
     def __post_init__(self) -> None:
         if not (isinstance(self.frame_duration, (int, float)) and 0.005 <= self.frame_duration <= 1.0):
@@ -378,6 +405,12 @@ class SessionOptions:
                 isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
             ):
                 raise ConfigurationError(f"{name} must be a positive number of seconds or None, got {value!r}")
+        size = self.max_message_size
+        if not (isinstance(size, int) and not isinstance(size, bool) and MIN_MESSAGE_SIZE <= size <= MAX_MESSAGE_SIZE):
+            raise ConfigurationError(
+                f"max_message_size must be a whole number of bytes between {MIN_MESSAGE_SIZE} and {MAX_MESSAGE_SIZE} "
+                f"(1 GiB), got {size!r}; the default, {DEFAULT_MAX_MESSAGE_SIZE}, holds any message the API sends"
+            )
         if not isinstance(self.reconnect, bool):
             raise ConfigurationError(f"reconnect must be True or False, got {self.reconnect!r}")
         if not (

@@ -1,4 +1,11 @@
-"""The error bookkeeping of a session: every error reported, the one that ended it, and those not raised yet."""
+"""The error bookkeeping of a session: the errors reported, the one that ended it, and those not raised yet.
+
+Memory stays bounded however many errors a session sees (a server flooding it
+with junk frames makes one ``ProtocolError`` each): the first
+:data:`KEPT_ERRORS` are kept, then only the most recent one, and the
+session's stats count them all (``errors_reported``). The error that ended
+the session is always kept.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +14,10 @@ import threading
 from ._stats import StatsCounter
 from .errors import CartesiaSyncError, PluginError, ProtocolError, SessionClosedError
 
-__all__ = ["ErrorBook"]
+__all__ = ["ErrorBook", "KEPT_ERRORS"]
+
+#: How many errors a session keeps (and queues for raising) before it keeps only the latest one.
+KEPT_ERRORS = 100
 
 
 class ErrorBook:
@@ -16,21 +26,30 @@ class ErrorBook:
     :param stats: counts protocol and plugin errors.
     :param raise_errors: when false, nothing is ever handed out for raising;
         the errors are still kept in :attr:`errors`.
+    :param keep: how many errors to keep before keeping only the latest.
     """
 
-    def __init__(self, stats: StatsCounter, raise_errors: bool = True) -> None:
+    def __init__(self, stats: StatsCounter, raise_errors: bool = True, keep: int = KEPT_ERRORS) -> None:
         self._stats = stats
         self._lock = threading.Lock()
         self._raise = raise_errors
-        self._errors: list[CartesiaSyncError] = []
-        self._unraised: list[CartesiaSyncError] = []
+        self._keep = keep
+        self._errors: list[CartesiaSyncError] = []  # the first ``keep``
+        self._latest: CartesiaSyncError | None = None  # the most recent after those
+        self._unraised: list[CartesiaSyncError] = []  # at most ``keep``, plus the failure
         self.failure: CartesiaSyncError | None = None
 
     @property
     def errors(self) -> tuple[CartesiaSyncError, ...]:
-        """Every error reported, in order."""
+        """The errors reported, in order: the first :data:`KEPT_ERRORS`, the failure, and the latest one."""
         with self._lock:
-            return tuple(self._errors)
+            kept = list(self._errors)
+            failure, latest = self.failure, self._latest
+        if failure is not None and not any(error is failure for error in kept):
+            kept.append(failure)
+        if latest is not None and latest is not failure:
+            kept.append(latest)
+        return tuple(kept)
 
     def record(self, error: CartesiaSyncError, *, fatal: bool = False, raised: bool = False) -> bool:
         """Keep ``error``; a fatal one becomes :attr:`failure` unless one is already set.
@@ -43,9 +62,13 @@ class ErrorBook:
                 if self.failure is not None:
                     return False
                 self.failure = error
-            self._errors.append(error)
-            if self._raise and not raised:
+            if len(self._errors) < self._keep:
+                self._errors.append(error)
+            else:
+                self._latest = error
+            if self._raise and not raised and (fatal or len(self._unraised) < self._keep):
                 self._unraised.append(error)
+        self._stats.add("errors_reported")
         if isinstance(error, ProtocolError):
             self._stats.add("protocol_errors")
         elif isinstance(error, PluginError):

@@ -4,11 +4,12 @@ A server works through what it was sent at its own speed: the hosted API in
 real time, the local engine at a fraction of it, a loaded server slower. A
 fixed deadline after the end command fails every long file whose tail is
 still being recognised. So ``close()`` and ``finalize()`` time out only when
-the session stopped moving: nothing came from the server (a transcript, a
-``flush_done``, any parsed message, and with it acknowledged audio) and the
-socket took nothing from the sender for the whole timeout. A server that is
-alive but stuck (it answers pings, sends nothing) still times out; pings and
-pongs are not headway.
+the session stopped moving: no message from the server acknowledged audio
+or reached further into the audio sent than any before (a final or interim
+transcript's last word), and the socket took nothing from the sender, for
+the whole timeout. A server that is alive but stuck (it answers pings,
+repeats an interim, sends errors or unknown messages) still times out: only
+progress through the audio, which is bounded by what was sent, is headway.
 """
 
 from __future__ import annotations

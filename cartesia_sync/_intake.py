@@ -14,10 +14,10 @@ from typing import Any
 
 from ._audio import AudioConverter
 from ._audio_files import AudioFileInfo, open_audio_file
-from ._audio_queue import AudioQueue, Command
+from ._audio_queue import AudioQueue, Command, acquire_interruptibly
 from ._config import ENCODINGS, ConnectionSettings, SessionOptions
 from ._stats import StatsCounter
-from .errors import AudioFormatError, StreamTimeout
+from .errors import AudioFormatError, SessionClosedError, StreamTimeout
 
 __all__ = ["AudioIntake"]
 
@@ -123,7 +123,7 @@ class AudioIntake:
 
     def discard(self) -> int:
         """Forget the partial frame still waiting for samples; returns its size in bytes."""
-        if not self._lock.acquire(timeout=self._send_timeout + 1.0):
+        if not acquire_interruptibly(self._lock, self._send_timeout + 1.0):
             return 0
         try:
             size = len(self._pending)
@@ -137,7 +137,7 @@ class AudioIntake:
     def _acquire(self) -> None:
         """Take the lock, or raise :class:`StreamTimeout` when another call holds it too long."""
         timeout = self._send_timeout + 1.0
-        if not self._lock.acquire(timeout=timeout):
+        if not acquire_interruptibly(self._lock, timeout):
             raise StreamTimeout(
                 f"waited {timeout:g} s for another thread's send() to finish; the connection is stalled"
             )
@@ -178,6 +178,9 @@ class AudioIntake:
             while queued < whole:  # a call of exactly one frame queues the caller's bytes object itself
                 self._put_frame(data[queued : queued + frame_bytes])
                 queued += frame_bytes
+        except SessionClosedError:
+            self._stats.add("audio_unsent", len(data) - queued)  # the session ended while this call waited for room
+            raise
         except StreamTimeout as exc:
             dropped = len(data) - queued
             self._stats.add("audio_dropped", dropped)

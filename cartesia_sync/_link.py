@@ -38,9 +38,18 @@ class Link:
         self.replay = ReplayBuffer(*self._replay_args)
         self.base = 0  # bytes of session audio before this connection's first byte
         self.connecting: WireConnection | None = None  # a handshake in progress, to interrupt at teardown
-        self.error: CartesiaSyncError | None = None  # why this side is dropping the connection
+        self._error: CartesiaSyncError | None = None
         self.ended = False  # the current connection's reader has reached its end
         self._closed = False
+
+    @property
+    def error(self) -> CartesiaSyncError | None:
+        """Why the current connection is being dropped: by this side, or because the server broke the protocol."""
+        return self._error or self.ws.failure
+
+    @error.setter
+    def error(self, error: CartesiaSyncError | None) -> None:
+        self._error = error
 
     def count_acknowledged(self) -> None:
         """The replay buffer's acknowledged point moved: count it on the session's clock."""

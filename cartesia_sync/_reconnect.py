@@ -160,7 +160,7 @@ class Reconnector:
             attempts += 1
             self._tried += 1
             self._stats.add("reconnect_attempts")
-            ws = WireConnection(self._settings)
+            ws = WireConnection(self._settings, self._options.max_message_size)
             if not self._link.new_socket(ws):
                 break
             try:

@@ -21,7 +21,7 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ._audio_queue import Command, Item
+from ._audio_queue import Command, Item, KeepaliveFrame
 
 __all__ = ["ReplayBuffer", "Replay"]
 
@@ -109,6 +109,18 @@ class ReplayBuffer:
                 elif item.expects_answer:
                     self._unanswered.append((self._written, item))
             self._let_go_beyond_limit()
+
+    def unfinished_first_sends(self) -> int:
+        """Bytes of the caller's audio in a write that never completed and was not taken for a new connection.
+
+        The sender counts them as unsent when it ends: they are neither sent nor replayed.
+        """
+        with self._lock:
+            return sum(
+                len(item)
+                for item, replayed in self._in_flight
+                if isinstance(item, bytes) and not replayed and not isinstance(item, KeepaliveFrame)
+            )
 
     def wrote(self) -> None:
         """The items given to :meth:`writing` went out in full."""

@@ -32,6 +32,12 @@ class ResultSide(Protocol):
     def acknowledge(self, event: Event, replay: ReplayBuffer) -> bool:
         """Move ``replay``'s acknowledged point for ``event``; True when it moved."""
 
+    def reach(self, event: Event) -> float | None:
+        """Seconds into the connection's audio that ``event`` shows the server has heard, or ``None``.
+
+        Used to tell a server working through audio from one that only talks.
+        """
+
     def route(self, event: Event) -> None:
         """Apply ``event`` to the results and dispatch its hooks."""
 

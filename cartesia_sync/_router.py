@@ -80,6 +80,18 @@ class EventRouter:
             return False
         return True
 
+    def reach(self, event: Event) -> float | None:
+        """How far into the audio a transcript (final or interim) shows the server has listened.
+
+        Its last word's end; without words, its ``duration``, a lower bound (the
+        audio that produced it ends at least that far in).
+        """
+        if not isinstance(event, Transcript):
+            return None
+        if event.words:
+            return max(word.end for word in event.words)
+        return event.duration
+
     def start_connection(self, base_seconds: float) -> None:
         """A reconnect: the new connection's word times start ``base_seconds`` into the session."""
         self._transcript.start_connection(base_seconds)

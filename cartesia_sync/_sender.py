@@ -140,7 +140,8 @@ class Sender(threading.Thread):
                 except _LetGo:
                     pass
                 except ConnectionBroken as exc:
-                    if not (self._stop_requested.is_set() or self._let_go.is_set()):
+                    # A connection the server broke the protocol on is reported by its reader, with the reason.
+                    if not (self._stop_requested.is_set() or self._let_go.is_set() or self._ws.failure):
                         self._on_failure(ConnectionLostError(f"sending failed, the connection is gone: {exc}"))
                 if not self._park():
                     return
@@ -150,6 +151,7 @@ class Sender(threading.Thread):
         finally:
             self._parked.set()
             unsent = sum(len(item) for item, replayed in self._pending if isinstance(item, bytes) and not replayed)
+            unsent += self._replay.unfinished_first_sends()  # a write cut off by the end of the session
             if unsent:  # taken off the queue but never written: it counts as unsent
                 self._stats.add("audio_unsent", unsent)
 

@@ -135,7 +135,11 @@ class Session:
 
     @property
     def errors(self) -> tuple[CartesiaSyncError, ...]:
-        """Every error reported during the session, in order."""
+        """The errors reported during the session, in order: the first 100, the one that ended it, and the latest.
+
+        A server that floods junk cannot grow this without bound;
+        ``stats.errors_reported`` counts every error.
+        """
         return self._core.book.errors
 
     @property

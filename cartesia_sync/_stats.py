@@ -16,7 +16,10 @@ class SessionStats:
     ``audio_queued`` is what the caller handed to ``send()``/``send_file()``
     (after conversion); ``audio_sent`` what went out on the socket, keepalive
     silence excluded; ``audio_dropped`` what the ``drop_oldest`` buffer policy
-    discarded; ``audio_unsent`` what was still queued when the session ended.
+    discarded (or a ``send()`` that timed out could not queue); ``audio_unsent``
+    what was never sent because the session ended first (still queued, being
+    queued, or in a write the end cut off). Once a session has ended,
+    ``audio_queued == audio_sent + audio_dropped + audio_unsent``, whatever ended it.
     ``audio_acknowledged`` is how far into the session's audio the server has
     confirmed its results (by ``flush_done``, ``done`` or a final word's end;
     this clock counts keepalive silence too, as the server hears it);
@@ -24,6 +27,8 @@ class SessionStats:
     ``audio_gap`` what a reconnect could not resend because the replay buffer
     had already let it go. ``reconnects`` counts new connections made after
     failures and ``reconnect_attempts`` the handshakes tried for them.
+    ``errors_reported`` counts every error the session saw, including those
+    ``Session.errors`` no longer holds (it keeps the first 100 and the latest).
     """
 
     audio_queued: float = 0.0
@@ -42,6 +47,7 @@ class SessionStats:
     final_transcripts: int = 0
     protocol_errors: int = 0
     plugin_errors: int = 0
+    errors_reported: int = 0
     server_errors: int = 0
     reconnects: int = 0
     reconnect_attempts: int = 0

@@ -49,7 +49,7 @@ class ConnectionSupervisor:
     :param lifecycle: the session's state; read to tell a normal close from a failure.
     :param results: acknowledges audio for each parsed message, then applies it to the results and hooks.
     :param queue: the send queue; read to tell whether the caller stopped sending.
-    :param headway: marked for every parsed message.
+    :param headway: marked for every message that shows the server got further into the audio.
     :param fail: ends the session with an error and reports it.
     :param stop: stops sending and wakes every waiter (the session ends without an error).
     """
@@ -85,6 +85,7 @@ class ConnectionSupervisor:
         self._stop = stop
         self._scrub = scrub
         self._sender: Sender | None = None
+        self._reach = 0.0  # seconds into the session's audio the server's messages have spoken of
         self._reconnector: Reconnector | None = None
 
     def attach(self, sender: Sender) -> None:
@@ -130,10 +131,32 @@ class ConnectionSupervisor:
         if self._lifecycle.hooks_closed:
             logger.debug("dropped a %s message that arrived after the session ended", event.type)
             return
-        self._headway.mark()
-        if self._results.acknowledge(event, self.link.replay):
+        replay = self.link.replay
+        acknowledged = replay.acknowledged
+        if self._results.acknowledge(event, replay) and replay.acknowledged > acknowledged:
             self.link.count_acknowledged()
+            self._headway.mark()
+        elif self._reached_further(event):
+            self._headway.mark()
         self._results.route(event)
+
+    def _reached_further(self, event: Event) -> bool:
+        """True when ``event`` speaks of audio further in than any message before (never past what was sent).
+
+        Only such messages, acknowledged audio and the socket taking audio are
+        headway: a server that repeats itself, or sends interims, errors or
+        unknown messages without getting anywhere, cannot hold ``close()`` open.
+        """
+        reach = self._results.reach(event)
+        if reach is None:
+            return False
+        bytes_per_second = self._settings.bytes_per_second
+        link = self.link
+        reach = (link.base + min(reach * bytes_per_second, link.replay.written)) / bytes_per_second
+        if reach <= self._reach:
+            return False
+        self._reach = reach
+        return True
 
     def handle_junk(self, error: ProtocolError) -> None:
         """Report a frame that could not be understood; the stream goes on."""

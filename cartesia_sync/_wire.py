@@ -1,4 +1,4 @@
-"""The wire seam: the one module that touches websocket-client.
+"""The wire seam: the one module that touches websocket-client (with :mod:`._bounded_frames`, its frame reader).
 
 Everything below it (the handshake, the socket, its lock, the frames
 websocket-client writes on its own) is used here and nowhere else. The rest
@@ -9,7 +9,14 @@ of the library sees a :class:`WireConnection` with a narrow interface:
 :meth:`~WireConnection.shutdown`; failures of the connection come out as
 :class:`ConnectionBroken`, failures of the handshake as
 :class:`~cartesia_sync.ConnectError` subclasses carrying the HTTP status and
-the server's body, with the key scrubbed.
+the server's body, with the key scrubbed; a server that breaks the protocol
+(a message over ``max_message_size``, a malformed frame) ends the connection
+with :attr:`WireConnection.failure` set to the :class:`ProtocolError` saying how.
+
+Hostile servers are expected. The opening (TCP, TLS in :mod:`._tls`, the
+HTTP exchange in :mod:`._handshake`) runs under one deadline and reads within
+bounds; frames are read through :mod:`._bounded_frames`, which checks each
+frame's announced length before reading its payload.
 
 Why the library writes frames itself instead of calling ``send_binary``:
 :mod:`.frames` masks a deep queue of audio frames in one numpy operation and
@@ -30,18 +37,21 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import select
 import socket
 import ssl
 import struct
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
 import websocket
 
-from ._config import ConnectionSettings
+from . import _tls
+from ._bounded_frames import CLOSE_PROTOCOL_ERROR, BoundedFrames, Fragments, MessageRefused
+from ._config import DEFAULT_MAX_MESSAGE_SIZE, ConnectionSettings
 from ._frames import (
     OPCODE_BINARY,
     OPCODE_CLOSE,
@@ -52,8 +62,10 @@ from ._frames import (
     encode_binary_frames,
     encode_frame,
 )
+from ._handshake import HandshakeExpired, handshake
 from ._secrets import redact
-from .errors import AuthenticationError, ConnectError, PaymentRequiredError, RateLimitError
+from ._tls import TlsExpired
+from .errors import ConnectError, ProtocolError
 
 __all__ = ["SOCKET_POLL", "ConnectionBroken", "Incoming", "WireConnection"]
 
@@ -64,15 +76,6 @@ SOCKET_POLL = 0.5
 
 #: What a socket write raises when the send buffer stayed full for ``SOCKET_POLL``.
 _WRITE_BLOCKED = (BlockingIOError, InterruptedError, ssl.SSLWantWriteError, socket.timeout)
-
-_BODY_LIMIT = 500
-
-_STATUS_ERRORS: dict[int, Any] = {
-    401: (AuthenticationError, "the server refused the API key; check CARTESIA_API_KEY or api_key="),
-    403: (AuthenticationError, "the API key is not allowed to use this endpoint; check its permissions"),
-    402: (PaymentRequiredError, "the account has no credits left; top it up and try again"),
-    429: (RateLimitError, "too many concurrent connections for this plan; close other sessions or retry later"),
-}
 
 
 class ConnectionBroken(Exception):
@@ -106,14 +109,22 @@ class WireConnection:
     :meth:`shutdown`; :meth:`open` performs it.
 
     :param settings: the endpoint, credentials and TLS options.
+    :param max_message_size: the largest message read, in bytes (the sum of
+        its fragments); a frame announcing more ends the connection before its
+        payload is read.
+    :ivar failure: set when the server broke the protocol (a message too
+        large, a malformed frame): the :class:`ProtocolError` that ended the
+        connection, for whoever reports its end.
     """
 
-    def __init__(self, settings: ConnectionSettings) -> None:
+    def __init__(self, settings: ConnectionSettings, max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE) -> None:
         self._settings = settings
         sslopt: dict[str, Any] = {"cert_reqs": ssl.CERT_REQUIRED, "check_hostname": True}
         if settings.ca_certs:
             sslopt["ca_certs"] = settings.ca_certs
-        self._ws = _StreamSocket(sslopt=sslopt, enable_multithread=True, skip_utf8_validation=True)
+        self._ws = _StreamSocket(max_message_size, sslopt=sslopt, enable_multithread=True, skip_utf8_validation=True)
+        self._shut = False
+        self.failure: ProtocolError | None = None
 
     @property
     def write_patience(self) -> float:
@@ -127,49 +138,83 @@ class WireConnection:
     # -- the handshake -----------------------------------------------------------------------
 
     def open(self) -> WireConnection:
-        """Connect and complete the handshake; returns itself.
+        """Connect and complete the handshake within ``settings.connect_timeout``; returns itself.
 
-        Redirects are not followed, so the key is only ever sent to the host
-        named in the URL. TLS certificates and host names are always verified.
-        A plaintext handshake to loopback never goes through a proxy from the
-        environment (it holds the key).
+        One deadline covers the TCP connection, TLS and the HTTP exchange
+        (:mod:`._tls`, :mod:`._handshake`), however slowly the server answers;
+        the answer is read within bounds and checked as RFC 6455 section 4.1
+        asks. Through a proxy from the environment (``wss://`` and
+        ``https_proxy``, say), websocket-client opens the tunnel and TLS, each
+        step bounded by ``connect_timeout`` on its own. A handshake to
+        loopback never goes through a proxy (it may be plaintext and hold the
+        key). Redirects are not followed, so the key is only ever sent to the
+        host named in the URL. TLS certificates and host names are always verified.
 
         :raises AuthenticationError: HTTP 401 or 403.
         :raises PaymentRequiredError: HTTP 402.
         :raises RateLimitError: HTTP 429.
-        :raises ConnectError: any other refused handshake, DNS, TCP or TLS
-            failure, or a timeout after ``settings.connect_timeout`` seconds.
+        :raises ConnectError: any other refused or invalid handshake, DNS, TCP
+            or TLS failure, or a timeout after ``settings.connect_timeout`` seconds.
         """
         settings = self._settings
         ws = self._ws
-        options: dict[str, Any] = {}
+        deadline = time.monotonic() + settings.connect_timeout
         error: ConnectError | None = None
         try:
-            if settings.is_loopback and settings.url.startswith("ws://"):
-                options["socket"] = socket.create_connection(
-                    (settings.host, urlsplit(settings.url).port or 80), timeout=settings.connect_timeout
-                )
-            ws.connect(
-                settings.handshake_url(),
-                header=settings.handshake_headers(),  # type: ignore[no-untyped-call]
-                timeout=settings.connect_timeout,
-                suppress_origin=True,
-                redirect_limit=0,
-                **options,
+            sock = self._open_socket(deadline)
+            if self._shut:
+                raise ConnectionAbortedError("the connection was shut while it was being opened")
+            handshake(sock, settings, deadline)
+        except ConnectError as exc:
+            error = exc  # made by the handshake, already safe to show
+        except (HandshakeExpired, TlsExpired) as exc:
+            got = f" ({exc.received} bytes of it received)" if isinstance(exc, HandshakeExpired) else ""
+            step = "the handshake answer" if isinstance(exc, HandshakeExpired) else "the TLS handshake"
+            error = ConnectError(
+                f"timed out after {settings.connect_timeout:g} s waiting for {step} of {settings.display_url}"
+                f"{got}; the server is too slow or not a WebSocket endpoint: check the URL and the network, "
+                "or raise connect_timeout"
             )
         except (websocket.WebSocketException, OSError, ValueError) as exc:
             # translated here, raised below outside this block, so no __context__ keeps the raw text
-            error = _translate(exc, ws, settings)
+            error = _translate(exc, settings)
         if error is not None:
+            self._drop_socket()
             raise error
+        ws.connected = True
         ws.settimeout(SOCKET_POLL)
-        sock = ws.sock
-        if sock is not None:
+        opened = ws.sock
+        if opened is not None:
             try:
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                opened.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             except OSError:  # pragma: no cover - not every socket family has it
                 pass
         return self
+
+    def _open_socket(self, deadline: float) -> socket.socket:
+        """Open the TCP connection and TLS as ``self._ws.sock``, set as soon as it exists so shutdown() reaches it."""
+        settings = self._settings
+        ws = self._ws
+        parts = urlsplit(settings.url)
+        secure = parts.scheme == "wss"
+        if not settings.is_loopback and websocket._url.get_proxy_info(settings.host, secure)[0]:
+            ws.sock_opt.timeout = settings.connect_timeout
+            proxy = websocket._http.proxy_info()  # type: ignore[no-untyped-call]  # none given: the environment's
+            ws.sock, _ = websocket._http.connect(settings.handshake_url(), ws.sock_opt, proxy, None)
+            return ws.sock
+        address = (settings.host, parts.port or (443 if secure else 80))
+        ws.sock = socket.create_connection(address, timeout=max(0.001, deadline - time.monotonic()))
+        if secure:
+            ws.sock = tls = _tls.wrap(ws.sock, settings.host, settings.ca_certs)
+            if not self._shut:
+                _tls.handshake(tls, deadline)
+        return ws.sock
+
+    def _drop_socket(self) -> None:
+        sock, self._ws.sock = self._ws.sock, None
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.close()
 
     # -- writing -------------------------------------------------------------------------------
 
@@ -205,12 +250,17 @@ class WireConnection:
         Pings are answered and close frames echoed before this returns. A
         frame partly read when the poll timed out is resumed by the next call.
 
-        :raises ConnectionBroken: the connection ended without a close frame, or failed.
+        :raises ConnectionBroken: the connection ended without a close frame, or failed, or the
+            server broke the protocol (then :attr:`failure` says how).
         """
         try:
             opcode, frame = self._ws.recv_data_frame(True)
         except websocket.WebSocketTimeoutException:
             return None
+        except MessageRefused as exc:
+            self._refuse(exc.error, exc.close_code)
+        except (websocket.WebSocketProtocolException, websocket.WebSocketPayloadException) as exc:
+            self._refuse(ProtocolError(f"the server broke the WebSocket framing rules: {exc}"), CLOSE_PROTOCOL_ERROR)
         except (websocket.WebSocketException, OSError, ValueError) as exc:
             raise ConnectionBroken(str(exc) or type(exc).__name__) from exc
         data = bytes(frame.data) if frame is not None and frame.data is not None else b""
@@ -219,11 +269,37 @@ class WireConnection:
             return Incoming("close", data, code, reason)
         return Incoming(_KINDS.get(opcode, "control"), data)
 
+    def _refuse(self, error: ProtocolError, close_code: int) -> NoReturn:
+        """End the connection because the server broke the protocol: say why in a close frame, if there is room."""
+        self.failure = error
+        logger.debug("closing the connection: %s", error)
+        ws = self._ws
+        ws.connected = False
+        if ws.lock.acquire(timeout=0.1):  # the sender may be stuck writing: then no close frame, just the end
+            try:
+                sock = ws.sock
+                if sock is not None:
+                    sock.send(encode_frame(OPCODE_CLOSE, struct.pack("!H", close_code)))
+            except (OSError, ssl.SSLError):
+                pass  # the send buffer is full or the peer is gone: the shutdown below is what matters
+            finally:
+                ws.lock.release()
+        raise ConnectionBroken(str(error))
+
     # -- ending ---------------------------------------------------------------------------------
 
     def send_close(self, wait: float = 1.0) -> None:
-        """Send a normal close frame, waiting at most ``wait`` seconds for room on the socket. Never raises."""
+        """Send a normal close frame, waiting at most ``wait`` seconds for room on the socket. Never raises.
+
+        When the send buffer has no room at all, the peer has stopped reading:
+        the frame is not sent, rather than waited for, so that tearing down a
+        jammed connection takes no longer than tearing down any other.
+        """
+        sock = self._ws.sock
         try:
+            if sock is not None and not select.select([], [sock], [], 0)[1]:
+                logger.debug("no room on the socket for the close frame: the peer stopped reading")
+                return
             self._ws.write_patience = wait
             self._ws.send_close(1000, b"")
         except Exception:
@@ -231,6 +307,7 @@ class WireConnection:
 
     def shutdown(self) -> None:
         """Wake every thread blocked on the socket, then close it. Never raises; safe before :meth:`open`."""
+        self._shut = True
         sock: socket.socket | None = self._ws.sock
         if sock is not None:
             with contextlib.suppress(OSError):
@@ -249,9 +326,18 @@ class _StreamSocket(websocket.WebSocket):
     send buffer would make them fail after one socket timeout; here they wait
     up to :attr:`write_patience` seconds for room, then give up with a
     connection error (the peer stopped reading).
+
+    Frames are read through :class:`~._bounded_frames.BoundedFrames`, so no
+    message larger than ``max_message_size`` is ever buffered.
     """
 
     write_patience: float = 10.0
+
+    def __init__(self, max_message_size: int, **options: Any) -> None:
+        super().__init__(**options)
+        fragments = Fragments()
+        self.cont_frame = fragments
+        self.frame_buffer = BoundedFrames(self._recv, max_message_size, fragments)
 
     def pong(self, payload: str | bytes = "") -> None:
         self._write_patiently(OPCODE_PONG, payload.encode() if isinstance(payload, str) else payload, "a pong")
@@ -292,16 +378,9 @@ def _write_locked(ws: websocket.WebSocket, data: bytes, while_blocked: Callable[
             view = view[sent:]
 
 
-def _translate(exc: Exception, ws: websocket.WebSocket, settings: ConnectionSettings) -> ConnectError:
-    """Turn a failure of websocket-client's connect into our error, with the key scrubbed."""
+def _translate(exc: Exception, settings: ConnectionSettings) -> ConnectError:
+    """Turn a failure to open the socket into our error, with the key scrubbed."""
     where = settings.display_url
-    if isinstance(exc, websocket.WebSocketBadStatusException):
-        return _status_error(int(exc.status_code), exc.status_message, exc.resp_body, settings)
-    response = getattr(ws, "handshake_response", None)
-    if response is not None and 300 <= int(response.status) < 400:
-        location = (response.headers or {}).get("location", "")
-        body = f"Location: {location}" if location else None
-        return _status_error(int(response.status), None, body.encode() if body else None, settings)
     if isinstance(exc, (websocket.WebSocketTimeoutException, socket.timeout)):
         return ConnectError(
             f"timed out after {settings.connect_timeout:g} s connecting to {where}; "
@@ -316,25 +395,3 @@ def _translate(exc: Exception, ws: websocket.WebSocket, settings: ConnectionSett
         )
     message = redact(str(exc), settings.api_key) or type(exc).__name__
     return ConnectError(f"cannot connect to {where}: {message}")
-
-
-def _status_error(
-    status: int, status_message: str | None, resp_body: bytes | None, settings: ConnectionSettings
-) -> ConnectError:
-    body = ""
-    if resp_body:
-        raw = resp_body if isinstance(resp_body, bytes) else str(resp_body).encode()
-        body = redact(raw[:_BODY_LIMIT].decode("utf-8", errors="replace"), settings.api_key).strip()
-    cls: type[ConnectError]
-    if status in _STATUS_ERRORS:
-        cls, advice = _STATUS_ERRORS[status]
-    elif 300 <= status < 400:
-        cls, advice = ConnectError, "the server answered with a redirect, which is not followed; use the final URL"
-    elif status >= 500:
-        cls, advice = ConnectError, "the server failed; try again later"
-    else:
-        cls, advice = ConnectError, "check the URL and the query parameters"
-    reason = f" {status_message}" if status_message else ""
-    detail = f": {body}" if body else ""
-    message = f"handshake refused with HTTP {status}{reason} by {settings.display_url}{detail}; {advice}"
-    return cls(message, status_code=status, body=body or None)

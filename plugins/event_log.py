@@ -30,7 +30,15 @@ swallow a write error, nothing propagates to the root logger):
   file); later records are counted in :attr:`EventLog.dropped`;
 - when it opens a file whose last byte is not a newline (a line torn by a
   crash), it first writes one, so its own first line is not glued to the
-  fragment (the fragment then reads as a corrupt line; see ``read_events``).
+  fragment (the fragment then reads as a corrupt line; see ``read_events``);
+- whatever the transcript holds, every line is valid JSON that encodes as
+  UTF-8 and holds no raw control character, and it reads back to exactly
+  the text received: lone surrogates (which UTF-8 cannot encode), DEL and
+  the C1 controls, U+2028/U+2029 (line breaks to some readers) and the bidi
+  embedding/override/isolate controls are written as ``\\uXXXX`` escapes
+  (JSON's own escaping already covers U+0000-U+001F). Values that JSON cannot
+  hold are written as ``null``: NaN, infinities and integers of more than
+  1,000 bits (which also have too many digits for Python to print).
 
 Record format (one JSON object per line; keys common to every record)::
 
@@ -55,6 +63,7 @@ This module uses only names from ``cartesia_sync.__all__``.
 
 from __future__ import annotations
 
+import codecs
 import dataclasses
 import enum
 import io
@@ -62,6 +71,7 @@ import json
 import math
 import os
 import platform
+import re
 import secrets
 import threading
 import time
@@ -129,6 +139,13 @@ _SECRET_KEYS = frozenset(
         "cartesia-api-key",
     }
 )
+#: Characters written as ``\uXXXX`` escapes although JSON allows them raw: DEL and C1 controls,
+#: U+2028/U+2029, bidi embedding/override/isolate controls, and lone surrogates (not UTF-8).
+_ESCAPED = re.compile("[\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+#: Containers nested deeper than this are written as a short placeholder string.
+_MAX_DEPTH = 20
+#: Integers wider than this are written as null (JSON readers lose them; Python cannot print them).
+_MAX_INT_BITS = 1000
 #: Events after which the "final" policy fsyncs.
 _FINAL_EVENTS = frozenset({"flush_done", "done", "error", "server_error", "session_end"})
 
@@ -151,7 +168,8 @@ class EventLog:
     :param fsync: ``"never"``, ``"final"`` (default), ``"always"`` or a
         number of seconds (at most one fsync every that many seconds).
     :param ensure_ascii: escape non-ASCII characters (an ASCII-only file);
-        by default text is written as UTF-8.
+        by default text is written as UTF-8 (and always escaped for a text file
+        whose encoding is not UTF-8, -16 or -32).
 
     One object may serve several sessions, also at the same time; each gets
     its own ``session`` id. ``seq`` is shared by everything this object writes.
@@ -181,6 +199,8 @@ class EventLog:
             self.path = None
             self._file = target
         self._text_mode = self._file is not None and _is_text_file(self._file)
+        if self._text_mode and not _writes_unicode(self._file):
+            self.ensure_ascii = True  # a text file that could not encode every character: escape them all
         self.writer_id = secrets.token_hex(4)
         self._lock = threading.Lock()
         self._seq = 0
@@ -271,8 +291,9 @@ class EventLog:
         records of their own.
         Any value is serialised: exceptions as error dicts, dataclasses (events,
         words) as dicts without their ``raw`` payload, enums by value,
-        non-finite floats as ``null``, anything else by ``str()``. Raises
-        ``OSError``/``ValueError`` when the write fails.
+        non-finite floats and integers over 1,000 bits as ``null``, containers
+        nested deeper than 20 levels as a placeholder string, anything else by
+        ``str()``. Raises ``OSError``/``ValueError`` when the write fails.
         """
         state = self._state(session)
         body = {key: _jsonable(value) for key, value in fields.items()}
@@ -351,7 +372,9 @@ class EventLog:
         for secret in sorted(self._secrets, key=len, reverse=True):
             if secret in text:
                 text = text.replace(secret, _MASK)
-        return text + "\n"
+        # Outside strings JSON text is ASCII, so these characters are always inside one, where
+        # their escape stands for the same character: the value read back is unchanged.
+        return _ESCAPED.sub(_escape_char, text) + "\n"
 
     def _ensure_open(self) -> Any:
         if self._file is None:
@@ -436,7 +459,7 @@ def _describe_event(event: Any) -> tuple[str, dict[str, Any]]:
             "is_final": event.is_final,
             "duration": event.duration,
             "language": event.language,
-            "words": [{"word": w.word, "start": w.start, "end": w.end} for w in event.words],
+            "words": [_jsonable(w) for w in event.words],
             "request_id": event.request_id,
         }
     if isinstance(event, FlushDone):
@@ -454,7 +477,9 @@ def _describe_event(event: Any) -> tuple[str, dict[str, Any]]:
             "fatal": event.fatal,
         }
     if isinstance(event, UnknownMessage):
-        return "unknown", {"type": event.message_type, "raw": _redact_keys(dict(event.raw))}
+        # _jsonable redacts secret keys too, and stops at a bounded depth: a message nested
+        # hundreds of levels deep (valid JSON) would exhaust the stack of a recursive walk.
+        return "unknown", {"type": event.message_type, "raw": _jsonable(dict(event.raw))}
     # An event class newer than this plugin: its type name and public fields.
     name = getattr(event, "type", None)
     return (name if isinstance(name, str) and name else type(event).__name__.lower()), {"fields": _jsonable(event)}
@@ -500,12 +525,13 @@ def _redact_keys(value: Any) -> Any:
 
 def _jsonable(value: Any, depth: int = 0) -> Any:
     """A JSON-safe copy of ``value``: finite numbers, strings, lists and string-keyed dicts only."""
-    if depth > 20:
-        return str(value)
+    if depth > _MAX_DEPTH and not (value is None or isinstance(value, (bool, str, int, float))):
+        # Not str(value): it would skip the redaction of secret keys, and recurse without a bound.
+        return f"<{type(value).__name__} nested deeper than {_MAX_DEPTH} levels>"
     if value is None or isinstance(value, (bool, str)):
         return value
     if isinstance(value, int):
-        return value
+        return value if value.bit_length() <= _MAX_INT_BITS else None
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, enum.Enum):
@@ -513,7 +539,11 @@ def _jsonable(value: Any, depth: int = 0) -> Any:
     if isinstance(value, BaseException):
         return _jsonable(_describe_error(value), depth + 1)
     if isinstance(value, Word):
-        return {"word": value.word, "start": _jsonable(value.start), "end": _jsonable(value.end)}
+        return {
+            "word": _jsonable(value.word, depth + 1),
+            "start": _jsonable(value.start, depth + 1),
+            "end": _jsonable(value.end, depth + 1),
+        }
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {
             f.name: _jsonable(getattr(value, f.name), depth + 1)
@@ -531,8 +561,24 @@ def _jsonable(value: Any, depth: int = 0) -> Any:
     return str(value)
 
 
+def _escape_char(match: re.Match[str]) -> str:
+    return f"\\u{ord(match.group()):04x}"
+
+
 def _iso(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _writes_unicode(f: Any) -> bool:
+    """Whether text file ``f`` can encode every character (UTF-8/16/32, or no encoding: in memory)."""
+    encoding = getattr(f, "encoding", None)
+    if not isinstance(encoding, str):
+        return True
+    try:
+        name = codecs.lookup(encoding).name
+    except LookupError:
+        return False
+    return name.startswith(("utf-8", "utf-16", "utf-32"))
 
 
 def _is_text_file(f: Any) -> bool:

@@ -41,6 +41,7 @@ This module uses only names from ``cartesia_sync.__all__``.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 from collections.abc import Iterable, Iterator
@@ -180,7 +181,13 @@ class LogReadResult:
 
 
 def _number(value: Any) -> float | None:
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+    """A JSON number as a float; ``None`` for anything else, or an integer beyond the float range."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        return float(value)
+    except OverflowError:
+        return None
 
 
 def _audio_seconds(records: list[dict[str, Any]]) -> float | None:
@@ -393,7 +400,11 @@ def transcript_from_events(
         :meth:`LogReadResult.session_summaries` numbers them); may be omitted
         when the records hold one session only.
     :returns: ``(text, words)``: the final texts concatenated verbatim and
-        their words, as the session's ``text`` and ``words`` were.
+        their words, as the session's ``text`` and ``words`` were. A word time
+        the log holds as ``null`` (the writer's NaN or infinity) or as
+        anything but a number comes back as NaN (the subtitle writer drops such
+        a word); a record field of the wrong type (a hand-edited log) is
+        skipped rather than raising.
     :raises ValueError: ``session`` is omitted and there are several sessions,
         or no session has the id or number given.
     """
@@ -428,10 +439,21 @@ def transcript_from_events(
             continue
         if record.get("is_final") is not True:
             continue
-        texts.append(record.get("text") or "")
-        for item in record.get("words") or ():
-            words.append(Word(item["word"], item["start"], item["end"]))
+        text = record.get("text")
+        texts.append(text if isinstance(text, str) else "")
+        items = record.get("words")
+        for item in items if isinstance(items, list) else ():
+            if isinstance(item, dict) and isinstance(item.get("word"), str):
+                words.append(Word(item["word"], _time(item.get("start")), _time(item.get("end"))))
     return "".join(texts), tuple(words)
+
+
+def _time(value: Any) -> float:
+    """A word time read back: the number, or NaN where the log holds none (``null`` for a NaN or infinity)."""
+    number = _number(value)
+    if number is None or not math.isfinite(number):
+        return math.nan
+    return number
 
 
 def _count(sessions: int) -> str:

@@ -8,7 +8,13 @@ On a terminal (``stream.isatty()``) two lines are kept up to date with ANSI
 codes: the tail of the final text that fits the width, and under it the
 latest interim hypothesis (replaced, never appended; cleared when its final
 arrives). On anything else each final chunk is printed on its own line and
-interims print nothing, so logs and pipes get clean text. Hooks run on the
+interims print nothing, so logs and pipes get clean text. The server's text
+goes through :func:`cartesia_sync.terminal_safe` first: escape sequences,
+control characters and bidi overrides in it never reach the terminal, lone
+surrogates show as U+FFFD, and line breaks become spaces. Lines are fitted
+to the width in terminal columns (wide characters count two, combining marks
+none), so they never wrap. Only the tail that fits the view is kept in
+memory, so a megabyte of text costs one pass over it. Hooks run on the
 receiver thread; a lock keeps writes whole.
 """
 
@@ -20,7 +26,7 @@ import threading
 import unicodedata
 from typing import IO
 
-from cartesia_sync import Transcript, hookimpl
+from cartesia_sync import Transcript, hookimpl, terminal_safe
 
 __all__ = ["LiveCaptions"]
 
@@ -28,18 +34,31 @@ CLEAR_LINE = "\x1b[2K"
 CURSOR_UP = "\x1b[1A"
 
 
-def _clean(text: str) -> str:
-    """Text safe for a terminal: whitespace as spaces, no control characters (no escape sequences)."""
-    return "".join(
-        " " if ch.isspace() else ch for ch in text if ch.isspace() or unicodedata.category(ch) not in ("Cc", "Cs")
-    )
+def _columns(ch: str) -> int:
+    """Terminal columns of one character: 0 for combining marks and format characters, 2 for wide
+    (East Asian wide and fullwidth, most emoji), else 1."""
+    if unicodedata.combining(ch) or unicodedata.category(ch) in ("Mn", "Me", "Cf"):
+        return 0
+    return 2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1
 
 
 def _tail(text: str, width: int) -> str:
-    """The end of ``text`` that fits ``width``, cut at a word boundary when there is one."""
-    if len(text) <= width:
+    """The end of ``text`` that fits ``width`` terminal columns, cut at a word boundary when there is one.
+
+    Columns, not characters: a line of wide characters that overflowed the terminal would wrap, and
+    the redraw (one line up) would leave the wrapped part behind.
+    """
+    used = 0
+    start = len(text)
+    while start > 0:
+        columns = _columns(text[start - 1])
+        if used + columns > width:
+            break
+        used += columns
+        start -= 1
+    if start == 0:
         return text
-    cut = text[len(text) - width :]
+    cut = text[start:]
     space = cut.find(" ")
     if 0 <= space < len(cut) - 1:
         cut = cut[space + 1 :]
@@ -83,7 +102,8 @@ class LiveCaptions:
 
     @hookimpl
     def on_transcript(self, transcript: Transcript) -> None:
-        text = _clean(transcript.text)  # deltas: concatenated verbatim
+        raw = transcript.text if isinstance(transcript.text, str) else ""  # a hand-made Transcript may hold anything
+        text = terminal_safe(raw, multiline=False)  # deltas: concatenated verbatim
         with self._lock:
             if self._ended:
                 return
@@ -97,7 +117,7 @@ class LiveCaptions:
                     self.stream.write(text.strip() + "\n")
                     self.stream.flush()
             elif self.tty:
-                self._interim = text
+                self._interim = text[-4 * self.width :]
                 self._draw()
 
     @hookimpl

@@ -38,19 +38,20 @@ against the PortAudio headers: ``apt-get install portaudio19-dev``).
 from __future__ import annotations
 
 import collections
-import contextlib
 import itertools
 import logging
-import re
 import threading
 import time
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from cartesia_sync import CartesiaSyncError, Session, SessionClosedError, StreamTimeout, native_stderr_filtered
+from cartesia_sync import CartesiaSyncError, Session, SessionClosedError, StreamTimeout
+
+from ._input_devices import InputDevice, find_input_device, list_input_devices, select_device
+from ._mic_errors import MicrophoneError, NoInputDeviceError
+from ._portaudio import PORTAUDIO_NOISE as PORTAUDIO_NOISE  # what the audio libraries print while probing
+from ._portaudio import close_portaudio, native_output, open_portaudio
 
 __all__ = [
     "Microphone",
@@ -73,188 +74,6 @@ DEFAULT_CHANNELS = 1
 #: time": a sound card's clock is off by far less than 1 %, so only a device without a clock (ALSA's
 #: ``file`` plugin, a misconfigured loopback) or a broken driver gets there.
 FASTER_THAN_REALTIME = 1.25
-
-_INSTALL_HINT = "pip install 'cartesia-sync[mic]' (needs the PortAudio headers: apt-get install portaudio19-dev)"
-
-
-class MicrophoneError(CartesiaSyncError):
-    """The microphone could not be opened or used; the message says what to do."""
-
-
-class NoInputDeviceError(MicrophoneError):
-    """PortAudio lists no device that can capture (no sound card, no permission, or an ALSA set-up without one)."""
-
-    def __init__(self, message: str = "") -> None:
-        super().__init__(
-            message
-            or (
-                "no audio input device was found: check that a microphone or sound card is connected "
-                "('arecord -l' lists them), that this user may use it (the 'audio' group), and the ALSA or "
-                "PulseAudio configuration (~/.asoundrc, $ALSA_CONFIG_PATH); on a machine without sound, an ALSA "
-                "'file' device can stand in for one (see the README, Microphone)"
-            )
-        )
-
-
-@dataclass(frozen=True)
-class InputDevice:
-    """A PortAudio device that can capture.
-
-    :ivar index: PortAudio's device index (pass it as ``Microphone(device=index)``).
-    :ivar name: the device's name (``Microphone(device="part of it")`` selects it).
-    :ivar max_input_channels: the most channels it captures.
-    :ivar default_sample_rate: its preferred rate, in Hz.
-    """
-
-    index: int
-    name: str
-    max_input_channels: int
-    default_sample_rate: float
-
-    def __str__(self) -> str:
-        return f"[{self.index}] {self.name} ({self.max_input_channels} ch, {self.default_sample_rate:g} Hz)"
-
-
-# -- PortAudio access ----------------------------------------------------------
-
-
-#: Lines the audio libraries print while probing: ALSA's error handler, JACK's client library,
-#: PulseAudio's ALSA plugin, and PortAudio's own checks.
-PORTAUDIO_NOISE = re.compile(
-    r"^(?:ALSA lib |Cannot connect to server |jack server is not running|JackShmReadWritePtr|Jack[A-Za-z]*::"
-    r"|Expression '.*' failed in ')"
-)
-
-
-@contextlib.contextmanager
-def _native_output(quiet: bool, what: str) -> Iterator[None]:
-    """Run a PortAudio call with its C-level stderr filtered (``quiet``): noise to DEBUG, the rest back."""
-    if not quiet:
-        yield
-        return
-    with native_stderr_filtered(PORTAUDIO_NOISE, logger, f"microphone: PortAudio printed while {what}"):
-        yield
-
-
-def _import_pyaudio() -> Any:
-    try:
-        import pyaudio
-    except ImportError as exc:
-        raise MicrophoneError(f"PyAudio is not installed, so the microphone cannot be used: {_INSTALL_HINT}") from exc
-    return pyaudio
-
-
-def _open_portaudio() -> tuple[Any, Any]:
-    """Import PyAudio and initialise PortAudio: ``(pyaudio module, PyAudio instance)``."""
-    pyaudio = _import_pyaudio()
-    try:
-        return pyaudio, pyaudio.PyAudio()
-    except Exception as exc:  # PortAudio reports init failures as OSError, or worse
-        raise MicrophoneError(
-            f"PortAudio failed to initialise ({exc}); check that the audio system (ALSA, PulseAudio, "
-            "PipeWire) works, e.g. with 'arecord -l', and that this user may use it (the 'audio' group)"
-        ) from exc
-
-
-def _input_devices(pa: Any) -> list[InputDevice]:
-    devices = []
-    for index in range(pa.get_device_count()):
-        try:
-            info = pa.get_device_info_by_index(index)
-        except Exception:  # pragma: no cover - a device vanishing while listed
-            continue
-        if int(info.get("maxInputChannels", 0)) > 0:
-            devices.append(
-                InputDevice(
-                    index=int(info["index"]),
-                    name=str(info["name"]),
-                    max_input_channels=int(info["maxInputChannels"]),
-                    default_sample_rate=float(info["defaultSampleRate"]),
-                )
-            )
-    return devices
-
-
-def list_input_devices(quiet: bool = True) -> list[InputDevice]:
-    """Every device that can capture (at least one input channel), in PortAudio's order.
-
-    :param quiet: capture what the audio libraries print on file descriptor 2 meanwhile and log it
-        at DEBUG (see the module docstring); ``False`` lets it through.
-    :raises MicrophoneError: PyAudio is not installed, or PortAudio failed to initialise.
-    """
-    with _native_output(quiet, "listing devices"):
-        _, pa = _open_portaudio()
-        try:
-            return _input_devices(pa)
-        finally:
-            pa.terminate()
-
-
-def find_input_device(device: None | int | str = None, quiet: bool = True) -> InputDevice:
-    """The input device :class:`Microphone` would open for ``device``, without opening it.
-
-    Useful to fail early, e.g. before connecting a session.
-
-    :param device: ``None`` (the default input device), an index, or part of a name.
-    :param quiet: as for :func:`list_input_devices`.
-    :raises NoInputDeviceError: there is no input device at all.
-    :raises MicrophoneError: PyAudio missing, PortAudio failing, or no device matching ``device``.
-    """
-    with _native_output(quiet, "looking for an input device"):
-        _, pa = _open_portaudio()
-        try:
-            return _select_device(pa, device)
-        finally:
-            pa.terminate()
-
-
-def _device_list(devices: Sequence[InputDevice]) -> str:
-    return "; ".join(str(d) for d in devices) if devices else "none"
-
-
-def _select_device(pa: Any, device: None | int | str) -> InputDevice:
-    """Resolve ``device`` (None, an index, or part of a name) to one input device."""
-    devices = _input_devices(pa)
-    if not devices:
-        raise NoInputDeviceError()
-    if device is None:
-        try:
-            index = int(pa.get_default_input_device_info()["index"])
-        except Exception as exc:  # OSError: No Default Input Device Available
-            raise MicrophoneError(
-                f"there is no default input device ({exc}); choose one with Microphone(device=index or name) "
-                f"among: {_device_list(devices)}"
-            ) from exc
-        for candidate in devices:
-            if candidate.index == index:
-                return candidate
-        raise MicrophoneError(
-            f"the default device (index {index}) cannot capture; choose one with Microphone(device=...) "
-            f"among: {_device_list(devices)}"
-        )
-    if isinstance(device, str) and device.strip().isdigit():
-        device = int(device.strip())
-    if isinstance(device, bool) or not isinstance(device, (int, str)):
-        raise MicrophoneError(f"device must be None, an index or part of a name, got {device!r}")
-    if isinstance(device, int):
-        for candidate in devices:
-            if candidate.index == device:
-                return candidate
-        raise MicrophoneError(
-            f"there is no input device with index {device}; the input devices are: {_device_list(devices)}"
-        )
-    wanted = device.strip().casefold()
-    exact = [d for d in devices if d.name.casefold() == wanted]
-    matches = exact or [d for d in devices if wanted in d.name.casefold()]
-    if len(matches) == 1:
-        return matches[0]
-    if not matches:
-        raise MicrophoneError(
-            f"no input device name contains {device!r}; the input devices are: {_device_list(devices)}"
-        )
-    raise MicrophoneError(
-        f"{len(matches)} input devices match {device!r}: {_device_list(matches)}; give more of the name, or the index"
-    )
 
 
 def _candidates(dev: InputDevice, rate: int | None, channels: int | None) -> list[tuple[int, int]]:
@@ -455,7 +274,7 @@ class Microphone:
                 "this microphone's last forwarding thread is still blocked in session.send(); close that session first"
             )
         self._reset()
-        with _native_output(self.quiet, "opening the input device"):
+        with native_output(self.quiet, "opening the input device"):
             self._open(session)
         logger.info("microphone %s: capturing %d Hz, %d channel(s)", self._device, self._rate, self._channels)
         return self
@@ -612,9 +431,9 @@ class Microphone:
 
     def _open(self, session: Session) -> None:
         """Initialise PortAudio, open and start the device, and start the forwarding thread."""
-        pyaudio, pa = _open_portaudio()
+        pyaudio, pa = open_portaudio()
         try:
-            dev = _select_device(pa, self._wanted_device)
+            dev = select_device(pa, self._wanted_device)
             stream, rate, channels = self._open_stream(pyaudio, pa, dev)
         except BaseException:
             pa.terminate()
@@ -678,8 +497,8 @@ class Microphone:
         stream, pa, thread = self._stream, self._pa, self._thread
         self._stream = self._pa = None
         if stream is not None or pa is not None:
-            with _native_output(self.quiet, "closing the input device"):
-                _close_portaudio(stream, pa)
+            with native_output(self.quiet, "closing the input device"):
+                close_portaudio(stream, pa)
         self._stopping.set()
         self._wake.set()
         if thread is not None:
@@ -693,19 +512,3 @@ class Microphone:
             else:
                 self._thread = None
         self._session = None if self._thread is None else self._session
-
-
-def _close_portaudio(stream: Any, pa: Any) -> None:
-    """Stop and close ``stream``, then terminate PortAudio (either may be ``None``)."""
-    if stream is not None:
-        try:
-            if stream.is_active():
-                stream.stop_stream()
-        except Exception as exc:  # the device vanished: closing is all that is left
-            logger.debug("microphone: stop_stream failed: %s", exc)
-        try:
-            stream.close()
-        except Exception as exc:
-            logger.debug("microphone: close failed: %s", exc)
-    if pa is not None:
-        pa.terminate()

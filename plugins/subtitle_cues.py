@@ -18,24 +18,40 @@ break only between words; a single word longer than a line sits alone on its
 own line. All times are integer milliseconds, rounded once from the words'
 seconds, so timestamps never print ``60`` seconds or ``1000`` ms.
 
-Robustness: words with non-finite times or empty text are dropped; a negative
-time is clamped to 0, an end before its start to the start, a start before the
-previous word's start to that start. A word list the server repeats (same
-word, same times, already behind the committed time) is ignored. Cues never
-overlap and never have zero length: when messy times leave no room, the later
-cue's start moves forward by the few milliseconds needed.
+Hostile input (whatever a transcript holds, the files stay valid):
+
+- text: :func:`clean_word` (white space and line breaks become single spaces,
+  escape sequences, control characters and bidi overrides go, lone surrogates
+  become U+FFFD, arrows become ``→``); :func:`escape_vtt` for WebVTT. A word
+  left empty is dropped.
+- times: a time that is not a number (``None``, a string, a bool), NaN or
+  infinite drops its word; so does a time after :data:`MAX_TIME_MS`
+  (99:59:59.999, the most SRT can write): clamped, one absurd time would push
+  every later word after it. A negative time is clamped to 0, an end before its
+  start to the start, a start before the previous word's start to that start
+  (cues are written as they close, so they can only go forward).
+- a word list the server repeats (same word, same times, already behind the
+  committed time) is ignored.
+- cues never overlap, never have zero length and never go backwards: when
+  messy times leave no room, the later cue's start moves forward by the few
+  milliseconds needed. A word that would need a cue starting at the cap is
+  dropped. Every dropped word is counted in :attr:`CueBuilder.dropped_words`.
+
+Costs are linear: a word is compared with the open cue's words only (at most
+``max_lines`` lines of them), so 100,000 words or a megabyte word take
+seconds at most.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
-import unicodedata
+import re
 from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from cartesia_sync import Word
+from cartesia_sync import Word, terminal_safe
 
 __all__ = [
     "CueRules",
@@ -43,6 +59,7 @@ __all__ = [
     "CueBuilder",
     "segment_words",
     "clean_word",
+    "word_ms",
     "ends_sentence",
     "layout_lines",
     "to_ms",
@@ -51,6 +68,7 @@ __all__ = [
     "format_vtt_cue",
     "escape_vtt",
     "VTT_HEADER",
+    "MAX_TIME_MS",
     "SENTENCE_ENDS",
     "ABBREVIATIONS",
 ]
@@ -61,7 +79,16 @@ _CLOSERS = "\"'”’)]}»"
 ABBREVIATIONS = frozenset(
     {"mr.", "mrs.", "ms.", "dr.", "prof.", "st.", "jr.", "sr.", "vs.", "e.g.", "i.e.", "a.m.", "p.m.", "no.", "mt."}
 )
-_SRT_MAX_MS = 100 * 3_600_000 - 1  # 99:59:59,999: SRT has two-digit hours
+#: The latest time a cue may end, in milliseconds: 99:59:59.999, the most SRT's two-digit hours can
+#: write. WebVTT gets the same cap, so both files of a session hold the same cues.
+MAX_TIME_MS = 100 * 3_600_000 - 1
+_MAX_SECONDS = MAX_TIME_MS / 1000
+# "-->" and what lenient SRT readers also take for the timing arrow (``srt``: ``-[ -] *>``).
+_ARROW = re.compile(r"-[ -] *>")
+# A line that is only a number, followed by a line starting with a timestamp, is where lenient SRT
+# readers (``srt``) end a cue's text and look for the next cue, even without a blank line between.
+_SRT_INDEX_LINE = re.compile(r"-?[0-9]+\.?[0-9]*")
+_SRT_TIMESTAMP_START = re.compile(r"[0-9]+[,.:，．。：][0-9]+[,.:，．。：][0-9]+")
 _CONNECTORS = frozenset(
     {
         "and",
@@ -170,19 +197,34 @@ def to_ms(seconds: float) -> int:
     return int(round(seconds * 1000))
 
 
+def word_ms(seconds: object) -> int | None:
+    """A word time as integer milliseconds for a cue, or ``None`` when the word must be dropped.
+
+    ``None`` for anything but an ``int`` or ``float`` (bools included), NaN,
+    infinities and times after :data:`MAX_TIME_MS`; a negative time is 0.
+    """
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
+        return None
+    if isinstance(seconds, float) and not math.isfinite(seconds):
+        return None
+    if seconds > _MAX_SECONDS:  # compared before converting: an int may be far beyond the float range
+        return None
+    if seconds <= 0:
+        return 0
+    return min(to_ms(seconds), MAX_TIME_MS)
+
+
 def clean_word(text: str) -> str:
-    """A word as it can appear in a subtitle: no control characters or lone surrogates,
-    whitespace runs collapsed to one space, no leading/trailing space, ``-->`` replaced by ``→``."""
-    kept = []
-    for ch in text:
-        category = unicodedata.category(ch)
-        if ch.isspace():
-            kept.append(" ")
-        elif category in ("Cc", "Cs"):
-            continue
-        else:
-            kept.append(ch)
-    return " ".join("".join(kept).split()).replace("-->", "→")
+    """A word as it can appear in a subtitle line.
+
+    The server's text through :func:`cartesia_sync.terminal_safe` on one line
+    (escape sequences dropped whole, other control characters and the bidi
+    embedding/override/isolate controls removed, line breaks and tabs as
+    spaces, lone surrogates as U+FFFD), then white-space runs collapsed to one
+    space, no leading/trailing space, and ``-->`` (or ``- >``, ``-- >``, which
+    lenient SRT readers take for the same arrow) replaced by ``→``.
+    """
+    return _ARROW.sub("→", " ".join(terminal_safe(text, multiline=False).split()))
 
 
 def ends_sentence(word: str) -> bool:
@@ -278,10 +320,10 @@ class CueBuilder:
         self._last_start = 0  # word starts never go backwards
         self._watermark = 0  # latest end of any committed word, in the server's own times
         self._server_last_start = 0  # latest start the server gave, before any adjustment
-        self._recent: deque[tuple[str, float, float]] = deque(maxlen=_REPEAT_MEMORY)
-        self._recent_set: dict[tuple[str, float, float], int] = {}
+        self._recent: deque[tuple[str, object, object]] = deque(maxlen=_REPEAT_MEMORY)
+        self._recent_set: dict[tuple[str, object, object], int] = {}
         self._finished = False
-        self.dropped_words = 0  # words ignored: empty text, non-finite times, repeats
+        self.dropped_words = 0  # words ignored: empty text, unusable times, repeats, no room left
 
     @property
     def finished(self) -> bool:
@@ -320,7 +362,7 @@ class CueBuilder:
 
     # -- internals
 
-    def _remember(self, key: tuple[str, float, float]) -> None:
+    def _remember(self, key: tuple[str, object, object]) -> None:
         if len(self._recent) == self._recent.maxlen:
             old = self._recent[0]
             self._recent_set[old] -= 1
@@ -330,17 +372,17 @@ class CueBuilder:
         self._recent_set[key] = self._recent_set.get(key, 0) + 1
 
     def _add(self, word: Word) -> Cue | None:
-        text = clean_word(word.word)
-        try:
-            start = max(0, to_ms(word.start))
-            end = max(0, to_ms(word.end))
-        except (TypeError, ValueError):
+        # Read defensively: a hand-made Word (or something else in its place) may hold anything.
+        raw_text = getattr(word, "word", None)
+        raw_text = raw_text if isinstance(raw_text, str) else ""
+        raw_start, raw_end = getattr(word, "start", None), getattr(word, "end", None)
+        text = clean_word(raw_text)
+        start_ms, end_ms = word_ms(raw_start), word_ms(raw_end)
+        if not text or start_ms is None or end_ms is None:
             self.dropped_words += 1
             return None
-        if not text:
-            self.dropped_words += 1
-            return None
-        key = (word.word, word.start, word.end)
+        start, end = start_ms, end_ms
+        key = (raw_text, raw_start, raw_end)
         if key in self._recent_set and start < self._watermark - _REPEAT_TOLERANCE_MS:
             self.dropped_words += 1  # a repeated word list (§A1): already committed
             return None
@@ -356,11 +398,17 @@ class CueBuilder:
         closed: Cue | None = None
         if self._open and self._breaks_before(text, start, end):
             next_start = max(start, self._floor, self._open_start + 1)
+            if next_start >= MAX_TIME_MS:  # no room left for another cue
+                self.dropped_words += 1
+                return None
             closed = self._close(next_start)
         if not self._open:
             start = max(start, self._floor)
             if closed is not None:
                 start = max(start, closed.start_ms + 1, closed.end_ms)
+            if start >= MAX_TIME_MS:
+                self.dropped_words += 1
+                return closed
             end = max(end, start)
             self._open_start = start
             self._open_end = end
@@ -384,7 +432,7 @@ class CueBuilder:
     def _close(self, next_start: int | None) -> Cue:
         start = self._open_start
         end = max(self._open_end, start + self._min_ms) + self._linger_ms
-        end = min(end, start + self._max_ms)
+        end = min(end, start + self._max_ms, MAX_TIME_MS)
         if next_start is not None:
             limit = next_start - self._gap_ms  # the gap never cuts into speech
             limit = max(limit, min(self._open_end, next_start))
@@ -393,10 +441,27 @@ class CueBuilder:
             end = min(end, limit)
         end = max(end, start + 1)
         lines = layout_lines(self._open_texts, self.rules) or (" ".join(self._open_texts),)
+        # Words "--" and ">" side by side make the arrow lenient SRT readers look for: replace it here,
+        # so the cue holds exactly what the files will.
+        lines = _unforgeable(tuple(_ARROW.sub("→", line) for line in lines))
         cue = Cue(start, end, lines, tuple(self._open))
         self._open = []
         self._open_texts = []
         return cue
+
+
+def _unforgeable(lines: tuple[str, ...]) -> tuple[str, ...]:
+    """``lines`` with a bare-number line that precedes a timestamp-like line joined to the line
+    before it, so no SRT reader can take the two for the start of another cue (only possible with
+    ``max_lines`` of 3 or more; the joined line may then exceed ``max_chars_per_line``)."""
+    out = [lines[0]] if lines else []
+    for i in range(1, len(lines)):
+        next_line = lines[i + 1] if i + 1 < len(lines) else ""
+        if _SRT_INDEX_LINE.fullmatch(lines[i]) and _SRT_TIMESTAMP_START.match(next_line):
+            out[-1] += " " + lines[i]
+        else:
+            out.append(lines[i])
+    return tuple(out)
 
 
 def segment_words(words: Iterable[Word], rules: CueRules | None = None) -> list[Cue]:
@@ -439,11 +504,12 @@ def _payload(cue: Cue) -> list[str]:
 def format_srt_cue(index: int, cue: Cue) -> str:
     """One SRT block: index, ``HH:MM:SS,mmm --> HH:MM:SS,mmm``, the lines, a blank line.
 
-    Times past 99:59:59,999 are clamped there (SRT has two-digit hours).
+    Times past 99:59:59,999 (:data:`MAX_TIME_MS`) are clamped there (SRT has
+    two-digit hours); a :class:`CueBuilder` never makes such a cue.
     """
     lines = _payload(cue)
-    start = min(cue.start_ms, _SRT_MAX_MS - 1)
-    end = min(cue.end_ms, _SRT_MAX_MS)
+    start = min(cue.start_ms, MAX_TIME_MS - 1)
+    end = min(cue.end_ms, MAX_TIME_MS)
     timing = f"{format_timestamp(start, ',')} --> {format_timestamp(end, ',')}"
     return f"{index}\n{timing}\n" + "\n".join(lines) + "\n\n"
 

@@ -21,6 +21,14 @@ empty session still leaves valid files. Already-open text files are written
 and flushed but never closed. One writer serves one session.
 
 Words without word times (a model that sends none) produce no cues.
+
+Whatever the words hold, both files parse with strict SRT and WebVTT readers:
+text is cleaned (white space to spaces, no control characters or bidi
+overrides, lone surrogates as U+FFFD, ``-->`` as ``→``, ``& < >`` escaped in
+WebVTT), words whose times are not finite numbers up to 99:59:59.999 are left
+out and counted in :attr:`SubtitleWriter.dropped_words`, and cues only go
+forward, never overlap and never last 0 ms (the rules: ``docs/plugins.md``,
+"What a transcript may hold").
 """
 
 from __future__ import annotations
@@ -124,6 +132,13 @@ class SubtitleWriter:
         self._started = False
         self._closed = False
         self.cues: list[Cue] = []
+
+    @property
+    def dropped_words(self) -> int:
+        """Final words left out of the files: no text once cleaned, a time that is not a usable
+        number (see :func:`~cartesia_sync_plugins.subtitle_cues.word_ms`), a repeat, or no room
+        left before 99:59:59.999."""
+        return self._builder.dropped_words
 
     # -- hooks
 

@@ -26,6 +26,7 @@ from websockets.exceptions import ConnectionClosed
 
 import cartesia_sync
 from cartesia_sync import hookimpl
+from cartesia_sync._session_core import SessionCore
 from cartesia_sync.testing import ConnectionRecord, FakeCartesia, Scenario
 
 CANARY_KEY = "sk_canary_7f3a9c_DO_NOT_LEAK"
@@ -39,6 +40,36 @@ def session_threads() -> list[threading.Thread]:
 def library_threads() -> list[threading.Thread]:
     """Every thread the library starts: sessions' and local servers'."""
     return session_threads() + [t for t in threading.enumerate() if t.name == "local-stt-server"]
+
+
+@pytest.fixture(autouse=True)
+def audio_accounting_balances(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Every session that ends during a test, whatever ended it, accounts for all its audio.
+
+    ``audio_queued == audio_sent + audio_dropped + audio_unsent`` once a session's
+    teardown has finished (its threads joined): after a clean close, a failure, a
+    reconnect, an abort while a write was blocked, Ctrl-C. Checked as each session
+    ends, so no session is kept alive by the check.
+    """
+    unbalanced: list[str] = []
+    teardown = SessionCore._teardown
+
+    def checked(self: SessionCore) -> None:
+        try:
+            teardown(self)
+        finally:
+            stats = self.stats
+            queued, sent = stats.get("audio_queued"), stats.get("audio_sent")
+            dropped, unsent = stats.get("audio_dropped"), stats.get("audio_unsent")
+            if queued != sent + dropped + unsent:
+                unbalanced.append(
+                    f"session #{self.number} ({self.book.failure!r}): queued {queued} bytes, "
+                    f"sent {sent} + dropped {dropped} + unsent {unsent} = {sent + dropped + unsent}"
+                )
+
+    monkeypatch.setattr(SessionCore, "_teardown", checked)
+    yield
+    assert not unbalanced, f"sessions lost track of audio: {unbalanced}"
 
 
 @pytest.fixture(autouse=True)

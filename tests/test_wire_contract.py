@@ -1,8 +1,10 @@
 """What cartesia_sync._wire relies on in websocket-client, pinned against the real library over loopback.
 
-The wire seam writes frames itself under websocket-client's send lock and
+The wire seam writes frames itself under websocket-client's send lock,
 overrides the two frames websocket-client writes on its own (the pong and the
-close reply). If a websocket-client release changes any of this, these tests
+close reply), has websocket-client open the socket (TCP, proxy, TLS) but does
+the HTTP handshake itself, and reads frames through its own subclasses of
+websocket-client's frame buffer and fragment joiner. If a websocket-client release changes any of this, these tests
 say which assumption broke; CI runs them against the lowest and the highest
 version the package allows.
 """
@@ -196,30 +198,79 @@ def test_a_frame_cut_by_a_read_timeout_is_resumed_by_the_next_read():
         server.close()
 
 
-def test_a_refused_handshake_carries_status_message_and_body():
-    listener = socket.create_server(("127.0.0.1", 0))
-    port = listener.getsockname()[1]
+# -- what _wire and _bounded_frames take from websocket-client's internals -------------------------
 
-    def refuse():
-        conn, _ = listener.accept()
-        with conn:
-            conn.recv(4096)
-            body = b'{"message":"Invalid API key"}'
-            conn.sendall(
-                b"HTTP/1.1 401 Unauthorized\r\nContent-Length: "
-                + str(len(body)).encode()
-                + b"\r\nConnection: close\r\n\r\n"
-                + body
-            )
 
-    thread = threading.Thread(target=refuse, daemon=True)
-    thread.start()
+def test_a_given_socket_is_used_as_it_is_and_the_environment_proxy_is_skipped(monkeypatch):
+    """_wire opens plaintext loopback sockets itself and has websocket-client open the others."""
+    from websocket._http import connect as open_socket
+    from websocket._http import proxy_info
+
+    monkeypatch.setenv("http_proxy", "http://127.0.0.1:9")  # would refuse, if it were used
+    given = socket.socket()
     try:
-        with pytest.raises(websocket.WebSocketBadStatusException) as raised:
-            connect(port, websocket.WebSocket)
-        error = raised.value
-        assert error.status_code == 401 and error.status_message == "Unauthorized"
-        assert b"Invalid API key" in error.resp_body
+        ws = websocket.WebSocket()
+        ws.sock_opt.timeout = 1.0
+        sock, (host, port, resource) = open_socket("ws://127.0.0.1:1/stt?x=1", ws.sock_opt, proxy_info(), given)
+        assert sock is given
+        assert (host, port, resource) == ("127.0.0.1", 1, "/stt?x=1")
     finally:
-        thread.join(5)
-        listener.close()
+        given.close()
+
+
+def test_the_frame_reader_reads_the_length_through_recv_length_before_the_payload():
+    """_bounded_frames checks a frame's announced length in recv_length, before any payload is read."""
+    from websocket._abnf import continuous_frame, frame_buffer
+
+    payload = b'{"type":"done"}' * 10
+    data = bytearray(server_frame(OPCODE_TEXT, payload))
+    taken: list[int] = []
+
+    def recv(size: int) -> bytes:
+        chunk = bytes(data[:size])
+        del data[:size]
+        taken.append(len(chunk))
+        return chunk
+
+    seen: list[tuple] = []
+
+    class Watching(frame_buffer):
+        def recv_length(self) -> None:
+            super().recv_length()
+            seen.append((self.header[4], self.length, sum(taken)))
+
+    reader = Watching(recv, True)
+    got = reader.recv_frame()
+    assert got.data == payload
+    assert seen == [(OPCODE_TEXT, len(payload), 4)]  # opcode, announced length, only the header read so far
+
+    fragments = continuous_frame(False, True)
+    assert fragments.cont_data is None and fragments.recving_frames is None
+
+
+def test_a_websocket_reads_through_its_frame_buffer_and_cont_frame_attributes():
+    """_StreamSocket swaps in its own frame_buffer and cont_frame after websocket-client's __init__."""
+    ws = websocket.WebSocket(skip_utf8_validation=True)
+    assert ws.frame_buffer.recv == ws._recv
+    assert hasattr(ws, "cont_frame")
+    assert "self.frame_buffer.recv_frame()" in _source(websocket.WebSocket.recv_frame)
+    assert "self.cont_frame" in _source(websocket.WebSocket.recv_data_frame)
+
+
+def _source(function: Callable) -> str:
+    import inspect
+
+    return inspect.getsource(function)
+
+
+def test_the_environment_proxy_is_found_by_get_proxy_info(monkeypatch):
+    """_wire lets websocket-client open the connection only when an environment proxy applies."""
+    from websocket._url import get_proxy_info
+
+    for name in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "no_proxy", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    assert get_proxy_info("api.example.com", True)[0] is None
+    monkeypatch.setenv("https_proxy", "http://proxy.example:3128")
+    assert get_proxy_info("api.example.com", True)[:2] == ("proxy.example", 3128)
+    monkeypatch.setenv("no_proxy", "api.example.com")
+    assert get_proxy_info("api.example.com", True)[0] is None

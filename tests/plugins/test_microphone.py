@@ -31,6 +31,7 @@ import pytest
 import cartesia_sync
 from cartesia_sync._native_stderr import split_lines
 from cartesia_sync.testing import FakeCartesia
+from cartesia_sync_plugins import _input_devices, _portaudio
 from cartesia_sync_plugins import microphone as mic_module
 from cartesia_sync_plugins.microphone import (
     InputDevice,
@@ -393,7 +394,7 @@ def test_list_input_devices_and_selection(fake_alsa, tmp_path, hello_raw):
     ]
     assert [d.index for d in devices] == [0, 1, 2]
     assert str(devices[0]) == "[0] usb48k (128 ch, 44100 Hz)"
-    select = mic_module._select_device
+    select = _input_devices.select_device
     import pyaudio
 
     pa = pyaudio.PyAudio()
@@ -684,7 +685,7 @@ def test_another_threads_output_during_a_quiet_call_is_written_back(fake_alsa, c
     thread = threading.Thread(target=other_thread)
     thread.start()
     with caplog.at_level(logging.DEBUG, logger="cartesia_sync_plugins.microphone"):
-        with mic_module._native_output(True, "testing"):
+        with _portaudio.native_output(True, "testing"):
             inside.set()
             assert written.wait(5)
             os.write(2, b"ALSA lib pcm.c:1:(x) noise\n")

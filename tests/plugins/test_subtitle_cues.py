@@ -406,7 +406,7 @@ def test_a_repeated_word_list_is_ignored():
 def test_text_is_cleaned_and_escaped():
     assert clean_word(" a\tb\n\nc\x00d ") == "a b cd"
     assert clean_word("x-->y") == "x→y"
-    assert clean_word("\ud800ok") == "ok"
+    assert clean_word("\ud800ok") == "\ufffdok"  # a lone surrogate marks where the text broke
     assert escape_vtt("A<B & C>D") == "A&lt;B &amp; C&gt;D"
     cue = Cue(0, 1000, ("A<B & C>D",))
     assert format_vtt_cue(cue) == "00:00:00.000 --> 00:00:01.000\nA&lt;B &amp; C&gt;D\n\n"

@@ -228,7 +228,7 @@ def test_live_captions_on_a_pipe_print_finals_only():
     view.on_transcript(Transcript(text=" And more\x1b[2J", is_final=True))
     view.on_transcript(Transcript(text="  ", is_final=True))
     view.on_session_end()
-    assert out.getvalue() == "Hello world.\nAnd more[2J\n"
+    assert out.getvalue() == "Hello world.\nAnd more\n"  # the escape sequence dropped whole
 
 
 def test_live_captions_on_a_terminal_rewrite_two_lines_in_place():
