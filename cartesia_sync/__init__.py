@@ -11,6 +11,8 @@ See :class:`Client` and :class:`Session` for streaming, and
 
 import logging
 
+from ._access_token import create_access_token
+from ._batch import BatchSession
 from ._client import Client
 from ._config import SessionOptions
 from ._events import Done, Event, FlushDone, ServerErrorEvent, Transcript, UnknownMessage, Word, parse_message
@@ -47,11 +49,13 @@ __all__ = [
     "__version__",
     "Client",
     "Session",
+    "BatchSession",
     "SessionState",
     "SessionOptions",
     "SessionStats",
     "transcribe",
     "TranscriptionResult",
+    "create_access_token",
     "hookimpl",
     "capture_native_stderr",
     "native_stderr_filtered",

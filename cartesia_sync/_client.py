@@ -13,18 +13,20 @@ from urllib.parse import urlsplit
 
 import pluggy
 
+from ._batch import transcribe_batch
 from ._config import (
     API_KEY_ENV,
     DEFAULT_CARTESIA_VERSION,
-    DEFAULT_URL,
     HOSTED_HOST,
-    URL_ENV,
     ConnectionSettings,
     SessionOptions,
     resolve_speed,
 )
+from ._endpoints import check_plain_http, resolve_endpoints
+from ._modes import choose_mode, transcribe_stream
 from ._plugin_manager import create_plugin_manager, list_plugins, register_plugin
-from ._secrets import ApiKey
+from ._result import TranscriptionResult
+from ._secrets import AccessToken, ApiKey
 from ._session import Session
 from ._wire import WireConnection
 from .errors import ConfigurationError
@@ -45,10 +47,15 @@ class Client:
     each :meth:`connect` opens an independent :class:`Session`.
 
     :param api_key: the Cartesia API key; default ``$CARTESIA_API_KEY``. Sent
-        in the ``X-API-Key`` header (or, with ``auth="query"``, in the URL).
-        Never shown in a repr, log line or error message.
-    :param url: the full endpoint; default ``$CARTESIA_STT_URL`` or
-        ``wss://api.cartesia.ai/stt/websocket``.
+        as ``auth`` says. Never shown in a repr, log line or error message.
+    :param url: the streaming endpoint alone; default ``$CARTESIA_STT_URL``,
+        else derived from ``base_url``. A client given only ``url`` streams
+        only (it knows no batch route).
+    :param base_url: the base of every route: ``/stt/websocket`` (as
+        ``wss://``), ``/stt/turns/websocket``, ``POST /stt`` and
+        ``POST /access-token``; default ``$CARTESIA_BASE_URL`` or
+        ``https://api.cartesia.ai``. ``http://`` is refused with a
+        credential unless the host is this machine.
     :param model: e.g. ``"ink-whisper"``.
     :param language: ISO-639-1 code, or ``None`` to let the server choose.
     :param encoding: wire encoding; ``send()`` converts arrays and files to
@@ -61,8 +68,15 @@ class Client:
     :param max_silence_duration_secs: server-side endpointing silence.
     :param keyterms: words to boost, sent as repeated ``keyterm`` parameters.
     :param cartesia_version: the ``Cartesia-Version`` header.
-    :param auth: ``"header"`` (default) or ``"query"`` (key in the URL, for
-        proxies that strip headers; avoid otherwise).
+    :param auth: how the API key is sent: ``"header"`` (default,
+        ``X-API-Key``), ``"bearer"`` (``Authorization: Bearer``, the API's
+        current scheme) or ``"query"`` (``api_key=`` in the WebSocket URL, for
+        proxies that strip headers; avoid otherwise; HTTP requests then send
+        ``X-API-Key``, as the API takes ``api_key=`` on WebSockets only).
+    :param access_token: a short-lived token (see
+        :func:`~cartesia_sync.create_access_token`) to use instead of a key:
+        sent as ``Authorization: Bearer`` over HTTP and as ``access_token=``
+        on WebSockets; ``$CARTESIA_API_KEY`` is then not read. Masked like a key.
     :param end_command: ``"done"`` (default) or ``"close"``.
     :param connect_timeout: handshake timeout in seconds.
     :param ca_certs: a CA bundle for servers with private certificates;
@@ -91,6 +105,8 @@ class Client:
         keyterms: Sequence[str] = (),
         cartesia_version: str = DEFAULT_CARTESIA_VERSION,
         auth: str = "header",
+        base_url: str | None = None,
+        access_token: str | None = None,
         end_command: str = "done",
         connect_timeout: float = 10.0,
         ca_certs: str | None = None,
@@ -119,7 +135,7 @@ class Client:
         if unknown:  # typed NoReturn: a type checker flags any extra keyword; at run time, say which
             names = ", ".join(sorted(unknown))
             raise ConfigurationError(f"unknown Client argument: {names}; see help(cartesia_sync.Client)")
-        raw_key = api_key if api_key is not None else os.environ.get(API_KEY_ENV) or None
+        credential = _credential(api_key, access_token)
         if isinstance(keyterms, str):
             keyterms = (keyterms,)
         # The keyword arguments named after SessionOptions fields, validated once, by SessionOptions.
@@ -136,9 +152,12 @@ class Client:
                     f"(got {', '.join(changed)})"
                 )
             self.options = options
+        #: Where each route is (see :class:`~cartesia_sync._endpoints.Endpoints`).
+        self.endpoints = resolve_endpoints(url or None, base_url)
+        check_plain_http(self.endpoints.base_url, credential is not None)
         self.settings = ConnectionSettings(
-            url=url or os.environ.get(URL_ENV) or DEFAULT_URL,
-            api_key=ApiKey(raw_key) if raw_key else None,
+            url=self.endpoints.stream,
+            api_key=credential,
             model=model,
             language=language,
             encoding=encoding,
@@ -190,14 +209,9 @@ class Client:
         :raises ConnectError: any other handshake or network failure.
         :raises ConfigurationError: no API key for the hosted API.
         """
-        if self.settings.api_key is None and urlsplit(self.settings.url).hostname == HOSTED_HOST:
-            raise ConfigurationError(
-                f"no API key for the hosted API: set {API_KEY_ENV} or pass api_key=; to transcribe on this machine "
-                "without a key, use cartesia_sync.transcribe(..., local=True) or cartesia_sync.local.LocalServer"
-            )
+        self._check_hosted_key(self.settings.url)
         speed = resolve_speed(realtime, self.settings.is_loopback)
-        with self._lock:
-            self._frozen = True
+        self._freeze()
         logger.debug("connecting to %s", self.settings.display_url)
         started = time.monotonic()
         ws = WireConnection(self.settings, self.options.max_message_size).open()
@@ -206,6 +220,83 @@ class Client:
         session = Session(ws, self.settings, self.options, self._plugin_manager, speed, connect_seconds=elapsed)
         return session.start()
 
+    def transcribe(
+        self,
+        source: Any,
+        *,
+        mode: str = "auto",
+        realtime: None | bool | float = None,
+        sample_rate: int | None = None,
+        timeout: float | None = None,
+        max_retries: int = 2,
+        progress: bool | None = None,
+    ) -> TranscriptionResult:
+        """Transcribe a whole input, by upload or by stream, and return the same kind of result.
+
+        :param source: a path to an audio file, ``bytes`` in the client's
+            encoding, a numpy array, or (streaming only) an iterable of such
+            chunks.
+        :param mode: ``"auto"`` (default) uploads with ``POST /stt`` when the
+            input is whole (path, bytes, array), the model is in the
+            ink-whisper family and the server offers batch (a client given
+            only ``url=`` does not know it does), and streams otherwise;
+            ``"batch"`` always uploads; ``"stream"`` always streams.
+        :param realtime: pacing of a stream, as for :meth:`connect`.
+        :param sample_rate: the rate of ``bytes`` or an array, when it differs
+            from the client's.
+        :param timeout: streaming: seconds the server may stay silent before
+            the end (see :meth:`Session.close`). Batch: the wait for the reply,
+            default 60 s, plus 10 s per MB uploaded.
+        :param max_retries: batch: tries after the first on 408, 409, 429,
+            5xx, ``x-should-retry: true`` and connection failures, with
+            jittered back-off that honours ``Retry-After``.
+        :param progress: batch: show an upload progress bar on stderr;
+            default only when stderr is a terminal.
+        :returns: a :class:`TranscriptionResult`; its ``mode`` says which path ran.
+        :raises CartesiaSyncError: any failure; once work was done,
+            ``error.partial_result`` holds what was recognised.
+        """
+        if choose_mode(mode, source, self.settings.model, self.endpoints) == "stream":
+            return transcribe_stream(self, source, realtime=realtime, sample_rate=sample_rate, timeout=timeout)
+        if self.endpoints.batch is not None:
+            self._check_hosted_key(self.endpoints.batch)
+        self._freeze()
+        return transcribe_batch(
+            self.settings,
+            self.options,
+            self.endpoints,
+            self._plugin_manager,
+            source,
+            sample_rate=sample_rate,
+            timeout=timeout,
+            max_retries=max_retries,
+            progress=progress,
+        )
+
+    def _freeze(self) -> None:
+        with self._lock:
+            self._frozen = True
+
+    def _check_hosted_key(self, url: str) -> None:
+        if self.settings.api_key is None and urlsplit(url).hostname == HOSTED_HOST:
+            raise ConfigurationError(
+                f"no API key for the hosted API: set {API_KEY_ENV} or pass api_key=; to transcribe on this machine "
+                "without a key, use cartesia_sync.transcribe(..., local=True) or cartesia_sync.local.LocalServer"
+            )
+
     def __repr__(self) -> str:
         key = "***" if self.settings.api_key is not None else None
-        return f"Client(url={self.settings.display_url!r}, api_key={key}, model={self.settings.model!r})"
+        which = "access_token" if self.settings.has_token else "api_key"
+        return f"Client(url={self.settings.display_url!r}, {which}={key}, model={self.settings.model!r})"
+
+
+def _credential(api_key: str | None, access_token: str | None) -> ApiKey | None:
+    """The key or token to send: a token given replaces the key from the environment; both given is an error."""
+    if access_token is not None:
+        if api_key is not None:
+            raise ConfigurationError("pass api_key= or access_token=, not both: a token stands in for the key")
+        if not isinstance(access_token, str) or not access_token:
+            raise ConfigurationError("access_token must be a non-empty string, as create_access_token() returns it")
+        return AccessToken(access_token)
+    raw_key = api_key if api_key is not None else os.environ.get(API_KEY_ENV) or None
+    return ApiKey(raw_key) if raw_key else None

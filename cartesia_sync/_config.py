@@ -9,7 +9,7 @@ import re
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from ._secrets import ApiKey
+from ._secrets import AccessToken, ApiKey
 from .errors import ConfigurationError
 
 __all__ = [
@@ -54,7 +54,7 @@ MIN_MESSAGE_SIZE = 1024
 MAX_MESSAGE_SIZE = 1024**3
 
 END_COMMANDS = ("done", "close")
-AUTH_MODES = ("header", "query")
+AUTH_MODES = ("header", "bearer", "query")
 MAX_KEYTERMS = 100
 
 
@@ -89,6 +89,9 @@ class ConnectionSettings:
     """Everything needed to open one streaming connection, already validated.
 
     Built by :class:`cartesia_sync.Client`; its ``repr`` never shows the key.
+    ``api_key`` holds the credential: an :class:`ApiKey`, or an
+    :class:`AccessToken` (a subclass, so that everything that masks a key
+    masks a token too).
     """
 
     url: str
@@ -113,7 +116,7 @@ class ConnectionSettings:
     def _check_headers(self) -> None:
         """Refuse anything that would change the handshake's header lines, before any socket opens."""
         if self.api_key is not None:
-            _check_token(self.api_key.reveal(), "the API key", secret=True)
+            _check_token(self.api_key.reveal(), self.credential_name, secret=True)
         _check_token(self.cartesia_version, "cartesia_version")
         for name, value in self.extra_headers:
             if not isinstance(name, str) or not _HEADER_NAME.fullmatch(name):
@@ -143,9 +146,9 @@ class ConnectionSettings:
             raise ConfigurationError(f"the URL {self.display_url!r} has a bad port: {exc}") from None
         if self.api_key is not None and parts.scheme == "ws" and not is_loopback_host(parts.hostname):
             raise ConfigurationError(
-                f"refusing to send an API key over unencrypted ws:// to {parts.hostname}; "
+                f"refusing to send {self.credential_name_with_article} over unencrypted ws:// to {parts.hostname}; "
                 "use wss://, or ws:// only to a loopback address (127.0.0.1, ::1, localhost); other names are "
-                "not trusted with a key over ws://, even when they resolve to loopback"
+                "not trusted with a credential over ws://, even when they resolve to loopback"
             )
         if not isinstance(self.model, str) or not self.model:
             raise ConfigurationError("model must be a non-empty string such as 'ink-whisper'")
@@ -199,6 +202,37 @@ class ConnectionSettings:
         return is_loopback_host(self.host)
 
     @property
+    def has_token(self) -> bool:
+        """True when the credential is an access token rather than an API key."""
+        return isinstance(self.api_key, AccessToken)
+
+    @property
+    def credential_name(self) -> str:
+        """``"the access token"`` or ``"the API key"``, for messages."""
+        return "the access token" if self.has_token else "the API key"
+
+    @property
+    def credential_name_with_article(self) -> str:
+        """``"an access token"`` or ``"an API key"``, for messages."""
+        return "an access token" if self.has_token else "an API key"
+
+    def http_auth(self) -> dict[str, str]:
+        """The credential's header for an HTTP request (batch, tokens).
+
+        A token goes as ``Authorization: Bearer``; a key as ``Authorization:
+        Bearer`` with ``auth="bearer"``, else as ``X-API-Key``. ``auth="query"``
+        is for WebSockets only (the API documents ``api_key=`` there alone),
+        and a URL with a key in it would reach HTTP logs, so HTTP requests send
+        the header instead.
+        """
+        if self.api_key is None:
+            return {}
+        raw = self.api_key.reveal()
+        if self.has_token or self.auth == "bearer":
+            return {"Authorization": f"Bearer {raw}"}
+        return {"X-API-Key": raw}
+
+    @property
     def bytes_per_second(self) -> int:
         """Bytes of mono audio per second on the wire."""
         return ENCODINGS[self.encoding] * self.sample_rate
@@ -216,7 +250,10 @@ class ConnectionSettings:
             query.append(("max_silence_duration_secs", _number(self.max_silence_duration_secs)))
         for term in self.keyterms:
             query.append(("keyterm", term))
-        if self.auth == "query" and self.api_key is not None:
+        if self.has_token:  # a WebSocket takes a token in the URL only (as browsers send it)
+            if with_key:
+                query.append(("access_token", self.api_key.reveal()))  # type: ignore[union-attr]
+        elif self.auth == "query" and self.api_key is not None:
             query.append(("cartesia_version", self.cartesia_version))
             if with_key:
                 query.append(("api_key", self.api_key.reveal()))
@@ -236,13 +273,17 @@ class ConnectionSettings:
         return urlunsplit((parts.scheme, netloc, parts.path or "/", encoded + suffix, ""))
 
     def handshake_url(self) -> str:
-        """The URL to open. Carries the key only when ``auth="query"`` was chosen."""
+        """The URL to open. Carries the key only when ``auth="query"`` was chosen, and a token always."""
         return self._with_query(self._query(with_key=True))
 
     @property
     def display_url(self) -> str:
         """The handshake URL with any key masked and no credentials: safe for logs and messages."""
-        masked = "&api_key=***" if self.auth == "query" and self.api_key is not None else ""
+        masked = ""
+        if self.has_token:
+            masked = "&access_token=***"
+        elif self.auth == "query" and self.api_key is not None:
+            masked = "&api_key=***"
         try:
             return self._with_query(self._query(with_key=False), masked)
         except Exception:  # during validation a setting may be unusable; show the bare endpoint
@@ -251,8 +292,11 @@ class ConnectionSettings:
     def handshake_headers(self) -> dict[str, str]:
         """The headers to send with the handshake, the key among them."""
         headers = {"Cartesia-Version": self.cartesia_version}
-        if self.api_key is not None and self.auth == "header":
-            headers["X-API-Key"] = self.api_key.reveal()
+        if self.api_key is not None and not self.has_token:
+            if self.auth == "header":
+                headers["X-API-Key"] = self.api_key.reveal()
+            elif self.auth == "bearer":
+                headers["Authorization"] = f"Bearer {self.api_key.reveal()}"
         headers.update(dict(self.extra_headers))
         return headers
 

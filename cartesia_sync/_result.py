@@ -20,11 +20,14 @@ class TranscriptionResult:
     :ivar wall_seconds: how long the whole call took, connection included.
     :ivar realtime_factor: ``wall_seconds / audio_seconds`` (below 1 is faster than real time).
     :ivar stats: the session's full accounting.
-    :ivar request_id: the server's id for the connection, if it sent one.
+    :ivar request_id: the server's id for the connection (or the batch request), if it sent one.
     :ivar complete: True when the server confirmed the end of the stream (its
         ``done``) and nothing failed; False for what a failed or interrupted
         transcription had recognised until then (``stats.audio_acknowledged``
         says how far into the audio that is).
+    :ivar language: the language the server reported, else the one asked for.
+    :ivar mode: ``"batch"`` (uploaded with ``POST /stt``) or ``"stream"``
+        (the WebSocket): which path produced it.
     """
 
     text: str
@@ -35,3 +38,5 @@ class TranscriptionResult:
     stats: SessionStats = field(repr=False)
     request_id: str | None = None
     complete: bool = True
+    language: str | None = None
+    mode: str = "stream"

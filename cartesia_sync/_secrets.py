@@ -1,10 +1,10 @@
-"""The API key wrapper: a string that never shows itself in a repr, log or message."""
+"""The credential wrappers: an API key or an access token that never shows itself in a repr, log or message."""
 
 from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["ApiKey", "redact"]
+__all__ = ["ApiKey", "AccessToken", "redact"]
 
 _MASK = "***"
 
@@ -47,8 +47,26 @@ class ApiKey:
         raise TypeError("ApiKey cannot be pickled: it would write the key out")
 
 
+class AccessToken(ApiKey):
+    """Holds a short-lived access token (from ``create_access_token``), masked like a key.
+
+    It is an :class:`ApiKey` so that every place that keeps a key out of
+    logs, reprs, messages and event logs keeps a token out of them too; only
+    where it is sent differs (``Authorization: Bearer`` over HTTP, the
+    ``access_token`` query parameter on WebSockets).
+    """
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return f"AccessToken({_MASK})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        raise TypeError("AccessToken cannot be pickled: it would write the token out")
+
+
 def redact(text: str, key: ApiKey | None) -> str:
-    """Replace every occurrence of the key's raw value in ``text`` with ``***``."""
+    """Replace every occurrence of the credential's raw value (a key or a token) in ``text`` with ``***``."""
     if key is None:
         return text
     raw = key.reveal()

@@ -5,14 +5,16 @@ Every exception the library raises on purpose derives from
 
     CartesiaSyncError
      ├─ ConfigurationError     bad or missing settings; raised before any socket opens
-     ├─ NetworkError           the network or the server's end of it failed; .status_code, .body
+     ├─ NetworkError           the network or the server's end of it failed; .status_code, .body,
+     │   │                         .request_id
      │   ├─ ConnectError           the connection could not be opened (handshake, DNS, TCP, TLS)
-     │   │   ├─ AuthenticationError    HTTP 401/403 at the handshake: the key was refused
-     │   │   ├─ PaymentRequiredError   HTTP 402 at the handshake: no credits left
-     │   │   └─ RateLimitError         HTTP 429 at the handshake: too many connections
+     │   │   ├─ AuthenticationError    HTTP 401/403 (handshake or request): the key or token was refused
+     │   │   ├─ PaymentRequiredError   HTTP 402 (handshake or request): no credits left
+     │   │   └─ RateLimitError         HTTP 429 (handshake or request): too many connections or requests
      │   └─ ConnectionLostError    an open connection dropped in the middle of a session;
      │                             .close_code, .close_reason
-     ├─ ServerError            the server sent an ``error`` message; .status_code, .error_code,
+     ├─ ServerError            the server sent an ``error`` message, or refused an HTTP request
+     │                         (batch, token) with another status; .status_code, .error_code,
      │                         .title, .request_id, .doc_url
      ├─ ProtocolError          a server message that could not be understood; .raw
      ├─ StreamTimeout          flush_done or done did not arrive in time, or the send
@@ -78,35 +80,40 @@ class NetworkError(CartesiaSyncError):
     :class:`ConnectionLostError`, for code that treats both alike (``except NetworkError``).
 
     :param message: what went wrong and what to do about it.
-    :param status_code: the HTTP status of a refused handshake, if there was one.
-    :param body: the body of the refused handshake response, decoded as text, if there was one.
+    :param status_code: the HTTP status of a refused handshake or request, if there was one.
+    :param body: the body of the refused response, decoded as text (an excerpt), if there was one.
+    :param request_id: the server's id for a refused HTTP request, if it gave one.
     """
 
-    def __init__(self, message: str, *, status_code: int | None = None, body: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, status_code: int | None = None, body: str | None = None, request_id: str | None = None
+    ) -> None:
         super().__init__(message)
         self.status_code = status_code
         self.body = body
+        self.request_id = request_id
 
 
 class ConnectError(NetworkError):
     """The WebSocket could not be opened: a refused handshake, DNS, TCP or TLS failure, or a timeout.
 
-    Raised by ``Client.connect()`` only, so ``except ConnectError`` around it
-    does not also catch a connection that drops later (that is
-    :class:`ConnectionLostError`).
+    Raised by ``Client.connect()`` (and by HTTP requests: batch transcription,
+    ``create_access_token``), never by a session already open, so ``except
+    ConnectError`` around ``connect()`` does not also catch a connection that
+    drops later (that is :class:`ConnectionLostError`).
     """
 
 
 class AuthenticationError(ConnectError):
-    """The server refused the API key (HTTP 401 or 403 at the handshake)."""
+    """The server refused the API key or access token (HTTP 401 or 403, at the handshake or to a request)."""
 
 
 class PaymentRequiredError(ConnectError):
-    """The account has no credits left (HTTP 402 at the handshake)."""
+    """The account has no credits left (HTTP 402, at the handshake or to a request)."""
 
 
 class RateLimitError(ConnectError):
-    """Too many concurrent connections (HTTP 429 at the handshake)."""
+    """Too many concurrent connections or requests (HTTP 429, at the handshake or to a request)."""
 
 
 class ConnectionLostError(NetworkError):

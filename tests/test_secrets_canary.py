@@ -128,3 +128,68 @@ def test_the_key_never_leaks_through_a_session_with_errors_and_a_reconnect(tmp_p
     assert surfaces["event log"] and surfaces["srt"] and surfaces["logs"]
     leaked = [name for name, text in surfaces.items() if CANARY_KEY in text]
     assert not leaked, f"the key leaked into: {leaked}"
+
+
+CANARY_TOKEN = "tok_canary_51be07_DO_NOT_LEAK"
+
+
+def test_an_access_token_never_leaks_through_a_stream_and_a_batch_with_errors(tmp_path: Path, caplog, capsys):
+    """The same surfaces with a token instead of a key: it travels as ``access_token=`` on the WebSocket and
+    as ``Authorization: Bearer`` over HTTP, and appears nowhere else, even when the HTTP server echoes it."""
+    from batch_server import BatchServer, Reply
+
+    caplog.set_level(logging.DEBUG)
+    log_path, srt_path = tmp_path / "events.jsonl", tmp_path / "out.srt"
+    nosy = Nosy()
+    raised: list[BaseException] = []
+    scenario = Scenario(on_open=("this is not JSON",))
+    with FakeCartesia(text=checksum_text, segment_bytes=8000, scenario=scenario, record_secrets=True) as server:
+        client = cartesia_sync.Client(
+            url=server.url,
+            access_token=CANARY_TOKEN,
+            load_entrypoints=False,
+            plugins=[EventLog(log_path), SubtitleWriter(srt=srt_path), nosy],
+        )
+        session = client.connect()
+        session.send(b"\x01\x02" * 32000)
+        try:
+            session.close(timeout=15)
+        except cartesia_sync.CartesiaSyncError as exc:
+            raised.append(exc)
+        (record,) = server.connections
+    assert dict(record.query)["access_token"] == CANARY_TOKEN
+    assert {"ProtocolError", "PluginError"} <= {type(error).__name__ for error in session.errors}
+
+    refusal = Reply(status=401, body={"message": f"token {CANARY_TOKEN} expired", "request_id": "r"})
+    with BatchServer(refusal) as batch:
+        batch_client = cartesia_sync.Client(
+            base_url=batch.base_url, access_token=CANARY_TOKEN, load_entrypoints=False, plugins=[EventLog(log_path)]
+        )
+        try:
+            batch_client.transcribe(b"\0" * 3200, mode="batch")
+        except cartesia_sync.AuthenticationError as exc:
+            raised.append(exc)
+    assert batch.requests[0].headers["authorization"] == f"Bearer {CANARY_TOKEN}"
+    assert len(raised) == 2
+
+    surfaces = {
+        # the client's logs; the test server's own (cartesia_sync.local) log its request line, token included
+        "logs": "\n".join(
+            f"{r.name} {r.getMessage()} {r.args!r} "
+            f"{logging.Formatter().formatException(r.exc_info) if r.exc_info else ''}"
+            for r in caplog.records
+            if not r.name.startswith("cartesia_sync.local")
+        ),
+        "event log": log_path.read_text(),
+        "srt": srt_path.read_text(),
+        "stdout and stderr": "".join(capsys.readouterr()),
+        "reprs": " ".join(repr(x) for x in (client, session, session.settings, batch_client)),
+        "errors": " ".join(
+            f"{e} {e!r} {getattr(e, 'raw', '')} {getattr(e, 'body', '')}"
+            for error in [*session.errors, *raised]
+            for e in chain(error)
+        ),
+    }
+    assert surfaces["event log"] and surfaces["logs"]
+    leaked = [name for name, text in surfaces.items() if CANARY_TOKEN in text]
+    assert not leaked, f"the token leaked into: {leaked}"
