@@ -45,7 +45,7 @@ __all__ = ["LocalServer", "DEFAULT_MODELS", "available_engines"]
 logger = logging.getLogger("cartesia_sync.local.server")
 
 #: Credentials as they show in the handshake lines websockets logs at DEBUG.
-_CREDENTIALS = re.compile(r"(?i)((?:x-api-key|authorization):\s*)\S.*|(api_key=)[^&\s]+")
+_CREDENTIALS = re.compile(r"(?i)((?:x-api-key|authorization):\s*)\S.*|((?:api_key|access_token)=)[^&\s]+")
 
 
 class _CredentialScrubber(logging.Filter):
