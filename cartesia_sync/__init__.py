@@ -15,7 +15,24 @@ from ._access_token import create_access_token
 from ._batch import BatchSession
 from ._client import Client
 from ._config import SessionOptions
-from ._events import Done, Event, FlushDone, ServerErrorEvent, Transcript, UnknownMessage, Word, parse_message
+from ._events import (
+    Connected,
+    Done,
+    Event,
+    FlushDone,
+    ServerErrorEvent,
+    Transcript,
+    TurnEagerEnd,
+    TurnEnd,
+    TurnEvent,
+    TurnResume,
+    TurnStart,
+    TurnUpdate,
+    UnknownMessage,
+    Word,
+    parse_message,
+    parse_turn_message,
+)
 from ._native_stderr import capture_native_stderr, native_stderr_filtered
 from ._reconnect import Reconnected
 from ._result import TranscriptionResult
@@ -23,6 +40,8 @@ from ._session import Session, SessionState
 from ._stats import SessionStats
 from ._terminal import terminal_safe
 from ._transcribe import transcribe
+from ._turn_session import TurnSession
+from ._turns import Turn
 from .errors import (
     AudioFormatError,
     AuthenticationError,
@@ -49,6 +68,8 @@ __all__ = [
     "__version__",
     "Client",
     "Session",
+    "TurnSession",
+    "Turn",
     "BatchSession",
     "SessionState",
     "SessionOptions",
@@ -69,6 +90,14 @@ __all__ = [
     "Event",
     "Reconnected",
     "parse_message",
+    "Connected",
+    "TurnStart",
+    "TurnUpdate",
+    "TurnEagerEnd",
+    "TurnResume",
+    "TurnEnd",
+    "TurnEvent",
+    "parse_turn_message",
     "CartesiaSyncError",
     "ConfigurationError",
     "NetworkError",

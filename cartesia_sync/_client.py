@@ -28,6 +28,8 @@ from ._plugin_manager import create_plugin_manager, list_plugins, register_plugi
 from ._result import TranscriptionResult
 from ._secrets import AccessToken, ApiKey
 from ._session import Session
+from ._turn_session import TurnSession
+from ._turns import TURN_MODELS, TurnSettings
 from ._wire import WireConnection
 from .errors import ConfigurationError
 
@@ -220,6 +222,54 @@ class Client:
         session = Session(ws, self.settings, self.options, self._plugin_manager, speed, connect_seconds=elapsed)
         return session.start()
 
+    def connect_turns(
+        self,
+        realtime: None | bool | float = None,
+        *,
+        start_threshold: float | None = None,
+        eager_end_threshold: float | None = None,
+        end_threshold: float | None = None,
+        end_timeout_ms: float | None = None,
+        keyterms: Sequence[str] = (),
+        model: str = "ink-2",
+    ) -> TurnSession:
+        """Open a turn-detecting session (``/stt/turns/websocket``): the model decides when turns start and end.
+
+        The thresholds are checked here against the documented ranges and
+        order (``start > eager_end > end``; end timeout 640-11200 ms);
+        ``None`` leaves the server's default. The handshake happens here.
+
+        :param realtime: pacing, as for :meth:`connect`. The turns endpoint
+            expects audio in real time; it measures time in the audio it receives.
+        :raises ConfigurationError: a threshold is out of range or out of order,
+            the model is not a turns model, or the client knows no turns URL.
+        :raises AuthenticationError: the key was refused (401/403).
+        :raises RateLimitError: too many connections (429).
+        :raises ConnectError: any other handshake or network failure.
+        """
+        turn_settings = TurnSettings(start_threshold, eager_end_threshold, end_threshold, end_timeout_ms)
+        if model not in TURN_MODELS:
+            raise ConfigurationError(f"the turns endpoint serves {', '.join(TURN_MODELS)}; got model={model!r}")
+        url = self.endpoints.turns or _turns_url_next_to(self.settings.url)
+        settings = dataclasses.replace(
+            self.settings,
+            url=url,
+            model=model,
+            keyterms=tuple(keyterms),
+            turn_query=turn_settings.query(),
+        )
+        self._check_hosted_key(settings.url)
+        speed = resolve_speed(realtime, settings.is_loopback)
+        self._freeze()
+        logger.debug("connecting to %s", settings.display_url)
+        started = time.monotonic()
+        ws = WireConnection(settings, self.options.max_message_size).open()
+        elapsed = time.monotonic() - started
+        session = TurnSession(
+            ws, settings, self.options, self._plugin_manager, speed, turn_settings, connect_seconds=elapsed
+        )
+        return session.start()
+
     def transcribe(
         self,
         source: Any,
@@ -288,6 +338,18 @@ class Client:
         key = "***" if self.settings.api_key is not None else None
         which = "access_token" if self.settings.has_token else "api_key"
         return f"Client(url={self.settings.display_url!r}, {which}={key}, model={self.settings.model!r})"
+
+
+def _turns_url_next_to(stream_url: str) -> str:
+    """The turns endpoint beside a streaming URL given alone (``.../stt/websocket`` → ``.../stt/turns/websocket``)."""
+    parts = urlsplit(stream_url)
+    path = parts.path.rstrip("/")
+    if not path.endswith("/stt/websocket"):
+        raise ConfigurationError(
+            f"no turns endpoint is known for {parts.scheme}://{parts.netloc}{parts.path}: pass base_url= "
+            "(the turns endpoint is <base_url>/stt/turns/websocket)"
+        )
+    return parts._replace(path=path[: -len("/stt/websocket")] + "/stt/turns/websocket", query="").geturl()
 
 
 def _credential(api_key: str | None, access_token: str | None) -> ApiKey | None:

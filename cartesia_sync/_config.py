@@ -109,6 +109,8 @@ class ConnectionSettings:
     connect_timeout: float = 10.0
     ca_certs: str | None = None
     extra_headers: tuple[tuple[str, str], ...] = field(default=())
+    #: The turns endpoint's ``turn_*`` parameters; ``None`` for the streaming endpoint.
+    turn_query: tuple[tuple[str, str], ...] | None = None
 
     def __post_init__(self) -> None:
         self._check()
@@ -240,16 +242,18 @@ class ConnectionSettings:
     def _query(self, *, with_key: bool) -> list[tuple[str, str]]:
         query = parse_qsl(urlsplit(self.url).query, keep_blank_values=True)
         query.append(("model", self.model))
-        if self.language:
+        turns = self.turn_query is not None  # the turns endpoint has no language, min_volume or silence setting
+        if self.language and not turns:
             query.append(("language", self.language))
         query.append(("encoding", self.encoding))
         query.append(("sample_rate", str(self.sample_rate)))
-        if self.min_volume is not None:
+        if self.min_volume is not None and not turns:
             query.append(("min_volume", _number(self.min_volume)))
-        if self.max_silence_duration_secs is not None:
+        if self.max_silence_duration_secs is not None and not turns:
             query.append(("max_silence_duration_secs", _number(self.max_silence_duration_secs)))
         for term in self.keyterms:
             query.append(("keyterm", term))
+        query.extend(self.turn_query or ())
         if self.has_token:  # a WebSocket takes a token in the URL only (as browsers send it)
             if with_key:
                 query.append(("access_token", self.api_key.reveal()))  # type: ignore[union-attr]

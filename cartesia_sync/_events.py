@@ -13,7 +13,7 @@ import json
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from .errors import ProtocolError, ServerError
 
@@ -26,6 +26,14 @@ __all__ = [
     "UnknownMessage",
     "Event",
     "parse_message",
+    "Connected",
+    "TurnStart",
+    "TurnUpdate",
+    "TurnEagerEnd",
+    "TurnResume",
+    "TurnEnd",
+    "TurnEvent",
+    "parse_turn_message",
 ]
 
 _RAW_PREVIEW = 200
@@ -131,6 +139,78 @@ class UnknownMessage:
 Event = Transcript | FlushDone | Done | ServerErrorEvent | UnknownMessage
 
 
+# -- the turns endpoint (/stt/turns/websocket) ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Connected:
+    """A ``connected`` message: the first one of a turns connection."""
+
+    request_id: str | None = None
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    type = "connected"
+
+
+@dataclass(frozen=True)
+class TurnStart:
+    """A ``turn.start`` message: the speaker began a turn (the moment to stop talking over them)."""
+
+    request_id: str | None = None
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    type = "turn.start"
+
+
+@dataclass(frozen=True)
+class TurnUpdate:
+    """A ``turn.update`` message: the open turn's text so far (cumulative, not a delta)."""
+
+    transcript: str
+    request_id: str | None = None
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    type = "turn.update"
+
+
+@dataclass(frozen=True)
+class TurnEagerEnd:
+    """A ``turn.eager_end`` message: the speaker may be done; ``turn.end`` or ``turn.resume`` follows."""
+
+    transcript: str
+    request_id: str | None = None
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    type = "turn.eager_end"
+
+
+@dataclass(frozen=True)
+class TurnResume:
+    """A ``turn.resume`` message: the turn goes on after an eager end."""
+
+    request_id: str | None = None
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    type = "turn.resume"
+
+
+@dataclass(frozen=True)
+class TurnEnd:
+    """A ``turn.end`` message: the turn is over; ``transcript`` is its definitive text (possibly empty)."""
+
+    transcript: str
+    request_id: str | None = None
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    type = "turn.end"
+
+
+TurnEvent = Connected | TurnStart | TurnUpdate | TurnEagerEnd | TurnResume | TurnEnd | ServerErrorEvent | UnknownMessage
+
+#: Any message of either endpoint, as the session machinery passes them on.
+AnyEvent = Event | TurnEvent
+
+
 def parse_message(frame: str | bytes) -> Event:
     """Parse one text frame from the server.
 
@@ -141,6 +221,15 @@ def parse_message(frame: str | bytes) -> Event:
         or has one of the wrong type. A plain-text frame that looks like the
         old ``Title: Message`` error format becomes a :class:`ServerErrorEvent`.
     """
+    return cast(Event, _parse_frame(frame, _PARSERS))
+
+
+def parse_turn_message(frame: str | bytes) -> TurnEvent:
+    """Parse one text frame from the turns endpoint, by the same rules as :func:`parse_message`."""
+    return cast(TurnEvent, _parse_frame(frame, _TURN_PARSERS))
+
+
+def _parse_frame(frame: str | bytes, parsers: Mapping[str, Callable[[dict[str, Any]], Any]]) -> Any:
     if isinstance(frame, (bytes, bytearray, memoryview)):
         try:
             text = bytes(frame).decode("utf-8")
@@ -159,7 +248,7 @@ def parse_message(frame: str | bytes) -> Event:
     kind = data.get("type")
     if not isinstance(kind, str):
         raise ProtocolError(f"server message has no string 'type' field: {_preview(text)}", raw=_preview(text))
-    parser = _PARSERS.get(kind)
+    parser = parsers.get(kind)
     if parser is None:
         return UnknownMessage(kind, data)
     try:
@@ -294,5 +383,29 @@ _PARSERS: dict[str, Callable[[dict[str, Any]], Event]] = {
     "transcript": _parse_transcript,
     "flush_done": _parse_flush_done,
     "done": _parse_done,
+    "error": _parse_error,
+}
+
+
+def _transcript_field(data: Mapping[str, Any]) -> str:
+    value = data.get("transcript")
+    if value is None:
+        return ""  # turn.end may come with no text; an absent one is the same
+    if not isinstance(value, str):
+        raise _FieldError("has a non-string 'transcript'")
+    return value
+
+
+def _request_id(data: Mapping[str, Any]) -> str | None:
+    return _opt_str(data, "request_id")
+
+
+_TURN_PARSERS: dict[str, Callable[[dict[str, Any]], Any]] = {
+    "connected": lambda d: Connected(_request_id(d), d),
+    "turn.start": lambda d: TurnStart(_request_id(d), d),
+    "turn.update": lambda d: TurnUpdate(_transcript_field(d), _request_id(d), d),
+    "turn.eager_end": lambda d: TurnEagerEnd(_transcript_field(d), _request_id(d), d),
+    "turn.resume": lambda d: TurnResume(_request_id(d), d),
+    "turn.end": lambda d: TurnEnd(_transcript_field(d), _request_id(d), d),
     "error": _parse_error,
 }

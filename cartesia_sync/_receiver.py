@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
-from ._events import Event
+from ._events import AnyEvent
 from ._liveness import Liveness
 from ._stats import StatsCounter
 from ._wire import ConnectionBroken, WireConnection
@@ -30,7 +30,7 @@ logger = logging.getLogger("cartesia_sync.receiver")
 class MessageSink(Protocol):
     """What the receiver reports to (the session implements it)."""
 
-    def handle_event(self, event: Event) -> None:
+    def handle_event(self, event: AnyEvent) -> None:
         """A parsed server message."""
 
     def handle_junk(self, error: ProtocolError) -> None:
@@ -66,7 +66,7 @@ class Receiver(threading.Thread):
         stats: StatsCounter,
         liveness: Liveness,
         *,
-        parse: Callable[[str | bytes], Event],
+        parse: Callable[[str | bytes], AnyEvent],
         name: str = "cartesia-sync-receiver",
     ) -> None:
         super().__init__(name=name, daemon=True)

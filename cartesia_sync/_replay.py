@@ -140,6 +140,11 @@ class ReplayBuffer:
                 command.answered = True
                 self._acknowledge(position)
 
+    def acknowledge_written(self) -> None:
+        """Everything written so far is done with (a turn ended on the turns endpoint)."""
+        with self._lock:
+            self._acknowledge(self._written)
+
     def done(self) -> None:
         """The end command was answered: everything written is transcribed."""
         with self._lock:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ._events import Event
+    from ._events import AnyEvent
     from ._replay import ReplayBuffer
 
 __all__ = ["ResultSide"]
@@ -29,16 +29,16 @@ class ResultSide(Protocol):
     def request_id(self) -> str | None:
         """The server's id for the connection, once a message carried it."""
 
-    def acknowledge(self, event: Event, replay: ReplayBuffer) -> bool:
+    def acknowledge(self, event: AnyEvent, replay: ReplayBuffer) -> bool:
         """Move ``replay``'s acknowledged point for ``event``; True when it moved."""
 
-    def reach(self, event: Event) -> float | None:
+    def reach(self, event: AnyEvent) -> float | None:
         """Seconds into the connection's audio that ``event`` shows the server has heard, or ``None``.
 
         Used to tell a server working through audio from one that only talks.
         """
 
-    def route(self, event: Event) -> None:
+    def route(self, event: AnyEvent) -> None:
         """Apply ``event`` to the results and dispatch its hooks."""
 
     def start_connection(self, base_seconds: float) -> None:

@@ -13,7 +13,7 @@ import threading
 from collections import deque
 from collections.abc import Callable
 
-from ._events import Done, Event, FlushDone, ServerErrorEvent, Transcript, UnknownMessage
+from ._events import AnyEvent, Done, FlushDone, ServerErrorEvent, Transcript, UnknownMessage
 from ._plugin_manager import HookDispatcher
 from ._replay import ReplayBuffer
 from ._stats import StatsCounter
@@ -62,7 +62,7 @@ class EventRouter:
         self.done = done if done is not None else threading.Event()
         self.request_id: str | None = None
 
-    def acknowledge(self, event: Event, replay: ReplayBuffer) -> bool:
+    def acknowledge(self, event: AnyEvent, replay: ReplayBuffer) -> bool:
         """Move the acknowledged point: to a final's last word, to the ``finalize`` a ``flush_done``
         answers, or to the end at ``done``.
 
@@ -80,7 +80,7 @@ class EventRouter:
             return False
         return True
 
-    def reach(self, event: Event) -> float | None:
+    def reach(self, event: AnyEvent) -> float | None:
         """How far into the audio a transcript (final or interim) shows the server has listened.
 
         Its last word's end; without words, its ``duration``, a lower bound (the
@@ -100,7 +100,7 @@ class EventRouter:
         """True while a ``finalize()`` waits for its ``flush_done``."""
         return bool(self.tickets)
 
-    def route(self, event: Event) -> None:
+    def route(self, event: AnyEvent) -> None:
         """Update the transcript, dispatch the hooks, and answer waiters, in that order."""
         if self.request_id is None and getattr(event, "request_id", None):
             self.request_id = event.request_id  # type: ignore[union-attr]

@@ -28,7 +28,7 @@ from ._audio_files import AudioFileInfo
 from ._audio_queue import AudioQueue, Command
 from ._config import ENCODINGS, ConnectionSettings, SessionOptions
 from ._error_book import ErrorBook
-from ._events import Event
+from ._events import AnyEvent
 from ._headway import Headway
 from ._intake import AudioIntake
 from ._lifecycle import Lifecycle
@@ -71,7 +71,7 @@ class SessionKind:
 
     end_command: str
     end_reply: str | None
-    parse: Callable[[str | bytes], Event]
+    parse: Callable[[str | bytes], AnyEvent]
 
 
 class SessionCore:

@@ -27,6 +27,7 @@ class SessionStats:
     ``audio_gap`` what a reconnect could not resend because the replay buffer
     had already let it go. ``reconnects`` counts new connections made after
     failures and ``reconnect_attempts`` the handshakes tried for them.
+    ``turns`` counts the turns a turn session completed.
     ``errors_reported`` counts every error the session saw, including those
     ``Session.errors`` no longer holds (it keeps the first 100 and the latest).
     """
@@ -45,6 +46,7 @@ class SessionStats:
     events_dispatched: int = 0
     interim_transcripts: int = 0
     final_transcripts: int = 0
+    turns: int = 0
     protocol_errors: int = 0
     plugin_errors: int = 0
     errors_reported: int = 0

@@ -20,7 +20,7 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from ._events import Event
+from ._events import AnyEvent
 from ._reconnect import Reconnected, Reconnector, is_transient
 from ._wire import WireConnection
 from .errors import CartesiaSyncError, ConnectionLostError, ProtocolError
@@ -126,7 +126,7 @@ class ConnectionSupervisor:
 
     # -- MessageSink: called on the receiver thread -------------------------------------
 
-    def handle_event(self, event: Event) -> None:
+    def handle_event(self, event: AnyEvent) -> None:
         """Acknowledge audio for one parsed message, then route it to the result side."""
         if self._lifecycle.hooks_closed:
             logger.debug("dropped a %s message that arrived after the session ended", event.type)
@@ -140,7 +140,7 @@ class ConnectionSupervisor:
             self._headway.mark()
         self._results.route(event)
 
-    def _reached_further(self, event: Event) -> bool:
+    def _reached_further(self, event: AnyEvent) -> bool:
         """True when ``event`` speaks of audio further in than any message before (never past what was sent).
 
         Only such messages, acknowledged audio and the socket taking audio are

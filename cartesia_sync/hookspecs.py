@@ -4,6 +4,12 @@ All hooks are notifications: their return values are ignored. Implement any
 subset, taking any subset of the arguments (``def on_transcript(self, transcript)``).
 Mark implementations with :data:`cartesia_sync.hookimpl`.
 
+Turn sessions (:meth:`cartesia_sync.Client.connect_turns`) call the same
+lifecycle hooks (``on_session_start``, ``on_event``, ``on_error``,
+``on_reconnect``, ``on_session_end``) with a
+:class:`~cartesia_sync.TurnSession` as ``session``, plus the ``on_turn_*``
+hooks; streaming sessions never call those.
+
 Threads: hooks about server messages run on the session's **receiver thread**,
 one at a time, in the order the messages arrived. A slow hook delays every
 later event; hand heavy work to your own thread. Lifecycle hooks run on the
@@ -20,9 +26,10 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ._events import Done, Event, FlushDone, Transcript
+    from ._events import Done, Event, FlushDone, Transcript, TurnEagerEnd, TurnEnd, TurnResume, TurnStart, TurnUpdate
     from ._reconnect import Reconnected
     from ._session import Session
+    from ._turn_session import TurnSession
     from .errors import CartesiaSyncError
 
 __all__ = ["PROJECT_NAME", "hookspec", "hookimpl"]
@@ -173,6 +180,77 @@ def on_session_end(session: Session) -> None:
     session. Close files here. Raising is reported through ``on_error``.
 
     .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def on_turn_start(session: TurnSession, event: TurnStart) -> None:
+    """The speaker began a turn (turn sessions only): the moment to stop talking over them (barge-in).
+
+    :param session: the live turn session.
+    :param event: the ``turn.start`` message.
+
+    Called on the receiver thread. Do not call ``close()`` or ``abort()``
+    here. Raising is reported through ``on_error``.
+
+    .. versionadded:: 0.2
+    """
+
+
+@hookspec
+def on_turn_update(session: TurnSession, event: TurnUpdate) -> None:
+    """The open turn's text so far (turn sessions only); ``event.transcript`` is cumulative, not a delta.
+
+    :param session: the live turn session.
+    :param event: the ``turn.update`` message.
+
+    Called on the receiver thread, often: keep it fast. Never join update
+    texts; the turn's text is the one ``on_turn_end`` gets. Raising is
+    reported through ``on_error``.
+
+    .. versionadded:: 0.2
+    """
+
+
+@hookspec
+def on_turn_eager_end(session: TurnSession, event: TurnEagerEnd) -> None:
+    """The speaker may be done (turn sessions only): start preparing a reply; ``turn.end`` or ``turn.resume`` follows.
+
+    :param session: the live turn session.
+    :param event: the ``turn.eager_end`` message, with the turn's text so far.
+
+    Called on the receiver thread. Work started here may have to be dropped
+    at ``on_turn_resume``. Raising is reported through ``on_error``.
+
+    .. versionadded:: 0.2
+    """
+
+
+@hookspec
+def on_turn_resume(session: TurnSession, event: TurnResume) -> None:
+    """The turn goes on after an eager end (turn sessions only): drop what ``on_turn_eager_end`` started.
+
+    :param session: the live turn session.
+    :param event: the ``turn.resume`` message.
+
+    Called on the receiver thread. Raising is reported through ``on_error``.
+
+    .. versionadded:: 0.2
+    """
+
+
+@hookspec
+def on_turn_end(session: TurnSession, event: TurnEnd) -> None:
+    """The turn is over (turn sessions only): ``event.transcript`` is its definitive text, possibly empty.
+
+    :param session: the live turn session; ``session.turns`` already holds the turn.
+    :param event: the ``turn.end`` message.
+
+    Called on the receiver thread: the moment to respond. Hand long work
+    (a reply, speech synthesis) to your own thread. Do not call ``close()``
+    or ``abort()`` here. Raising is reported through ``on_error``.
+
+    .. versionadded:: 0.2
     """
 
 
