@@ -92,6 +92,11 @@ from cartesia_sync import (
     ServerError,
     ServerErrorEvent,
     Transcript,
+    TurnEagerEnd,
+    TurnEnd,
+    TurnResume,
+    TurnStart,
+    TurnUpdate,
     UnknownMessage,
     Word,
     hookimpl,
@@ -105,6 +110,7 @@ from .event_reader import (
     read_event_log,
     read_events,
     transcript_from_events,
+    turns_from_events,
 )
 
 __all__ = [
@@ -118,6 +124,7 @@ __all__ = [
     "read_event_log",
     "read_events",
     "transcript_from_events",
+    "turns_from_events",
 ]
 
 #: The ``v`` field of every record.
@@ -241,6 +248,9 @@ class EventLog:
     @hookimpl
     def on_event(self, session: Any, event: Any) -> None:
         name, fields = _describe_event(event)
+        if isinstance(event, TurnEnd) and getattr(session, "turns", None):
+            turn = session.turns[-1]  # the turn this event ended (the session adds it before the hooks run)
+            fields["start"], fields["end"], fields["eager"] = turn.start, turn.end, turn.eager
         self.record(session, name, **fields)
 
     @hookimpl
@@ -271,7 +281,8 @@ class EventLog:
                 error=None if error is None else _describe_error(error),
                 errors=len(getattr(session, "errors", ()) or ()),
                 text_length=len(session.text),
-                word_count=len(session.words),
+                word_count=len(getattr(session, "words", ())),
+                turn_count=len(getattr(session, "turns", ())),
                 request_id=getattr(session, "request_id", None),
                 log_dropped=self.dropped,
             )
@@ -476,6 +487,10 @@ def _describe_event(event: Any) -> tuple[str, dict[str, Any]]:
             "doc_url": event.doc_url,
             "fatal": event.fatal,
         }
+    if isinstance(event, (TurnUpdate, TurnEagerEnd, TurnEnd)):
+        return event.type, {"transcript": event.transcript, "request_id": event.request_id}
+    if isinstance(event, (TurnStart, TurnResume)):
+        return event.type, {"request_id": event.request_id}
     if isinstance(event, UnknownMessage):
         # _jsonable redacts secret keys too, and stops at a bounded depth: a message nested
         # hundreds of levels deep (valid JSON) would exhaust the stack of a recursive walk.

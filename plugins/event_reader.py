@@ -48,7 +48,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from cartesia_sync import Word
+from cartesia_sync import Turn, Word
 
 __all__ = [
     "EventLogCorruptError",
@@ -58,6 +58,7 @@ __all__ = [
     "read_events",
     "read_event_log",
     "transcript_from_events",
+    "turns_from_events",
 ]
 
 #: What an event log is, for error messages.
@@ -388,26 +389,8 @@ def _torn(result: LogReadResult, name: str, number: int, size: int, reason: str,
     result.torn_line = number
 
 
-def transcript_from_events(
-    events: Iterable[dict[str, Any]],
-    session: str | int | None = None,
-) -> tuple[str, tuple[Word, ...]]:
-    """Rebuild one session's final text and words from its records.
-
-    :param events: records, e.g. a :class:`LogReadResult`.
-    :param session: the ``session`` id, or the session's number in the
-        records: 1, 2, 3... in the order of each session's first record (as
-        :meth:`LogReadResult.session_summaries` numbers them); may be omitted
-        when the records hold one session only.
-    :returns: ``(text, words)``: the final texts concatenated verbatim and
-        their words, as the session's ``text`` and ``words`` were. A word time
-        the log holds as ``null`` (the writer's NaN or infinity) or as
-        anything but a number comes back as NaN (the subtitle writer drops such
-        a word); a record field of the wrong type (a hand-edited log) is
-        skipped rather than raising.
-    :raises ValueError: ``session`` is omitted and there are several sessions,
-        or no session has the id or number given.
-    """
+def _session_records(events: Iterable[dict[str, Any]], session: str | int | None) -> list[dict[str, Any]]:
+    """The records of the session chosen by id or number (see :func:`transcript_from_events`)."""
     records = [r for r in events if isinstance(r, dict)]
     sids: dict[str, None] = {}
     for record in records:
@@ -432,10 +415,68 @@ def transcript_from_events(
         wanted = {session}
     else:
         raise ValueError(f"no records of session {session!r} in the log (sessions: {', '.join(order) or 'none'})")
+    return [record for record in records if record.get("session") in wanted]
+
+
+def turns_from_events(
+    events: Iterable[dict[str, Any]],
+    session: str | int | None = None,
+) -> tuple[Turn, ...]:
+    """Rebuild one turn session's completed turns from its ``turn.end`` records.
+
+    :param events: records, e.g. a :class:`LogReadResult`.
+    :param session: chosen as for :func:`transcript_from_events`.
+    :returns: the turns, as the session's ``turns`` were (times the log holds
+        as anything but a number come back as NaN).
+    :raises ValueError: as for :func:`transcript_from_events`.
+    """
+    return _turns(_session_records(events, session))
+
+
+def _turns(records: list[dict[str, Any]]) -> tuple[Turn, ...]:
+    turns: list[Turn] = []
+    for record in records:
+        if record.get("event") != "turn.end":
+            continue
+        text = record.get("transcript")
+        turns.append(
+            Turn(
+                text if isinstance(text, str) else "",
+                _time(record.get("start")),
+                _time(record.get("end")),
+                record.get("eager") is True,
+            )
+        )
+    return tuple(turns)
+
+
+def transcript_from_events(
+    events: Iterable[dict[str, Any]],
+    session: str | int | None = None,
+) -> tuple[str, tuple[Word, ...]]:
+    """Rebuild one session's final text and words from its records.
+
+    :param events: records, e.g. a :class:`LogReadResult`.
+    :param session: the ``session`` id, or the session's number in the
+        records: 1, 2, 3... in the order of each session's first record (as
+        :meth:`LogReadResult.session_summaries` numbers them); may be omitted
+        when the records hold one session only.
+    :returns: ``(text, words)``: the final texts concatenated verbatim and
+        their words, as the session's ``text`` and ``words`` were. A word time
+        the log holds as ``null`` (the writer's NaN or infinity) or as
+        anything but a number comes back as NaN (the subtitle writer drops such
+        a word); a record field of the wrong type (a hand-edited log) is
+        skipped rather than raising.
+    :raises ValueError: ``session`` is omitted and there are several sessions,
+        or no session has the id or number given.
+    """
+    records = _session_records(events, session)
     texts: list[str] = []
     words: list[Word] = []
+    if any(record.get("event") == "turn.end" for record in records):  # a turn session: its turns' texts
+        return "".join(turn.text for turn in _turns(records)), ()
     for record in records:
-        if record.get("event") != "transcript" or record.get("session") not in wanted:
+        if record.get("event") != "transcript":
             continue
         if record.get("is_final") is not True:
             continue

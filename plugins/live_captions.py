@@ -26,7 +26,7 @@ import threading
 import unicodedata
 from typing import IO
 
-from cartesia_sync import Transcript, hookimpl, terminal_safe
+from cartesia_sync import Transcript, TurnEagerEnd, TurnEnd, TurnUpdate, hookimpl, terminal_safe
 
 __all__ = ["LiveCaptions"]
 
@@ -102,12 +102,29 @@ class LiveCaptions:
 
     @hookimpl
     def on_transcript(self, transcript: Transcript) -> None:
-        raw = transcript.text if isinstance(transcript.text, str) else ""  # a hand-made Transcript may hold anything
+        self._show(transcript.text, transcript.is_final)
+
+    @hookimpl
+    def on_turn_update(self, event: TurnUpdate) -> None:
+        """A turn session: the open turn's text so far (cumulative) is the interim line."""
+        self._show(event.transcript, False)
+
+    @hookimpl
+    def on_turn_eager_end(self, event: TurnEagerEnd) -> None:
+        self._show(event.transcript, False)
+
+    @hookimpl
+    def on_turn_end(self, event: TurnEnd) -> None:
+        """The turn's definitive text is committed."""
+        self._show(event.transcript, True)
+
+    def _show(self, raw: object, final: bool) -> None:
+        raw = raw if isinstance(raw, str) else ""  # a hand-made event may hold anything
         text = terminal_safe(raw, multiline=False)  # deltas: concatenated verbatim
         with self._lock:
             if self._ended:
                 return
-            if transcript.is_final:
+            if final:
                 self._interim = ""
                 if self.tty:
                     self._committed = (self._committed + text)[-4 * self.width :]

@@ -37,9 +37,9 @@ import io
 import os
 import threading
 from collections.abc import Iterable
-from typing import IO, Union
+from typing import IO, Any, Union
 
-from cartesia_sync import Transcript, Word, hookimpl
+from cartesia_sync import Transcript, TurnEnd, Word, hookimpl
 
 from .subtitle_cues import (
     VTT_HEADER,
@@ -157,6 +157,20 @@ class SubtitleWriter:
         self.add_words(transcript.words)
 
     @hookimpl
+    def on_turn_end(self, session: Any, event: TurnEnd) -> None:
+        """A turn session's turn: one cue group over the turn's time, its text spread evenly over it.
+
+        Turn messages carry no word times; the turn's ``start`` and ``end`` are
+        the audio the session had sent when the turn started and ended.
+        """
+        turns = getattr(session, "turns", ())
+        if not turns or not event.transcript.strip():
+            return
+        turn = turns[-1]
+        self.add_words(_spread(event.transcript, turn.start, turn.end))
+        self.on_flush_done()
+
+    @hookimpl
     def on_flush_done(self) -> None:
         with self._lock:
             if not self._closed:
@@ -228,3 +242,10 @@ def write_subtitles(
     finally:
         writer.close()
     return writer.cues
+
+
+def _spread(text: str, start: float, end: float) -> list[Word]:
+    """``text``'s words with times spread evenly over ``[start, end]`` (at least 0.1 s each)."""
+    words = text.split()
+    step = max(0.1, (end - start) / max(1, len(words)))
+    return [Word(word, start + i * step, start + (i + 1) * step) for i, word in enumerate(words)]
