@@ -161,7 +161,7 @@ class SessionCore:
             self.supervisor,
             self.stats,
             self.liveness,
-            parse=kind.parse,
+            parse=self._parse,
             name=f"cartesia-sync-receiver-{self.number}",
         )
 
@@ -423,6 +423,16 @@ class SessionCore:
     def scrub(self, text: str) -> str:
         """``text`` with the session's key replaced."""
         return redact(text, self.settings.api_key)
+
+    def _parse(self, frame: str | bytes) -> AnyEvent:
+        """Parse a frame with the session's key masked first: a server that echoes it cannot put it in an error."""
+        key = self.settings.api_key
+        if key is not None and key.reveal():
+            if isinstance(frame, str):
+                frame = redact(frame, key)
+            else:
+                frame = bytes(frame).replace(key.reveal().encode(), b"***")
+        return self.kind.parse(frame)
 
     def fail(self, error: CartesiaSyncError) -> bool:
         """Record the error that ends the session, stop sending, and wake every waiter.

@@ -162,6 +162,8 @@ class ConnectionSupervisor:
         """Report a frame that could not be understood; the stream goes on."""
         if self._lifecycle.hooks_closed:
             return
+        raw = error.raw if error.raw is None else self._scrub(str(error.raw))
+        error = ProtocolError(self._scrub(str(error)), raw=raw)  # a binary frame may echo the key
         logger.warning("%s", error)
         self._book.keep(error)
         self._dispatcher.report(error)

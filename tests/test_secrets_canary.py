@@ -192,3 +192,50 @@ def test_an_access_token_never_leaks_through_a_stream_and_a_batch_with_errors(tm
     assert surfaces["event log"] and surfaces["logs"]
     leaked = [name for name, text in surfaces.items() if CANARY_TOKEN in text]
     assert not leaked, f"the token leaked into: {leaked}"
+
+
+def test_a_server_that_echoes_the_key_cannot_put_it_in_an_error_or_a_log(caplog):
+    """A hostile server reads the key from the handshake and sends it back in every kind of message."""
+    import socket
+    import time
+
+    from hostile_server import HostileServer, frame, read_request, upgrade_answer
+
+    def echo_the_key(conn: socket.socket, server: HostileServer) -> None:
+        request = read_request(conn)
+        conn.sendall(upgrade_answer(request))
+        key = next(
+            line.split(b":", 1)[1].strip() for line in request.split(b"\r\n") if line.lower().startswith(b"x-api-key")
+        )
+        conn.sendall(
+            frame(1, b"not json " + key)
+            + frame(2, b"binary " + key)
+            + frame(1, b'{"type":"error","done":false,"status_code":400,"message":"bad key ' + key + b'"}')
+            + frame(1, b'{"type":"mystery","echo":"' + key + b'"}')
+            + frame(1, b'{"type":"transcript","is_final":true,"text":"' + key + b'","words":"' + key + b'"}')
+        )
+        time.sleep(1.0)
+        conn.close()
+
+    caplog.set_level(logging.DEBUG)
+    seen: list[Any] = []
+
+    class Collect:
+        @hookimpl
+        def on_event(self, event: Any) -> None:
+            seen.append(event)
+
+    with HostileServer(echo_the_key) as server:
+        client = cartesia_sync.Client(
+            api_key=CANARY_KEY, url=server.url, plugins=[Collect()], load_entrypoints=False, reconnect=False
+        )
+        session = client.connect()
+        deadline = time.monotonic() + 5
+        while len(session.errors) < 4 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        session.abort()
+    errors = " ".join(f"{e} {e!r} {getattr(e, 'raw', '')}" for e in session.errors)
+    assert len(session.errors) >= 4, errors
+    assert CANARY_KEY not in errors
+    assert CANARY_KEY not in " ".join(r.getMessage() for r in caplog.records)
+    assert CANARY_KEY not in repr([getattr(e, "raw", None) for e in seen])
