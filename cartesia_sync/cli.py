@@ -94,7 +94,12 @@ def build_parser() -> argparse.ArgumentParser:
     listen = commands.add_parser("listen", help="live captions from a microphone until Ctrl-C")
     listen.add_argument("--device", help="input device: index or part of its name (see `devices`)")
     listen.add_argument("--url", help="endpoint, as for transcribe")
-    listen.add_argument("--model", default="ink-whisper", help="model id (default: %(default)s)")
+    listen.add_argument("--model", help="model id (default: ink-whisper, or ink-2 with --turns)")
+    listen.add_argument(
+        "--turns",
+        action="store_true",
+        help="use the turn-detecting endpoint: print each turn as it ends (the open turn live on a terminal)",
+    )
     listen.add_argument("--language", default="en", help="ISO-639-1 language (default: %(default)s)")
     listen.add_argument("--engine", default="pocketsphinx", help="engine of the embedded server (default: %(default)s)")
     _output_options(listen)

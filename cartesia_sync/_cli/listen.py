@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from typing import Any
 
 from .._client import Client
+from .._config import API_KEY_ENV, URL_ENV
+from ..errors import ConfigurationError
 from .common import EXIT_OK, note, print_text
 from .endpoint import endpoint
 from .outputs import output_plugins
@@ -20,6 +23,13 @@ def run(args: argparse.Namespace) -> int:
     from cartesia_sync_plugins.live_captions import LiveCaptions
     from cartesia_sync_plugins.microphone import Microphone, find_input_device
 
+    turns = bool(getattr(args, "turns", False))
+    if turns and not (args.url or os.environ.get(URL_ENV) or os.environ.get(API_KEY_ENV)):
+        raise ConfigurationError(
+            "the embedded server does not serve the turns endpoint yet: pass --url with a server that does, "
+            f"or set {API_KEY_ENV} for the hosted API"
+        )
+    model = args.model or ("ink-2" if turns else "ink-whisper")
     device: Any = int(args.device) if args.device is not None and args.device.isdigit() else args.device
     # Find the device first: without one, fail in one line before starting a server or connecting.
     microphone = Microphone(device=find_input_device(device).index)
@@ -28,13 +38,14 @@ def run(args: argparse.Namespace) -> int:
         # stall, and a shallow one keeps captions close to the speech and Ctrl-C quick.
         client = Client(
             url=url,
-            model=args.model,
+            model=model,
             language=args.language,
             plugins=[LiveCaptions(sys.stderr), *output_plugins(args)],
             load_entrypoints=not args.no_plugins,
             max_buffer_seconds=0.5,
         )
-        session = client.connect(realtime=True)
+        # A turn session prints each turn as it ends: the captions plugin commits it at turn.end.
+        session: Any = client.connect_turns(realtime=True, model=model) if turns else client.connect(realtime=True)
         try:
             microphone.start(session)
             note(

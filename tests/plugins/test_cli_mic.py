@@ -203,3 +203,28 @@ def test_listen_on_a_real_time_device_drops_nothing(server, paced_env):
     record = server.wait_finished()
     assert 3.5 * 32000 <= len(record.audio) <= 5.5 * 32000  # about the 4 s listened, not a device's burst
     assert "dropped" not in err and not NOISE.search(err), err
+
+
+def test_listen_turns_prints_each_turn_as_it_ends(mic_env):
+    """The fake device's audio is all speech: one turn, open until Ctrl-C closes the session and ends it."""
+    from turns_server import TurnsServer
+
+    with TurnsServer() as turns:
+        stream_url = f"ws://127.0.0.1:{turns.port}/stt/websocket"
+        code, line, out, err = listen_until_ctrl_c(
+            ["--device", "studio", "--url", stream_url, "--turns"], mic_env, seconds=1.0
+        )
+        record = turns.records[0]
+    assert code == 0, err
+    assert "listening on studio_usb" in line
+    assert record.path.startswith("/stt/turns/websocket?") and "model=ink-2" in record.path
+    assert record.commands[-1] == {"type": "close"}
+    assert re.fullmatch(r"level\d+:\d+ms\n", out), out  # the joined turn texts
+    assert out.strip() in err  # the captions committed the turn on stderr as it ended
+    assert not NOISE.search(err), err
+
+
+def test_listen_turns_without_a_turns_server_is_one_line(mic_env):
+    result = cli("listen", "--device", "studio", "--turns", env=mic_env)
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines()[-1].startswith("cartesia-sync: error: the embedded server does not serve")
