@@ -174,7 +174,7 @@ class Conversation:
         try:
             request = self._conn.request
             assert request is not None  # the handler runs after the handshake
-            options, encoding, sample_rate = parse_query(request.path, self._config.models)
+            options, encoding, sample_rate = self._parse_query(request.path)
             self._language = options.language
             check = getattr(self._config.engine, "check_options", None)
             if check is not None:
@@ -193,8 +193,7 @@ class Conversation:
                 import soxr
 
                 self._resampler = soxr.ResampleStream(sample_rate, ENGINE_SAMPLE_RATE, 1, dtype="int16")
-        for frame in self._scenario.on_open:
-            self._send_raw(frame)
+        self._opening()
         while True:
             try:
                 message = self._conn.recv(timeout=self._config.idle_timeout)
@@ -229,8 +228,27 @@ class Conversation:
                 samples = self._resampler.resample_chunk(samples)
             pcm = samples.astype("<i2").tobytes()
         if pcm:
-            return self._run_engine(lambda: self._open_stream().feed(pcm))
+            return self._run_engine(lambda: self._feed(pcm))
         return True
+
+    # -- what a kind of endpoint changes (see _turn_conversation.py) ----------------------
+
+    def _parse_query(self, path: str) -> tuple[StreamOptions, str, int]:
+        """The stream options, encoding and rate the handshake asked for (raises ``QueryError``)."""
+        return parse_query(path, self._config.models)
+
+    def _opening(self) -> None:
+        """What the server sends first."""
+        for frame in self._scenario.on_open:
+            self._send_raw(frame)
+
+    def _feed(self, pcm: bytes) -> Iterable[Any]:
+        """Engine-ready audio in; the results to send out (each through :meth:`_emit`)."""
+        return self._open_stream().feed(pcm)
+
+    def _emit(self, result: Any) -> None:
+        """Send one result."""
+        self._send(self._transcript(result))
 
     def _start_engine(self) -> bool:
         """Open the engine stream for the first audio; False (the client told why) when it cannot."""
@@ -322,7 +340,7 @@ class Conversation:
             self._fail(500, "engine_error", "Engine error", f"the speech engine failed: {exc}", close_code=1011)
             return False
         for result in results:
-            self._send(self._transcript(result))
+            self._emit(result)
         return True
 
     # -- scripted faults ------------------------------------------------------

@@ -1,4 +1,4 @@
-"""LocalServer: a Cartesia-compatible ``/stt/websocket`` server on this machine.
+"""LocalServer: a Cartesia-compatible ``/stt/websocket`` and ``/stt/turns/websocket`` server on this machine.
 
 It needs no network and no API key. The main job of the command line runs on
 it when no key is configured, and tests use it as a real WebSocket peer::
@@ -39,6 +39,7 @@ from ._credentials import CredentialError, offered_key
 from ._engine import Engine, EngineRegistry
 from ._recording import ConnectionRecord
 from ._scenario import Scenario
+from ._turn_conversation import TURNS_PATH, TurnConversation
 
 __all__ = ["LocalServer", "DEFAULT_MODELS", "available_engines"]
 
@@ -381,8 +382,8 @@ class LocalServer:
         scenario = self.scenario
         if faulty and scenario.reject_status is not None:
             return _response(scenario.reject_status, scenario.reject_body)
-        if parts.path != STT_PATH:
-            return _response(404, json.dumps({"title": "Not found", "message": f"use {STT_PATH}"}))
+        if parts.path not in (STT_PATH, TURNS_PATH):
+            return _response(404, json.dumps({"title": "Not found", "message": f"use {STT_PATH} or {TURNS_PATH}"}))
         try:
             offered = offered_key(parts.query, request.headers)
         except CredentialError as exc:
@@ -413,7 +414,8 @@ class LocalServer:
                 conn.close(1001, "server shutting down")
                 return
             config = self._config if conn.cartesia_faulty else dataclasses.replace(self._config, scenario=Scenario())
-            Conversation(conn, config, record).run()
+            turns = conn.request is not None and urlsplit(conn.request.path).path == TURNS_PATH
+            (TurnConversation if turns else Conversation)(conn, config, record).run()
         except Exception:
             logger.exception("a local server connection failed")
         finally:
