@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from typing import Any
 
 from .._client import Client
-from .._config import API_KEY_ENV, URL_ENV
-from ..errors import ConfigurationError
 from .common import EXIT_OK, note, print_text
 from .endpoint import endpoint
 from .outputs import output_plugins
@@ -24,11 +21,6 @@ def run(args: argparse.Namespace) -> int:
     from cartesia_sync_plugins.microphone import Microphone, find_input_device
 
     turns = bool(getattr(args, "turns", False))
-    if turns and not (args.url or os.environ.get(URL_ENV) or os.environ.get(API_KEY_ENV)):
-        raise ConfigurationError(
-            "the embedded server does not serve the turns endpoint yet: pass --url with a server that does, "
-            f"or set {API_KEY_ENV} for the hosted API"
-        )
     model = args.model or ("ink-2" if turns else "ink-whisper")
     device: Any = int(args.device) if args.device is not None and args.device.isdigit() else args.device
     # Find the device first: without one, fail in one line before starting a server or connecting.

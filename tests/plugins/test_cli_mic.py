@@ -224,7 +224,9 @@ def test_listen_turns_prints_each_turn_as_it_ends(mic_env):
     assert not NOISE.search(err), err
 
 
-def test_listen_turns_without_a_turns_server_is_one_line(mic_env):
-    result = cli("listen", "--device", "studio", "--turns", env=mic_env)
-    assert result.returncode != 0
-    assert result.stderr.strip().splitlines()[-1].startswith("cartesia-sync: error: the embedded server does not serve")
+def test_listen_turns_on_the_embedded_server(mic_env):
+    """No URL and no key: the embedded server serves the turns endpoint too."""
+    code, line, out, err = listen_until_ctrl_c(["--device", "studio", "--turns"], mic_env, seconds=1.0)
+    assert code == 0, err
+    assert "listening on studio_usb" in line and "local" in err
+    assert not NOISE.search(err), err
