@@ -7,6 +7,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
 import pytest
+from fault_proxy import FaultProxy, Faults
 from turns_server import TurnsServer
 
 import cartesia_sync
@@ -306,3 +307,41 @@ def test_a_turn_session_reconnects_and_the_turns_come_out_as_without_the_fault()
         ]
     )
     assert session.text == expected.text
+
+
+# -- every fault of the fault proxy -------------------------------------------------------------
+
+TURN_AUDIO = (
+    silence(0.2) + speech(0.6, 800) + silence(0.8) + speech(0.6, 1600) + silence(0.8) + speech(0.6, 2400) + silence(0.8)
+)
+TURN_FAULTS = {
+    "reset mid-stream": Faults(reset_after_up=60_000),
+    "reset mid-receive": Faults(reset_after_down=500),
+    "close after N bytes (mid-frame)": Faults(close_after_up=50_001),
+    "black hole, data dropped": Faults(blackhole_after_up=40_000, blackhole_mode="drop"),
+    "black hole, peer stalled": Faults(blackhole_after_up=40_000, blackhole_mode="stall"),
+}
+
+
+def stream_turns(url: str) -> TurnSession:
+    client = cartesia_sync.Client(
+        url=url, load_entrypoints=False, ping_interval=0.3, ping_timeout=0.5, reconnect_delay=0.05
+    )
+    with client.connect_turns(realtime=4.0) as session:
+        for start in range(0, len(TURN_AUDIO), 3200):
+            session.send(TURN_AUDIO[start : start + 3200])
+    return session
+
+
+@pytest.mark.parametrize("fault", list(TURN_FAULTS), ids=list(TURN_FAULTS))
+def test_turns_come_out_the_same_through_every_fault(fault):
+    with TurnsServer() as server:
+        undisturbed = stream_turns(f"ws://127.0.0.1:{server.port}/stt/websocket")
+        with FaultProxy(server.port, faults=lambda i: TURN_FAULTS[fault] if i == 0 else Faults()) as proxy:
+            session = stream_turns(proxy.url())
+            accepted = proxy.accepted
+    assert [t.text for t in undisturbed.turns] == [" level800:600ms", " level1600:600ms", " level2400:600ms"]
+    assert session.error is None, session.error
+    assert accepted == 2 and session.stats.reconnects == 1
+    assert [t.text for t in session.turns] == [t.text for t in undisturbed.turns]  # none lost, none twice
+    assert session.text == undisturbed.text
