@@ -140,3 +140,60 @@ def test_the_official_sdk_streams_two_utterances_to_the_local_server(server):
     assert word_error_rate([truth("utt01.wav")], [ends[0]]) < 0.35
     assert word_error_rate([truth("utt05.wav")], [ends[1]]) < 0.35
     assert len({e.get("request_id") for e in events}) == 1
+
+
+# -- FakeCartesia scripts turns for users' tests (the scripted engine, no model) ----------------------
+
+
+def tone(seconds: float, level: int = 3000) -> bytes:
+    import numpy as np
+
+    samples = np.full(int(seconds * 16000), level, dtype="<i2")
+    samples[1::2] = -level
+    return samples.tobytes()
+
+
+def test_fake_cartesia_scripts_turn_texts_eager_ends_and_resumes():
+    from cartesia_sync.testing import FakeCartesia
+
+    kinds: list[str] = []
+
+    class Spy:
+        @cartesia_sync.hookimpl
+        def on_event(self, event):
+            kinds.append(event.type)
+
+    audio = (
+        silence(0.2)
+        + tone(0.5)
+        + silence(1.5)  # a pause longer than the end: a second turn
+        + tone(0.4)
+        + silence(0.8)  # longer than the eager end, shorter than the end: eager end, then resume
+        + tone(0.4)
+        + silence(1.5)
+    )
+    with FakeCartesia(segments=["Hello there.", " Bye.", " Really."], silence_split=0.2) as fake:
+        client = cartesia_sync.Client(url=fake.url, plugins=[Spy()], load_entrypoints=False)
+        with client.connect_turns(realtime=False) as session:
+            session.send(audio)
+    assert [t.text for t in session.turns] == ["Hello there.", " Bye. Really."]
+    assert session.turns[1].eager
+    turn_kinds = [k for k in kinds if k.startswith("turn.") and k != "turn.update"]
+    assert turn_kinds == [
+        "turn.start", "turn.eager_end", "turn.end",
+        "turn.start", "turn.eager_end", "turn.resume", "turn.eager_end", "turn.end",
+    ]  # fmt: skip
+
+
+def test_fake_cartesia_turns_with_a_scripted_error_and_a_drop():
+    from cartesia_sync.testing import FakeCartesia, Scenario
+
+    error = {"type": "error", "status_code": 500, "message": "engine hiccup", "done": True}
+    audio = silence(0.2) + tone(0.5) + silence(1.5) + tone(0.5) + silence(1.5)
+    scenario = Scenario(error_after_bytes=len(silence(0.2) + tone(0.5) + silence(1.2)), error_message=error)
+    with FakeCartesia(segments=["One.", " Two."], silence_split=0.2, scenario=scenario) as fake:
+        client = cartesia_sync.Client(url=fake.url, load_entrypoints=False, reconnect=False, raise_errors=False)
+        with client.connect_turns(realtime=False) as session:
+            session.send(audio)
+    assert isinstance(session.error, cartesia_sync.ServerError) and "engine hiccup" in str(session.error)
+    assert [t.text for t in session.turns] == ["One."]  # what ended before the error is kept

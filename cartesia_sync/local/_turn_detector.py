@@ -153,13 +153,14 @@ class TurnDetector:
     def _take(self, result: Recognition) -> None:
         if result.is_final:
             if result.text:
-                self._committed = f"{self._committed} {result.text}".strip()
+                self._committed = _joined(self._committed, result).strip()
             self._current = ""
         else:
-            self._current = result.text
+            self._current = _joined("", result)
 
     def _text(self) -> str:
-        text = f"{self._committed} {self._current}".strip()
+        current = self._current
+        text = (self._committed + current if current[:1].isspace() else f"{self._committed} {current}").strip()
         return (" " + text if self._turns > 1 else text) if text else ""
 
     def _update(self, events: list[dict[str, Any]]) -> None:
@@ -195,3 +196,10 @@ class TurnDetector:
         events.append({"type": "turn.end", "transcript": self._text()})
         self._phase = _Phase.IDLE
         self._committed = self._current = self._sent_text = ""
+
+
+def _joined(before: str, result: Recognition) -> str:
+    """``result``'s text after ``before``: verbatim texts bring their own spaces, others are space-separated."""
+    if result.verbatim:
+        return before + result.text
+    return f"{before} {result.text}" if before else f" {result.text}"
