@@ -137,6 +137,11 @@ class TurnSession:
         return self._core.book.failure
 
     @property
+    def ended_by_server(self) -> str | None:
+        """Why the server closed the session while the caller was idle, or ``None`` (as for ``Session``)."""
+        return self._core.lifecycle.ended_by_server
+
+    @property
     def request_id(self) -> str | None:
         """The server's id for the connection, once a message carried it."""
         return self._router.request_id

@@ -197,3 +197,20 @@ def test_fake_cartesia_turns_with_a_scripted_error_and_a_drop():
             session.send(audio)
     assert isinstance(session.error, cartesia_sync.ServerError) and "engine hiccup" in str(session.error)
     assert [t.text for t in session.turns] == ["One."]  # what ended before the error is kept
+
+
+def test_an_idle_turn_session_is_ended_by_the_server_without_an_error():
+    import time
+
+    from cartesia_sync import SessionClosedError
+
+    with LocalServer(idle_timeout=0.5) as local:
+        session = turns_client(local).connect_turns(realtime=False)
+        deadline = time.monotonic() + 10
+        while session.ended_by_server is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert session.ended_by_server and "idle" in session.ended_by_server
+        with pytest.raises(SessionClosedError):
+            session.send(silence(0.1))
+        session.close()  # releases it, no error
+    assert session.closed and session.error is None
