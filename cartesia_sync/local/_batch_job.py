@@ -124,11 +124,12 @@ def _pcm_blocks(path: str, request: BatchRequest) -> tuple[Iterator[bytes], _Dur
     try:
         reader = open_audio_file(path)
     except AudioFormatError as exc:
+        reason = str(exc).replace(repr(path), "the upload")  # the server's temporary path means nothing to a client
         raise BatchError(
             415,
             "unsupported_media_type",
             "Unsupported audio",
-            f"the upload is not audio this server can decode ({str(exc).replace(repr(path), 'the upload')}); send WAV, FLAC, OGG or MP3, "
+            f"the upload is not audio this server can decode ({reason}); send WAV, FLAC, OGG or MP3, "
             "or raw PCM with the encoding and sample_rate query parameters",
         ) from exc
     return _file_blocks(reader, duration), duration
