@@ -342,3 +342,59 @@ def test_the_embedded_server_takes_batch_uploads(monkeypatch):
         monkeypatch.delenv(name, raising=False)
     result = cartesia_sync.transcribe(str(WAV), mode="batch", load_entrypoints=False)
     assert "weather" in result.text
+
+
+def test_stop_ends_a_batch_decode_in_progress_within_its_timeout():
+    from slow_engine import SlowEngine
+
+    server = LocalServer(SlowEngine(slowness=0.5), load_entrypoints=False).start()
+    outcome: list[object] = []
+
+    def upload() -> None:
+        try:
+            outcome.append(post_stt(server, files={"file": ("long.wav", _silence_wav(60.0), "audio/wav")}))
+        except httpx.HTTPError as exc:
+            outcome.append(exc)
+
+    uploader = threading.Thread(target=upload)
+    uploader.start()
+    time.sleep(1.5)  # the decode runs: 60 s of audio at half real time would take 30 s
+    started = time.monotonic()
+    server.stop(timeout=5)
+    assert time.monotonic() - started < 7
+    uploader.join(10)
+    assert not uploader.is_alive()
+    (answer,) = outcome
+    assert isinstance(answer, httpx.HTTPError) or answer.status_code == 503
+
+
+def test_head_and_expect_100_continue():
+    with LocalServer(ScriptedEngine(), load_entrypoints=False) as server:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+            sock.sendall(b"HEAD /stt HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert sock.recv(4096).startswith(b"HTTP/1.1 405")
+        body = (
+            b'--b\r\nContent-Disposition: form-data; name="model"\r\n\r\nink-whisper\r\n'
+            b'--b\r\nContent-Disposition: form-data; name="file"; filename="a.wav"\r\n\r\n'
+            + WAV.read_bytes()
+            + b"\r\n--b--\r\n"
+        )
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+            sock.sendall(
+                b"POST /stt HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+                b"Content-Type: multipart/form-data; boundary=b\r\nContent-Length: %d\r\n\r\n" % len(body)
+            )
+            assert sock.recv(4096).startswith(b"HTTP/1.1 100")
+            sock.sendall(body)
+            answer = b""
+            while b"}" not in answer:
+                answer += sock.recv(65536)
+            assert answer.startswith(b"HTTP/1.1 200") and b'"type": "transcript"' in answer
+
+
+def _silence_wav(seconds: float) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    soundfile.write(buffer, np.zeros(int(16000 * seconds), dtype=np.int16), 16000, format="WAV")
+    return buffer.getvalue()

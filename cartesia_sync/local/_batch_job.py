@@ -51,12 +51,18 @@ class BatchRequest:
 
 
 def run_batch(
-    engine: Engine, path: str, request: BatchRequest, streams: threading.BoundedSemaphore | None, request_id: str | None
+    engine: Engine,
+    path: str,
+    request: BatchRequest,
+    streams: threading.BoundedSemaphore | None,
+    request_id: str | None,
+    stopping: threading.Event | None = None,
 ) -> dict[str, Any]:
     """Transcribe the upload at ``path``; returns the response body.
 
-    :raises BatchError: not audio (415), raw PCM that does not fit its encoding (400),
-        no engine stream free (429), or the engine failed (500).
+    :param stopping: set when the server stops: the decode ends at the next block.
+    :raises BatchError: not audio (415), no engine stream free (429), the engine
+        failed (500), or the server is stopping (503).
     """
     if streams is not None and not streams.acquire(blocking=False):
         raise BatchError(
@@ -72,6 +78,8 @@ def run_batch(
             raise BatchError(400, "unsupported_option", "Unsupported option", str(exc)) from exc
         try:
             for block in blocks:
+                if stopping is not None and stopping.is_set():
+                    raise BatchError(503, "server_stopping", "Server stopping", "the server is shutting down; retry")
                 results.extend(r for r in stream.feed(block) if r.is_final)
             results.extend(r for r in stream.flush() if r.is_final)
         except BatchError:

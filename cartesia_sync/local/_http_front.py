@@ -164,6 +164,13 @@ def serve_http(
             reply = answer(request)
         except ClientGone:
             return
+        except Exception:
+            logger.exception("the local server failed to answer %s %s", request.method, request.target.split("?")[0])
+            reply = HttpReply(
+                500, b'{"error_code":"internal_error","title":"Internal error","message":"the server failed"}'
+            )
+        if request.method == "HEAD":
+            reply = HttpReply(reply.status, b"", reply.headers, reply.content_type)
         complete = conn.their_state is h11.DONE
         if not _send(conn, sock, reply, server_header, keep_alive=complete):
             return
@@ -197,6 +204,11 @@ def _next_event(conn: h11.Connection, sock: socket.socket, timeout: float) -> An
 
 
 def _body(conn: h11.Connection, sock: socket.socket, timeout: float) -> Iterator[bytes]:
+    if conn.they_are_waiting_for_100_continue:  # curl asks before a large body; answer once the body is wanted
+        try:
+            sock.sendall(conn.send(h11.InformationalResponse(status_code=100, headers=[])) or b"")
+        except OSError as exc:
+            raise ClientGone(str(exc)) from exc
     while True:
         event = _next_event(conn, sock, timeout)
         if isinstance(event, h11.Data):

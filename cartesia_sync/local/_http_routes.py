@@ -89,6 +89,8 @@ class RouteConfig:
     record_secrets: bool = False
     request_id: str | None = None
     batch_text: str | None = None
+    #: set when the server stops (a batch decode in progress ends)
+    stopping: threading.Event | None = None
 
 
 class _Headers:
@@ -214,7 +216,7 @@ class HttpRoutes:
             batch = _batch_request(form, params, config.models)
             assert form.file_path is not None
             try:
-                body = run_batch(config.engine, form.file_path, batch, config.streams, request_id)
+                body = run_batch(config.engine, form.file_path, batch, config.streams, request_id, config.stopping)
             except BatchError as exc:
                 raise _Refusal(exc.status, exc.error_code, exc.title, exc.message) from exc
         finally:

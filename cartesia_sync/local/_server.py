@@ -232,6 +232,7 @@ class LocalServer:
         self._admission = Admission(max_connections, write_timeout)
         self.max_upload_bytes = max_upload_bytes
         self._tokens = TokenBook()
+        self._stopping = threading.Event()
         #: a fixed text for every batch answer (FakeCartesia's ``batch_text``); None: the engine's
         self._batch_text: str | None = None
 
@@ -244,6 +245,7 @@ class LocalServer:
         with self._lock:
             if self._server is not None:
                 return self
+            self._stopping.clear()
             family = socket.AF_INET6 if ":" in self._host else socket.AF_INET
             listener = socket.create_server((self._host, self._port), family=family)
             # Accepted connections inherit the listener's receive buffer.
@@ -294,6 +296,7 @@ class LocalServer:
             thread, self._thread = self._thread, None
         if server is None:
             return
+        self._stopping.set()
         closer = threading.Thread(target=self._close_all, args=(server,), name="local-stt-server-stop", daemon=True)
         closer.start()
         grace_ends = time.monotonic() + min(CLOSE_GRACE, timeout)
@@ -443,6 +446,7 @@ class LocalServer:
             record_secrets=self._record_secrets,
             request_id=self._config.request_id,
             batch_text=self._batch_text,
+            stopping=self._stopping,
         )
         try:
             serve_http(
