@@ -40,6 +40,7 @@ from urllib.parse import urlsplit
 
 from ._config import ConnectionSettings
 from ._secrets import redact
+from ._terminal import terminal_safe
 from .errors import AuthenticationError, ConnectError, PaymentRequiredError, RateLimitError
 
 __all__ = [
@@ -359,7 +360,7 @@ def excerpt(text: str, settings: ConnectionSettings, limit: int) -> str:
     colour a terminal; format characters (bidirectional overrides, zero-width
     marks) are dropped.
     """
-    text = redact(text, settings.api_key)[: limit * 4]
+    text = terminal_safe(redact(text, settings.api_key)[: limit * 4], multiline=False)  # escape sequences whole
     out: list[str] = []
     for char in text:
         category = unicodedata.category(char)
