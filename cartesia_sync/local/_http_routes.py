@@ -58,7 +58,7 @@ def check_stt_credential(api_key: ApiKey | None, tokens: TokenBook, offered: str
     if api_key is None:
         return ""
     if offered is None:
-        return "Missing API key or access token" + (f": {problem}" if problem else "")
+        return "Invalid API key" + (f": {problem}" if problem else "")  # the hosted API's words for both
     if hmac.compare_digest(offered.encode(), api_key.reveal().encode()):
         return ""
     if tokens.looks_like_token(offered):
