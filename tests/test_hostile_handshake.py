@@ -201,7 +201,8 @@ def test_a_refusal_body_is_shown_sanitised():
         assert CANARY_KEY not in text
         assert not any(ord(char) < 0x20 or 0x7F <= ord(char) < 0xA0 for char in text)
         assert "\u202e" not in text and "\u202c" not in text
-        assert "denied X-Injected: yes [31mRED [0m nul evil key=*** \ufffd\ufffd end" in text
+        # escape sequences and control characters are dropped whole (terminal_safe), not just their ESC
+        assert "denied X-Injected: yesREDnul evil key=*** \ufffd\ufffd end" in text
 
 
 def test_a_long_refusal_body_is_cut_to_500_characters():
