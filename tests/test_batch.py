@@ -285,13 +285,6 @@ def test_the_module_function_takes_mode_and_client_arguments():
     assert result.mode == "batch" and server.requests[0].headers["x-api-key"] == "k"
 
 
-def test_batch_against_the_embedded_server_says_it_does_not_offer_it(monkeypatch):
-    for name in ("CARTESIA_API_KEY", "CARTESIA_STT_URL", "CARTESIA_BASE_URL"):
-        monkeypatch.delenv(name, raising=False)
-    with pytest.raises(ConfigurationError, match="embedded local server does not offer batch"):
-        cartesia_sync.transcribe(str(WAV), mode="batch", load_entrypoints=False)
-
-
 def test_progress_is_quiet_when_stderr_is_not_a_terminal_and_drawn_when_asked(capsys):
     with BatchServer() as server:
         client_for(server).transcribe(WAV, mode="batch")

@@ -1,7 +1,8 @@
 """The key a handshake offers, read strictly: one key, in one place, in printable ASCII.
 
 A handshake may carry the key as ``X-API-Key: <key>``, ``Authorization: Bearer
-<key>`` or the ``api_key`` query parameter. Anything else is refused before the
+<key>``, the ``api_key`` query parameter, or (an access token) the
+``access_token`` query parameter. Anything else is refused before the
 key is compared, with a 4xx the client can act on:
 
 - the same header twice, or ``api_key`` twice in the query: 400 ``duplicate_credentials``
@@ -63,18 +64,21 @@ def offered_key(query: str, headers: Any) -> OfferedKey:
             raise _duplicate(where, len(values))
         if values:
             found.append((name, where, values[0]))
-    query_keys = [value for name, value in parse_qsl(query, keep_blank_values=True) if name == "api_key"]
-    if len(query_keys) > 1:
-        raise _duplicate("the api_key query parameter", len(query_keys))
-    if query_keys:
-        found.append(("api_key", "the api_key query parameter", query_keys[0]))
+    pairs = parse_qsl(query, keep_blank_values=True)
+    for place in ("api_key", "access_token"):
+        query_keys = [value for name, value in pairs if name == place]
+        if len(query_keys) > 1:
+            raise _duplicate(f"the {place} query parameter", len(query_keys))
+        if query_keys:
+            found.append((place, f"the {place} query parameter", query_keys[0]))
     if len(found) > 1:
         places = " and ".join(where for _, where, _ in found)
         raise CredentialError(
             400,
             "ambiguous_credentials",
             "Ambiguous credentials",
-            f"the key was sent in {places}; send it one way only (X-API-Key, Authorization: Bearer or api_key)",
+            f"the key was sent in {places}; send it one way only "
+            "(X-API-Key, Authorization: Bearer, api_key or access_token)",
         )
     if not found:
         return OfferedKey(None)

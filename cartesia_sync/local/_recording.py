@@ -34,6 +34,10 @@ class ConnectionRecord:
     frames: list[Received] = field(default_factory=list)
     audio: bytearray = field(default_factory=bytearray)
     close_code: int | None = None
+    #: the text fields of a batch upload (``model``, ``language``...), by name
+    form: dict[str, list[str]] = field(default_factory=dict)
+    #: the size of a batch upload's file, in bytes
+    upload_bytes: int = 0
     finished: threading.Event = field(default_factory=threading.Event, repr=False)
 
     def add(self, kind: str, data: object) -> None:

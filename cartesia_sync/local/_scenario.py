@@ -30,7 +30,13 @@ class Scenario:
     Byte counts are of audio received on one connection.
 
     :ivar reject_status: refuse every handshake with this HTTP status.
-    :ivar reject_body: the body of that refusal.
+    :ivar reject_body: the body of that refusal. Batch and token requests
+        (``POST /stt``, ``/audio/transcriptions``, ``/access-token``) count as
+        connections here: ``reject_status`` answers them too, with
+        ``reject_body`` as the message of the structured error.
+    :ivar reject_headers: headers added to that refusal, e.g. ``(("Retry-After", "0"),)``.
+    :ivar reply_delay: seconds a batch or token request takes at least before it
+        is answered (a slow server).
     :ivar answer_finalize: answer ``finalize`` (finals, then ``flush_done``).
     :ivar answer_end: answer ``done``/``close`` (finals, ``done``, close).
     :ivar end_delay: seconds to wait before answering ``done``/``close``.
@@ -52,6 +58,8 @@ class Scenario:
 
     reject_status: int | None = None
     reject_body: str = ""
+    reject_headers: tuple[tuple[str, str], ...] = ()
+    reply_delay: float = 0.0
     answer_finalize: bool = True
     answer_end: bool = True
     end_delay: float = 0.0

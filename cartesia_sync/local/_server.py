@@ -1,4 +1,4 @@
-"""LocalServer: a Cartesia-compatible ``/stt/websocket`` and ``/stt/turns/websocket`` server on this machine.
+"""LocalServer: a Cartesia-compatible STT server on this machine, every route on one port.
 
 It needs no network and no API key. The main job of the command line runs on
 it when no key is configured, and tests use it as a real WebSocket peer::
@@ -9,13 +9,15 @@ it when no key is configured, and tests use it as a real WebSocket peer::
         print(cartesia_sync.transcribe("a.wav", url=server.url).text)
 
 Each connection runs on its own thread (the ``websockets`` package's sync
-server) with its own engine stream.
+server) with its own engine stream. The same port serves the batch routes
+(``POST /stt``, ``POST /audio/transcriptions``), ``POST /access-token`` and
+``GET /`` (see ``_http_front`` for how a socket finds its handler), so one
+``base_url`` reaches every route, as with the hosted API.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hmac
 import json
 import logging
 import math
@@ -37,8 +39,11 @@ from ._bundled import BundledEngines
 from ._connection import Conversation, ConversationConfig
 from ._credentials import CredentialError, offered_key
 from ._engine import Engine, EngineRegistry
+from ._http_front import dispatcher, serve_http
+from ._http_routes import MAX_UPLOAD_BYTES, HttpRoutes, RouteConfig, check_stt_credential, status_body
 from ._recording import ConnectionRecord
 from ._scenario import Scenario
+from ._tokens import TokenBook
 from ._turn_conversation import TURNS_PATH, TurnConversation
 
 __all__ = ["LocalServer", "DEFAULT_MODELS", "available_engines"]
@@ -144,8 +149,13 @@ class LocalServer:
     :param handshake_timeout: seconds a socket may take to complete the handshake.
     :param write_timeout: seconds a message to a client may wait for the client
         to read; a client that stops reading longer is disconnected.
+    :param max_upload_bytes: the largest batch upload (``POST /stt``); a larger
+        one is answered 413. Default: the hosted API's 2 GB.
     :param engine_options: passed to the engine factory when ``engine`` is a name.
     """
+
+    #: The routes this server serves (read by the client: ``"batch"`` means ``base_url`` reaches ``POST /stt``).
+    routes: tuple[str, ...] = ("stream", "batch", "token", "status")
 
     def __init__(
         self,
@@ -168,9 +178,11 @@ class LocalServer:
         max_pending_messages: int = INCOMING_FRAMES,
         handshake_timeout: float = HANDSHAKE_TIMEOUT,
         write_timeout: float = WRITE_TIMEOUT,
+        max_upload_bytes: int = MAX_UPLOAD_BYTES,
         **engine_options: Any,
     ) -> None:
         _check_limits(
+            max_upload_bytes=max_upload_bytes,
             idle_timeout=idle_timeout,
             max_connections=max_connections,
             max_message_bytes=max_message_bytes,
@@ -219,6 +231,11 @@ class LocalServer:
         self.handshake_timeout = handshake_timeout
         self.write_timeout = write_timeout
         self._admission = Admission(max_connections, write_timeout)
+        self.max_upload_bytes = max_upload_bytes
+        self._tokens = TokenBook()
+        self._stopping = threading.Event()
+        #: a fixed text for every batch answer (FakeCartesia's ``batch_text``); None: the engine's
+        self._batch_text: str | None = None
 
     # -- lifecycle ----------------------------------------------------------------
 
@@ -229,6 +246,7 @@ class LocalServer:
         with self._lock:
             if self._server is not None:
                 return self
+            self._stopping.clear()
             family = socket.AF_INET6 if ":" in self._host else socket.AF_INET
             listener = socket.create_server((self._host, self._port), family=family)
             # Accepted connections inherit the listener's receive buffer.
@@ -247,7 +265,9 @@ class LocalServer:
                 logger=wire_logger,
             )
             # Count and bound every accepted socket (see _admission); websockets calls this per socket.
-            self._server.handler = self._admission.wrap(self._server.handler)
+            # Plain HTTP requests (the batch and token routes) are served by _serve_http on the same port.
+            routed = dispatcher(self._server.handler, self._serve_http, self.handshake_timeout)
+            self._server.handler = self._admission.wrap(routed)
             self._thread = threading.Thread(target=self._server.serve_forever, name="local-stt-server", daemon=True)
             self._thread.start()
         logger.info("local STT server listening on %s", self.url)
@@ -277,6 +297,7 @@ class LocalServer:
             thread, self._thread = self._thread, None
         if server is None:
             return
+        self._stopping.set()
         closer = threading.Thread(target=self._close_all, args=(server,), name="local-stt-server-stop", daemon=True)
         closer.start()
         grace_ends = time.monotonic() + min(CLOSE_GRACE, timeout)
@@ -331,6 +352,12 @@ class LocalServer:
         host = self._host if ":" not in self._host else f"[{self._host}]"
         return f"ws://{host}:{self.port}{STT_PATH}"
 
+    @property
+    def base_url(self) -> str:
+        """The ``http://`` base URL of every route, for ``Client(base_url=...)`` and the official SDK."""
+        host = self._host if ":" not in self._host else f"[{self._host}]"
+        return f"http://{host}:{self.port}"
+
     def wait_finished(self, index: int = -1, timeout: float = 5.0) -> ConnectionRecord:
         """The record of a connection (the last by default), once it has ended (needs ``record=True``).
 
@@ -381,18 +408,18 @@ class LocalServer:
         self._admission.leave_handshake()
         scenario = self.scenario
         if faulty and scenario.reject_status is not None:
-            return _response(scenario.reject_status, scenario.reject_body)
+            return _response(scenario.reject_status, scenario.reject_body, scenario.reject_headers)
+        if parts.path in ("/", "") and "upgrade" not in request.headers.get("Connection", "").lower():
+            return _response(200, status_body().decode())
         if parts.path not in (STT_PATH, TURNS_PATH):
             return _response(404, json.dumps({"title": "Not found", "message": f"use {STT_PATH} or {TURNS_PATH}"}))
         try:
             offered = offered_key(parts.query, request.headers)
         except CredentialError as exc:
             return _error_response(exc.status, exc.error_code, exc.title, exc.message)
-        if self._api_key is not None:
-            expected = self._api_key.reveal().encode()
-            if offered.key is None or not hmac.compare_digest(offered.key.encode(), expected):
-                message = "Invalid API key" + (f": {offered.problem}" if offered.problem else "")
-                return _error_response(401, "invalid_api_key", "Unauthorized", message)
+        problem = check_stt_credential(self._api_key, self._tokens, offered.key, offered.problem)
+        if problem:
+            return _error_response(401, "invalid_api_key", "Unauthorized", problem)
         if not self._admission.admit():
             return _error_response(
                 429,
@@ -401,6 +428,44 @@ class LocalServer:
                 f"this server serves at most {self.max_connections} connections at once; close one or retry later",
             )
         return None
+
+    # -- plain HTTP ---------------------------------------------------------------------
+
+    def _serve_http(self, sock: socket.socket, addr: Any) -> None:
+        """Serve the HTTP requests of one socket (batch, tokens, status); see ``_http_front``."""
+        config = RouteConfig(
+            engine=self.engine,
+            models=self._config.models,
+            api_key=self._api_key,
+            tokens=self._tokens,
+            streams=self._config.streams,
+            max_upload_bytes=self.max_upload_bytes,
+            scenario=self.scenario,
+            next_request=self._next_request,
+            admit=self._admission.admit,
+            record=self.connections.append if self._config.record else None,
+            record_secrets=self._record_secrets,
+            request_id=self._config.request_id,
+            batch_text=self._batch_text,
+            stopping=self._stopping,
+        )
+        try:
+            serve_http(
+                sock,
+                HttpRoutes(config).answer,
+                head_timeout=self.handshake_timeout,
+                idle_timeout=self._config.idle_timeout,
+                on_head=self._admission.leave_handshake,
+            )
+        except Exception:
+            logger.exception("a local server HTTP connection failed")
+
+    def _next_request(self) -> bool:
+        """Count one HTTP request among the handshakes; True when the scenario's faults apply to it."""
+        with self._lock:
+            faulty = self.scenario.applies_to(self._handshakes)
+            self._handshakes += 1
+        return faulty
 
     # -- connections ------------------------------------------------------------------
 
@@ -428,7 +493,7 @@ class LocalServer:
 
 def _masked_query(query: str, keep_secrets: bool) -> list[Any]:
     return [
-        (name, "***" if name == "api_key" and not keep_secrets else value)
+        (name, "***" if name in ("api_key", "access_token") and not keep_secrets else value)
         for name, value in parse_qsl(query, keep_blank_values=True)
     ]
 
@@ -460,7 +525,7 @@ def _check_limits(**limits: float) -> None:
             raise ConfigurationError(f"{name} must be {what}, got {value!r}")
 
 
-def _response(status: int, body: str) -> Any:
+def _response(status: int, body: str, extra: tuple[tuple[str, str], ...] = ()) -> Any:
     from websockets.datastructures import Headers
     from websockets.http11 import Response
 
@@ -470,6 +535,6 @@ def _response(status: int, body: str) -> Any:
         reason = "Unknown"
     data = body.encode()
     headers = Headers(
-        [("Content-Type", "application/json"), ("Content-Length", str(len(data))), ("Connection", "close")]
+        [("Content-Type", "application/json"), ("Content-Length", str(len(data))), ("Connection", "close"), *extra]
     )
     return Response(status, reason, headers, data)

@@ -1,0 +1,187 @@
+"""One batch transcription on the local server: an uploaded file through the same engine as a stream.
+
+The upload (already on disk, see ``_multipart``) is decoded with the project's
+own readers (``open_audio_file``: WAV/RF64 here, the rest through libsndfile)
+or, when the request names an ``encoding``, read as raw PCM of that encoding.
+Either way it becomes 16 kHz mono s16le, is fed to one engine stream in
+blocks and flushed, and the finals become the hosted API's batch response.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .._audio_files import open_audio_file
+from ..errors import AudioFormatError
+from ._engine import ENGINE_SAMPLE_RATE, Engine, Recognition, StreamOptions
+from ._wire_audio import SAMPLE_BYTES, decoder_for
+
+__all__ = ["BatchRequest", "BatchError", "run_batch"]
+
+#: Seconds of audio fed to the engine at a time.
+BLOCK_SECONDS = 1.0
+
+
+class BatchError(Exception):
+    """A batch request the server refuses; becomes an HTTP error with the structured JSON body."""
+
+    def __init__(self, status: int, error_code: str, title: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.error_code = error_code
+        self.title = title
+        self.message = message
+
+
+@dataclass(frozen=True)
+class BatchRequest:
+    """The validated parameters of ``POST /stt``."""
+
+    model: str
+    language: str = "en"
+    words: bool = False
+    encoding: str | None = None
+    sample_rate: int | None = None
+
+
+def run_batch(
+    engine: Engine,
+    path: str,
+    request: BatchRequest,
+    streams: threading.BoundedSemaphore | None,
+    request_id: str | None,
+    stopping: threading.Event | None = None,
+) -> dict[str, Any]:
+    """Transcribe the upload at ``path``; returns the response body.
+
+    :param stopping: set when the server stops: the decode ends at the next block.
+    :raises BatchError: not audio (415), no engine stream free (429), the engine
+        failed (500), or the server is stopping (503).
+    """
+    if streams is not None and not streams.acquire(blocking=False):
+        raise BatchError(
+            429, "concurrency_limited", "Too many streams", "all recognition streams of this server are in use"
+        )
+    try:
+        blocks, duration = _pcm_blocks(path, request)
+        options = StreamOptions(model=request.model, language=request.language)
+        results: list[Recognition] = []
+        try:
+            stream = engine.open_stream(options)
+        except ValueError as exc:
+            raise BatchError(400, "unsupported_option", "Unsupported option", str(exc)) from exc
+        try:
+            for block in blocks:
+                if stopping is not None and stopping.is_set():
+                    raise BatchError(503, "server_stopping", "Server stopping", "the server is shutting down; retry")
+                results.extend(r for r in stream.feed(block) if r.is_final)
+            results.extend(r for r in stream.flush() if r.is_final)
+        except BatchError:
+            raise
+        except Exception as exc:
+            raise BatchError(500, "engine_error", "Engine error", f"the speech engine failed: {exc}") from exc
+        finally:
+            stream.close()
+    finally:
+        if streams is not None:
+            streams.release()
+    body: dict[str, Any] = {
+        "type": "transcript",
+        "request_id": request_id or str(uuid.uuid4()),
+        "text": _joined(results),
+        "language": request.language,
+        "duration": round(duration(), 3),
+    }
+    if request.words:
+        body["words"] = [
+            {"word": w.word, "start": round(w.start, 3), "end": round(w.end, 3)} for r in results for w in r.words
+        ]
+    return body
+
+
+def _joined(results: list[Recognition]) -> str:
+    """The finals as one text: verbatim results as they are, the rest separated by spaces (as a stream reads)."""
+    text = ""
+    for result in results:
+        if not result.text:
+            continue
+        text += result.text if result.verbatim or not text else " " + result.text
+    return text.strip()
+
+
+class _Duration:
+    """Seconds of audio read so far (known only once every block has been read)."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+
+    def __call__(self) -> float:
+        return self.seconds
+
+
+def _pcm_blocks(path: str, request: BatchRequest) -> tuple[Iterator[bytes], _Duration]:
+    duration = _Duration()
+    if request.encoding is not None:
+        return _raw_blocks(path, request.encoding, request.sample_rate or ENGINE_SAMPLE_RATE, duration), duration
+    try:
+        reader = open_audio_file(path)
+    except AudioFormatError as exc:
+        reason = str(exc).replace(repr(path), "the upload")  # the server's temporary path means nothing to a client
+        raise BatchError(
+            415,
+            "unsupported_media_type",
+            "Unsupported audio",
+            f"the upload is not audio this server can decode ({reason}); send WAV, FLAC, OGG or MP3, "
+            "or raw PCM with the encoding and sample_rate query parameters",
+        ) from exc
+    return _file_blocks(reader, duration), duration
+
+
+def _file_blocks(reader: Any, duration: _Duration) -> Iterator[bytes]:
+    with reader:
+        rate = reader.info.sample_rate
+        resampler = _resampler(rate)
+        for block in reader.blocks(max(1, int(rate * BLOCK_SECONDS))):
+            samples = block.astype(np.float32)
+            if block.dtype == np.int16:
+                samples /= 32768.0
+            mono = samples.mean(axis=1) if samples.ndim == 2 else samples
+            duration.seconds += len(mono) / rate
+            yield _to_engine(mono, resampler)
+        if resampler is not None:
+            yield _to_engine(np.zeros(0, dtype=np.float32), resampler, last=True)
+
+
+def _raw_blocks(path: str, encoding: str, rate: int, duration: _Duration) -> Iterator[bytes]:
+    width = SAMPLE_BYTES[encoding]
+    decode = decoder_for(encoding)
+    resampler = _resampler(rate)
+    block_bytes = int(rate * BLOCK_SECONDS) * width
+    with open(path, "rb") as handle:
+        while data := handle.read(block_bytes):
+            usable = len(data) - len(data) % width
+            mono = decode(data[:usable]).astype(np.float32) / 32768.0
+            duration.seconds += len(mono) / rate
+            yield _to_engine(mono, resampler)
+    if resampler is not None:
+        yield _to_engine(np.zeros(0, dtype=np.float32), resampler, last=True)
+
+
+def _resampler(rate: int) -> Any:
+    if rate == ENGINE_SAMPLE_RATE:
+        return None
+    import soxr
+
+    return soxr.ResampleStream(rate, ENGINE_SAMPLE_RATE, 1, dtype="float32")
+
+
+def _to_engine(mono: np.ndarray, resampler: Any, last: bool = False) -> bytes:
+    if resampler is not None:
+        mono = resampler.resample_chunk(mono, last=last)
+    return np.clip(np.round(mono * 32768.0), -32768, 32767).astype("<i2").tobytes()
