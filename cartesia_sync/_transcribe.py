@@ -46,8 +46,8 @@ def transcribe(
         stderr; ``True`` always uses it; ``False`` never does (no key for the
         hosted API is then a :class:`ConfigurationError`).
     :param mode: ``"auto"``, ``"batch"`` or ``"stream"``, as for
-        :meth:`Client.transcribe`. The embedded local server streams only, so
-        ``"auto"`` streams to it and ``"batch"`` is a :class:`ConfigurationError`.
+        :meth:`Client.transcribe`. The embedded local server serves both, so
+        ``"auto"`` uploads a whole input to it.
     :param client_kwargs: anything :class:`Client` takes (``api_key``, ``url``,
         ``model``, ``plugins``...).
     :raises CartesiaSyncError: any failure, with what went wrong; once audio
@@ -76,8 +76,8 @@ def _endpoint(local: bool | None, client_kwargs: dict[str, Any], mode: str) -> I
         raise ConfigurationError("local=True runs the embedded server: pass url=/base_url= or local=True, not both")
     with embedded_endpoint(load_entrypoints=client_kwargs.get("load_entrypoints", True)) as endpoint:
         if mode == "batch" and "base_url" not in endpoint:
-            raise ConfigurationError(
-                "the embedded local server does not offer batch transcription (POST /stt) yet: use mode='auto' or "
+            raise ConfigurationError(  # a server made by an engine plugin may declare no batch route
+                "this embedded local server does not offer batch transcription (POST /stt): use mode='auto' or "
                 "mode='stream' with it, or set CARTESIA_API_KEY to upload to the hosted API"
             )
         yield endpoint
