@@ -166,6 +166,8 @@ def run_job(job: Job, gate: Gate, stop: threading.Event | None = None, tracker: 
             _wait(None, failures - 1, stop)
             continue
         gate.release(True)
+        if stop is not None and stop.is_set() and not result.complete:
+            return SourceReport(job.source, job.index, "cancelled", attempts=attempts, sha256=digest, size=size)
         break
     try:
         outputs = tuple(write_outputs(result, job.base, job.formats)) if job.base is not None else ()
