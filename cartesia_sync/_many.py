@@ -13,6 +13,7 @@ from __future__ import annotations
 import concurrent.futures as futures
 import contextlib
 import os
+import shutil
 import sys
 import threading
 import time
@@ -331,4 +332,5 @@ def _bar(wanted: bool | None, sources: Any) -> Any:
     total = None
     if isinstance(sources, (str, os.PathLike, list, tuple)):
         total = sum(1 for _ in iter_sources(sources))
-    return tqdm(total=total, unit="file", desc="transcribing", file=sys.stderr, dynamic_ncols=True)
+    columns, rows = shutil.get_terminal_size()  # 80 x 24 when the terminal reports no size (a fresh pty)
+    return tqdm(total=total, unit="file", desc="transcribing", file=sys.stderr, ncols=columns, nrows=max(rows, 2))
