@@ -208,7 +208,7 @@ class _Run:
         self.in_process = executor is None or isinstance(executor, futures.ThreadPoolExecutor)
         if not self.in_process:
             self.gate = ClusterGate(f"cartesia-sync-many-{uuid.uuid4().hex}", max_concurrency)
-        self.pending: dict[futures.Future[SourceReport], str] = {}
+        self.pending: dict[futures.Future[SourceReport], tuple[str, int]] = {}
         self.keys: set[str] = set()
         self.bar = _bar(progress_bar, sources)
 
@@ -223,7 +223,7 @@ class _Run:
         try:
             for index, source in enumerate(iter_sources(self.sources)):
                 if not self._skipped(index, source):
-                    self.pending[self._submit(executor, index, source)] = source
+                    self.pending[self._submit(executor, index, source)] = (source, index)
                 while len(self.pending) >= 2 * self.max_concurrency:
                     self._drain(futures.FIRST_COMPLETED)
             while self.pending:
@@ -281,13 +281,13 @@ class _Run:
     def _drain(self, return_when: str) -> None:
         finished, _ = futures.wait(list(self.pending), timeout=0.5, return_when=return_when)
         for future in finished:
-            source = self.pending.pop(future)
+            source, index = self.pending.pop(future)
             try:
                 report = future.result()
             except futures.CancelledError:
-                report = SourceReport(source, -1, "cancelled")
+                report = SourceReport(source, index, "cancelled")
             except Exception as exc:  # the executor failed (a worker died): this source failed, the run goes on
-                report = SourceReport(source, -1, "failed", error=str(exc) or type(exc).__name__)
+                report = SourceReport(source, index, "failed", error=str(exc) or type(exc).__name__)
             self._record(report, write=report.status in ("done", "failed"))
 
     def _record(self, report: SourceReport, *, write: bool) -> None:
