@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._embedded import embedded_endpoint, wants_embedded
-from ._many_gate import AdaptiveLimit, ClusterGate, Gate
+from ._many_gate import AdaptiveLimit, ClusterGate, Gate, OpenGate
 from ._many_job import Job, SessionTracker, SourceReport, run_job
 from ._many_manifest import Manifest, file_sha256
 from ._many_outputs import check_formats
@@ -206,8 +206,12 @@ class _Run:
         self.limit = AdaptiveLimit(max_concurrency)
         self.gate: Gate = self.limit
         self.in_process = executor is None or isinstance(executor, futures.ThreadPoolExecutor)
-        if not self.in_process:
+        #: Tasks submitted and not finished: twice the cap keeps every place busy; without a gate, the cap itself.
+        self.window = 2 * max_concurrency
+        if _is_dask(executor):
             self.gate = ClusterGate(f"cartesia-sync-many-{uuid.uuid4().hex}", max_concurrency)
+        elif not self.in_process:
+            self.gate, self.window = OpenGate(), max_concurrency
         self.pending: dict[futures.Future[SourceReport], tuple[str, int]] = {}
         self.keys: set[str] = set()
         self.bar = _bar(progress_bar, sources)
@@ -224,7 +228,7 @@ class _Run:
             for index, source in enumerate(iter_sources(self.sources)):
                 if not self._skipped(index, source):
                     self.pending[self._submit(executor, index, source)] = (source, index)
-                while len(self.pending) >= 2 * self.max_concurrency:
+                while len(self.pending) >= self.window:
                     self._drain(futures.FIRST_COMPLETED)
             while self.pending:
                 self._drain(futures.ALL_COMPLETED)
@@ -319,6 +323,11 @@ class _Run:
                 self._drain(futures.ALL_COMPLETED)
                 self.tracker.abort_all()
         self.report.interrupted = True
+
+
+def _is_dask(executor: object) -> bool:
+    """Whether ``executor`` is a Dask ``distributed`` client's (its gate is then a cluster-wide semaphore)."""
+    return type(executor).__module__.split(".")[0] == "distributed"
 
 
 def _bar(wanted: bool | None, sources: Any) -> Any:

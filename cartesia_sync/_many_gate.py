@@ -15,7 +15,7 @@ import threading
 import time
 from typing import Any, Protocol
 
-__all__ = ["Gate", "AdaptiveLimit", "ClusterGate"]
+__all__ = ["Gate", "AdaptiveLimit", "ClusterGate", "OpenGate"]
 
 #: The shortest time between two decreases of the limit.
 _DECREASE_EVERY = 1.0
@@ -113,3 +113,17 @@ class ClusterGate:
 
     def pushed_back(self) -> None:
         """Each attempt backs off on its own (see the retry loop); the cluster-wide cap stays."""
+
+
+class OpenGate:
+    """No gate, for an executor of other processes that is not Dask: there the caller keeps at most
+    ``max_concurrency`` tasks submitted at once, which caps the connections as well."""
+
+    def acquire(self, stop: threading.Event | None) -> bool:
+        return not (stop is not None and stop.is_set())
+
+    def release(self, ok: bool) -> None:
+        """Nothing to give back."""
+
+    def pushed_back(self) -> None:
+        """Each attempt backs off on its own."""
