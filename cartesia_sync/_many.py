@@ -125,7 +125,8 @@ def transcribe_many(
     :param local: as for :func:`transcribe`: ``None`` uses the embedded local
         server when there is no key and no URL (with an executor of other
         processes, each worker runs its own).
-    :param client_kwargs: anything :class:`Client` takes (``url``, ``model``, ``language``...).
+    :param client_kwargs: anything :class:`Client` takes (``url``, ``model``, ``language``...), and
+        :func:`transcribe`'s ``realtime=`` and ``timeout=``.
     :raises ConfigurationError: bad arguments, before anything runs.
     :raises KeyboardInterrupt: Ctrl-C; new work stops, work in flight is
         aborted, and the exception's ``report`` says what was done (run again to resume).
@@ -146,6 +147,8 @@ def transcribe_many(
             client_kwargs.get("api_key") or client_kwargs.get("access_token"),
             client_kwargs.get("url") or client_kwargs.get("base_url"),
         )
+    if local and (client_kwargs.get("url") or client_kwargs.get("base_url")):
+        raise ConfigurationError("local=True runs the embedded server: pass url=/base_url= or local=True, not both")
     out = os.path.abspath(os.fspath(out_dir)) if out_dir is not None else None
     with contextlib.ExitStack() as stack:
         embedded = False

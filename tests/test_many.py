@@ -165,6 +165,8 @@ def test_bad_arguments_are_refused_before_anything_runs(in_tmp):
         cartesia_sync.transcribe_many("x", max_concurrency=0, url="ws://127.0.0.1:9")
     with pytest.raises(cartesia_sync.ConfigurationError, match="mode must be one of"):
         cartesia_sync.transcribe_many("x", mode="fast", url="ws://127.0.0.1:9")
+    with pytest.raises(cartesia_sync.ConfigurationError, match="not both"):
+        cartesia_sync.transcribe_many("x", local=True, url="ws://127.0.0.1:9")
 
 
 _RUN = """
