@@ -40,6 +40,7 @@ from .errors import (
     RateLimitError,
     ServerError,
 )
+from .hookspecs import hookimpl
 
 __all__ = ["Job", "SourceReport", "run_job", "MAX_RATE_LIMIT_WAITS", "SessionTracker"]
 
@@ -108,10 +109,12 @@ class SessionTracker:
         self._lock = threading.Lock()
         self._sessions: set[Any] = set()
 
+    @hookimpl
     def on_session_start(self, session: Any) -> None:
         with self._lock:
             self._sessions.add(session)
 
+    @hookimpl
     def on_session_end(self, session: Any) -> None:
         with self._lock:
             self._sessions.discard(session)

@@ -210,7 +210,7 @@ def test_resume_after_kill_9_at_random_points_loses_nothing_and_corrupts_nothing
 
 @pytest.mark.timeout(90)
 def test_ctrl_c_stops_new_work_aborts_what_runs_and_leaves_a_resumable_manifest(in_tmp):
-    corpus(in_tmp, 16, seconds=2.0)
+    corpus(in_tmp, 16, seconds=4.0)
     with FakeCartesia() as fake:
         process = start_script(_RUN.format(url=fake.url), in_tmp)
         deadline = time.monotonic() + 30
@@ -224,10 +224,11 @@ def test_ctrl_c_stops_new_work_aborts_what_runs_and_leaves_a_resumable_manifest(
         took = time.monotonic() - interrupted_at
         assert process.returncode == 130, stderr
         summary = json.loads(stdout)
-        assert summary["interrupted"] and summary["cancelled"] > 0 and not summary["failed"], (
-            summary and 0 < summary["done"] < 16
-        )
-        assert took < 12  # aborted, not waited out (16 files of 2 s paced at 1x, 4 at a time, would take 8 s more)
+        assert summary["interrupted"] and summary["cancelled"] > 0 and not summary["failed"], summary
+        assert 0 < summary["done"] < 16, summary
+        # the sources in flight were aborted, not waited out: they had started about when the first ones ended,
+        # and would need 4 s more at 1x
+        assert took < 3
         lines = [json.loads(line) for line in manifest.read_text().splitlines()]
         assert len(lines) == summary["done"]
         resumed = cartesia_sync.transcribe_many("calls", out_dir="out", url=fake.url)
