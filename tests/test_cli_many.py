@@ -89,3 +89,30 @@ def test_bad_many_options_are_usage_errors(tmp_path, fake):
     assert wrong.returncode == 2 and "txt, json, srt, vtt" in wrong.stderr
     mixed = run_cli(path, "--out-dir", "out", "--srt", "x.srt", "--url", fake.url, cwd=tmp_path)
     assert mixed.returncode == 2 and "--format" in mixed.stderr
+
+
+def test_ctrl_c_exits_130_and_says_how_to_resume(tmp_path, fake):
+    import signal
+    import time
+
+    for i in range(8):
+        write_wav(tmp_path / "calls" / f"c{i}.wav", seconds=3.0, seed=i)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CARTESIA")}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "cartesia_sync", "transcribe", "calls", "--out-dir", "out", "--jobs", "2"]
+        + ["--realtime", "--url", fake.url],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+    )
+    manifest = tmp_path / "out" / "manifest.jsonl"
+    deadline = time.monotonic() + 30
+    while not manifest.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 130, stderr
+    assert "interrupted:" in stderr and "run the same command again to resume" in stderr
+    assert "Traceback" not in stderr
