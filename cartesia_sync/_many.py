@@ -217,6 +217,9 @@ class _Run:
             self.gate, self.window = OpenGate(), max_concurrency
         self.pending: dict[futures.Future[SourceReport], tuple[str, int]] = {}
         self.keys: set[str] = set()
+        self._last_recorded: futures.Future[SourceReport] | None = None
+        self._failed = 0
+        self._audio = 0.0
         self.bar = _bar(progress_bar, sources)
 
     def run(self, stack: contextlib.ExitStack) -> BatchReport:
@@ -286,19 +289,24 @@ class _Run:
         return executor.submit(run_job, job, self.gate)
 
     def _drain(self, return_when: str) -> None:
+        """Record the sources that finished. A future leaves ``pending`` only once recorded, so a Ctrl-C in the
+        middle of recording one has it recorded again by :meth:`_interrupt` (the manifest line at worst twice,
+        which the reader takes as one), never lost."""
         finished, _ = futures.wait(list(self.pending), timeout=0.5, return_when=return_when)
         for future in finished:
-            source, index = self.pending.pop(future)
-            try:
-                report = future.result()
-            except futures.CancelledError:
-                report = SourceReport(source, index, "cancelled")
-            except Exception as exc:  # the executor failed (a worker died): this source failed, the run goes on
-                report = SourceReport(source, index, "failed", error=str(exc) or type(exc).__name__)
-            self._record(report, write=report.status in ("done", "failed"))
+            source, index = self.pending[future]
+            if future is not self._last_recorded:
+                try:
+                    report = future.result()
+                except futures.CancelledError:
+                    report = SourceReport(source, index, "cancelled")
+                except Exception as exc:  # the executor failed (a worker died): this source failed, the run goes on
+                    report = SourceReport(source, index, "failed", error=str(exc) or type(exc).__name__)
+                self._record(report, write=report.status in ("done", "failed"))
+                self._last_recorded = future
+            del self.pending[future]
 
     def _record(self, report: SourceReport, *, write: bool) -> None:
-        self.report.sources.append(report)
         if write and self.manifest is not None:
             entry: dict[str, Any] = {"source": report.source, "status": report.status, "sha256": report.sha256}
             entry.update(size=report.size, outputs=list(report.outputs), attempts=report.attempts)
@@ -306,11 +314,13 @@ class _Run:
             if report.error:
                 entry.update(error=report.error, error_type=report.error_type)
             self.manifest.append(entry)
+        self.report.sources.append(report)
+        self._failed += report.status == "failed"
+        self._audio += report.audio_seconds
         if self.bar is not None:
             self.bar.update(1)
-            failed = self.report.count("failed")
-            hours = self.report.audio_seconds / 3600
-            self.bar.set_postfix_str(f"{hours:.2f} h audio" + (f", {failed} failed" if failed else ""), refresh=False)
+            postfix = f"{self._audio / 3600:.2f} h audio" + (f", {self._failed} failed" if self._failed else "")
+            self.bar.set_postfix_str(postfix, refresh=False)
         if self.progress is not None:
             self.progress(report)
 

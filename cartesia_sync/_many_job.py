@@ -120,11 +120,17 @@ class SessionTracker:
             self._sessions.discard(session)
 
     def abort_all(self) -> None:
-        """Abort every open session (from the thread that got Ctrl-C)."""
+        """Abort every open session (from the thread that got Ctrl-C); one just starting is left for the next call."""
         with self._lock:
             sessions = list(self._sessions)
         for session in sessions:
-            session.abort()
+            try:
+                session.abort()
+            except RuntimeError:
+                # on_session_start runs before the session's threads start, and an abort in that moment
+                # fails joining them ("cannot join thread before it is started"): the caller's next round
+                # of aborts gets it
+                continue
 
 
 def run_job(job: Job, gate: Gate, stop: threading.Event | None = None, tracker: Any = None) -> SourceReport:
