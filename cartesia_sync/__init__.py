@@ -33,6 +33,7 @@ from ._events import (
     parse_message,
     parse_turn_message,
 )
+from ._many import BatchReport, SourceReport, transcribe_many
 from ._native_stderr import capture_native_stderr, native_stderr_filtered
 from ._reconnect import Reconnected
 from ._result import TranscriptionResult
@@ -75,6 +76,9 @@ __all__ = [
     "SessionOptions",
     "SessionStats",
     "transcribe",
+    "transcribe_many",
+    "BatchReport",
+    "SourceReport",
     "TranscriptionResult",
     "create_access_token",
     "hookimpl",

@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from ._config import ConnectionSettings
+from ._retry_after import retry_after_seconds
 from ._secrets import redact
 from ._terminal import terminal_safe
 from .errors import AuthenticationError, ConnectError, PaymentRequiredError, RateLimitError
@@ -328,7 +329,10 @@ def _refusal(answer: _Answer, body: bytes, settings: ConnectionSettings) -> Conn
     if 300 <= status < 400:
         location = answer.get("location")
         shown = f"Location: {excerpt(location, settings, 200)}" if location else shown
-    return status_error(status, excerpt(answer.reason, settings, 80), shown, settings)
+    error = status_error(status, excerpt(answer.reason, settings, 80), shown, settings)
+    if isinstance(error, RateLimitError):
+        error.retry_after = retry_after_seconds(answer.get("retry-after-ms"), answer.get("retry-after"))
+    return error
 
 
 def status_error(status: int, reason: str | None, body: str, settings: ConnectionSettings) -> ConnectError:

@@ -11,7 +11,6 @@ an excerpt of the body and the request id, and never the credential.
 
 from __future__ import annotations
 
-import email.utils
 import json
 import logging
 import random
@@ -22,6 +21,7 @@ from typing import Any
 
 import httpx
 
+from ._retry_after import retry_after_seconds
 from ._secrets import ApiKey, redact
 from .errors import (
     AuthenticationError,
@@ -157,6 +157,8 @@ def _send_once(client: httpx.Client, call: HttpCall) -> HttpReply:
     request_id = response.headers.get("x-request-id") or response.headers.get("request-id")
     if response.status_code >= 400:
         error = error_for_status(response.status_code, raw, request_id, call, scrub)
+        if isinstance(error, RateLimitError):
+            error.retry_after = _retry_after(response.headers)
         if _should_retry(response):
             raise _Retryable(error, _retry_after(response.headers))
         raise error
@@ -215,24 +217,7 @@ def _should_retry(response: httpx.Response) -> bool:
 
 def _retry_after(headers: httpx.Headers) -> float | None:
     """Seconds from ``Retry-After-Ms`` or ``Retry-After`` (seconds or an HTTP date), or ``None``."""
-    millis = headers.get("retry-after-ms")
-    if millis is not None:
-        try:
-            return max(0.0, float(millis) / 1000)
-        except ValueError:
-            pass
-    value = headers.get("retry-after")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
+    return retry_after_seconds(headers.get("retry-after-ms"), headers.get("retry-after"))
 
 
 def error_for_status(

@@ -1,4 +1,4 @@
-"""A progress line for terminals: how much of a file the server has recognised."""
+"""A progress line for terminals: how much of a file the server has recognised, drawn by tqdm."""
 
 from __future__ import annotations
 
@@ -11,16 +11,19 @@ from .hookspecs import hookimpl
 __all__ = ["ProgressLine"]
 
 _WIDTH = 30
+_ROWS = 1000
+_FORMAT = "{desc} [{bar:" + str(_WIDTH) + "}] {percentage:3.0f}%"
 
 
 class ProgressLine:
-    """A plugin that redraws ``label [#####.....]  45%`` on a terminal as the server recognises audio.
+    """A plugin that draws ``label [#####.....]  45%`` on a terminal as the server recognises audio.
 
     Progress is the audio the server has acknowledged (up to its latest final
     word, ``flush_done`` or ``done``) over the file's duration, not the audio
     sent: with a fast link the whole file is sent long before it is
     recognised. It draws nothing when the stream is not a terminal, so
-    piping the command's output stays clean.
+    piping the command's output stays clean. The bar is a ``tqdm`` bar,
+    redrawn when the whole percentage changes.
 
     :param stream: where to draw (stderr).
     :param label: shown before the bar.
@@ -34,7 +37,7 @@ class ProgressLine:
         self._enabled = bool(getattr(stream, "isatty", lambda: False)())
         self._lock = threading.Lock()
         self._done = 0.0
-        self._drawn = False
+        self._bar: Any = None
         self._shown = -1
         self.total: float | None = None
 
@@ -50,31 +53,43 @@ class ProgressLine:
         if self.total:
             self._done = self.total
         self._draw()
-        if self._drawn:
-            with self._lock:
-                self._stream.write("\n")
-                self._stream.flush()
-                self._drawn = False
+        with self._lock:
+            if self._bar is not None:
+                self._bar.close()
+                self._bar = None
 
     def clear(self) -> None:
         """Wipe the line, so that an error message starts at the left margin of an empty line."""
         with self._lock:
-            if self._drawn:
-                self._stream.write("\r" + " " * (len(self._label) + _WIDTH + 9) + "\r")
-                self._stream.flush()
-                self._drawn = False
             self._enabled = False
+            if self._bar is not None:
+                self._bar.leave = False
+                self._bar.close()
+                self._bar = None
 
     def _draw(self) -> None:
         if not self._enabled or not self.total:
             return
-        fraction = min(1.0, self._done / self.total)
-        percent = int(fraction * 100)
-        filled = int(fraction * _WIDTH)
+        total = self.total
+        done = min(total, self._done)
         with self._lock:
+            percent = int(done / total * 100)
             if percent == self._shown or not self._enabled:
                 return
             self._shown = percent
-            self._stream.write(f"\r{self._label} [{'#' * filled}{'.' * (_WIDTH - filled)}] {percent:3d}%")
-            self._stream.flush()
-            self._drawn = True
+            if self._bar is None:
+                from tqdm import tqdm
+
+                self._bar = tqdm(
+                    total=total,
+                    desc=self._label,
+                    file=self._stream,
+                    bar_format=_FORMAT,
+                    ascii=".#",
+                    mininterval=0,
+                    # fixed sizes: a terminal that reports no size (a fresh pty: 0 x 0) still shows the bar
+                    ncols=len(self._label) + _WIDTH + 8,
+                    nrows=_ROWS,
+                )
+            self._bar.n = done
+            self._bar.refresh()

@@ -61,7 +61,12 @@ def build_parser() -> argparse.ArgumentParser:
         "exit code is 1. With several files, --srt/--vtt name a directory (each FILE's stem + .srt/.vtt) or a "
         "template with {stem}; options may come before or after the files.",
     )
-    run.add_argument("files", nargs="+", metavar="FILE", help="WAV, FLAC, OGG, MP3 or AIFF files")
+    run.add_argument(
+        "files",
+        nargs="+",
+        metavar="FILE_OR_DIR",
+        help="WAV, FLAC, OGG, MP3 or AIFF files, folders (their audio files, recursively) or globs",
+    )
     run.add_argument(
         "--url",
         help=f"endpoint (default ${URL_ENV}, else the hosted API when ${API_KEY_ENV} is set, "
@@ -87,6 +92,38 @@ def build_parser() -> argparse.ArgumentParser:
         help="send audio as fast as the server takes it (default on loopback)",
     )
     run.add_argument("--json", action="store_true", help="print text, words and timings as JSON")
+    run.add_argument(
+        "--mode",
+        choices=("auto", "batch", "stream"),
+        default="auto",
+        help="upload each file whole (batch), stream it, or choose by model and server (default: %(default)s)",
+    )
+    many = run.add_argument_group(
+        "many files",
+        "With --out-dir, --jobs or --dask, or a folder or glob among the inputs, files run several at a time "
+        "(429s wait and slow the run down, failures are retried) with one overall progress bar.",
+    )
+    many.add_argument(
+        "--jobs",
+        type=_positive_int,
+        metavar="N",
+        help="transcriptions at once (default: the number of cores with the embedded server, else 4)",
+    )
+    many.add_argument(
+        "--out-dir",
+        metavar="DIR",
+        help="write each file's outputs here, mirroring the input tree, and resume from DIR/manifest.jsonl",
+    )
+    many.add_argument(
+        "--format", default="txt", metavar="LIST", help="outputs in --out-dir: some of txt,json,srt,vtt (default: txt)"
+    )
+    many.add_argument("--no-resume", action="store_true", help="redo every file, even those the manifest lists")
+    many.add_argument(
+        "--dask",
+        metavar="ADDRESS",
+        help="spread the files over a Dask cluster (pip install 'cartesia-sync[dask]'); workers read "
+        f"${API_KEY_ENV} from their own environment",
+    )
     _output_options(run)
     run.add_argument("--no-plugins", action="store_true", help="do not load installed plugins")
     run.set_defaults(handler=run_transcribe)
@@ -148,6 +185,16 @@ def build_parser() -> argparse.ArgumentParser:
     listing = commands.add_parser("plugins", help="list installed plugins, their versions and hooks, as JSON")
     listing.set_defaults(handler=run_plugins)
     return parser
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return value
 
 
 def _output_options(parser: argparse.ArgumentParser) -> None:

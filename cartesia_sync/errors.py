@@ -113,7 +113,13 @@ class PaymentRequiredError(ConnectError):
 
 
 class RateLimitError(ConnectError):
-    """Too many concurrent connections or requests (HTTP 429, at the handshake or to a request)."""
+    """Too many concurrent connections or requests (HTTP 429, at the handshake or to a request).
+
+    :ivar retry_after: seconds the server asked to wait (its ``Retry-After`` or
+        ``Retry-After-Ms`` header), or ``None`` when it did not say.
+    """
+
+    retry_after: float | None = None
 
 
 class ConnectionLostError(NetworkError):

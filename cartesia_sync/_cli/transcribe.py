@@ -18,8 +18,9 @@ from ..errors import AuthenticationError, CartesiaSyncError, ConfigurationError,
 from .common import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, error, note, one_line, print_text
 from .endpoint import endpoint
 from .outputs import check_subtitle_paths, output_plugins
+from .transcribe_many import run_many, wants_many
 
-__all__ = ["run"]
+__all__ = ["run", "result_entry"]
 
 #: Failures of the endpoint or the settings, not of one file: the other files would fail the same way.
 _ENDPOINT_ERRORS = (AuthenticationError, PaymentRequiredError, ConfigurationError)
@@ -30,7 +31,9 @@ class _EndpointFailed(Exception):
 
 
 def run(args: argparse.Namespace) -> int:
-    """Each file in turn; a failed one prints what it had and does not stop the rest."""
+    """Each file in turn, or many at a time (see :mod:`.transcribe_many`); a failed one does not stop the rest."""
+    if wants_many(args):
+        return run_many(args)
     collision = check_subtitle_paths(args)
     if collision:
         error(collision)
@@ -67,6 +70,7 @@ def _transcribe_one(args: argparse.Namespace, url: str | None, path: str, result
             realtime=args.realtime,
             url=url,
             local=False,
+            mode=args.mode,
             model=args.model,
             language=args.language,
             plugins=[progress, *output_plugins(args, path)],
@@ -101,7 +105,7 @@ def _print_result(
 ) -> None:
     """Print a file's text (or keep its JSON entry), whole or as far as it got before ``error``."""
     if args.json:
-        entry = _result_json(path, result)
+        entry = result_entry(path, result)
         if error is not None:
             entry["error"] = error
         results.append(entry)
@@ -109,7 +113,8 @@ def _print_result(
         print_text(result.text.strip())
 
 
-def _result_json(path: str, result: TranscriptionResult | None) -> dict[str, Any]:
+def result_entry(path: str, result: TranscriptionResult | None) -> dict[str, Any]:
+    """A file's entry in the ``--json`` output: text, words, timings, and the mode and language it ran with."""
     if result is None:
         return {"file": path, "text": "", "words": [], "complete": False}
     return {
@@ -122,4 +127,6 @@ def _result_json(path: str, result: TranscriptionResult | None) -> dict[str, Any
         "request_id": result.request_id,
         "reconnects": result.stats.reconnects,
         "complete": result.complete,
+        "mode": result.mode,
+        "language": result.language,
     }
