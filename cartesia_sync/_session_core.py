@@ -168,6 +168,8 @@ class SessionCore:
     def start(self) -> None:
         """Announce the session to plugins and start its threads."""
         self.dispatcher.emit("on_session_start")
+        if self.lifecycle.stopping.is_set():  # aborted from another thread while on_session_start ran
+            return
         self.receiver.start()
         self.sender.start()
 
@@ -399,7 +401,8 @@ class SessionCore:
         try:
             lifecycle.tear_down()
             self.stop_everything("the session is closed")
-            self.sender.join(min(0.2, self.options.join_timeout))
+            if self.sender.ident is not None:  # an abort from on_session_start comes before the threads start
+                self.sender.join(min(0.2, self.options.join_timeout))
             if not self.sender.is_alive() and not lifecycle.stream_ended.is_set():
                 # A sender still alive is stuck in a write: a close frame would wait behind it.
                 self.link.send_close_frame()

@@ -709,3 +709,30 @@ def test_everything_at_once_ends_bounded_and_once(server, recorder):
     assert session.closed
     assert recorder.names().count("on_session_end") == 1
     assert recorder.names().count("on_done") <= 1
+
+
+def test_an_abort_from_another_thread_while_on_session_start_runs(server):
+    """A plugin hands the session to another thread in on_session_start, which aborts it at once."""
+    seen = threading.Event()
+    aborted = threading.Event()
+    errors: list[BaseException] = []
+
+    class HandOff:
+        @hookimpl
+        def on_session_start(self, session):
+            def abort() -> None:
+                try:
+                    session.abort()
+                except BaseException as exc:  # noqa: BLE001 - the test reports it
+                    errors.append(exc)
+                aborted.set()
+
+            threading.Thread(target=abort, name="review-abort").start()
+            seen.set()
+            aborted.wait(5)  # on_session_start is still running while the abort happens
+
+    session = client_for(server.url, plugins=[HandOff()]).connect()
+    assert seen.is_set() and aborted.wait(5)
+    assert errors == [] and session.closed
+    with pytest.raises(cartesia_sync.SessionClosedError):
+        session.send(pcm(0.1))
