@@ -54,6 +54,9 @@ logger = logging.getLogger("cartesia_sync.session")
 
 _session_numbers = itertools.count(1)
 
+#: The shortest key masked inside server messages (see ``SessionCore._parse``).
+_MIN_MASKED_KEY = 8
+
 #: Silence byte patterns per encoding, for keepalive frames.
 _SILENCE_BYTE = {"pcm_mulaw": b"\xff", "pcm_alaw": b"\xd5"}
 
@@ -138,7 +141,7 @@ class SessionCore:
             self.stats,
             fail=self.fail_and_report,
             stop=self.stop_everything,
-            scrub=self.scrub,
+            scrub=self.scrub_peer_text,
         )
         keepalive = _SILENCE_BYTE.get(settings.encoding, b"\x00") * self.intake.frame_bytes
         self.sender = Sender(
@@ -427,10 +430,19 @@ class SessionCore:
         """``text`` with the session's key replaced."""
         return redact(text, self.settings.api_key)
 
-    def _parse(self, frame: str | bytes) -> AnyEvent:
-        """Parse a frame with the session's key masked first: a server that echoes it cannot put it in an error."""
+    def scrub_peer_text(self, text: str) -> str:
+        """Server text (a junk frame, say) with the key masked, if the key is long enough (see :meth:`_parse`)."""
         key = self.settings.api_key
-        if key is not None and key.reveal():
+        return redact(text, key) if key is not None and len(key.reveal()) >= _MIN_MASKED_KEY else text
+
+    def _parse(self, frame: str | bytes) -> AnyEvent:
+        """Parse a frame with the session's key masked first: a server that echoes it cannot put it in an error.
+
+        Only a key of 8 characters or more is masked here: a shorter one (a test key such as ``"k"``)
+        would turn up inside ordinary words and corrupt the transcripts.
+        """
+        key = self.settings.api_key
+        if key is not None and len(key.reveal()) >= _MIN_MASKED_KEY:
             if isinstance(frame, str):
                 frame = redact(frame, key)
             else:
