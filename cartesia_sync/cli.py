@@ -93,6 +93,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--json", action="store_true", help="print text, words and timings as JSON")
     run.add_argument(
+        "--turns",
+        action="store_true",
+        help="use the turn-detecting endpoint (ink-2): one line per turn; with --json, the turns and their times",
+    )
+    run.add_argument(
         "--mode",
         choices=("auto", "batch", "stream"),
         default="auto",

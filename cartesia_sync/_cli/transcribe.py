@@ -19,6 +19,7 @@ from .common import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, error, note, one_line, pr
 from .endpoint import endpoint
 from .outputs import check_subtitle_paths, output_plugins
 from .transcribe_many import run_many, wants_many
+from .turns import run_turns
 
 __all__ = ["run", "result_entry"]
 
@@ -32,6 +33,8 @@ class _EndpointFailed(Exception):
 
 def run(args: argparse.Namespace) -> int:
     """Each file in turn, or many at a time (see :mod:`.transcribe_many`); a failed one does not stop the rest."""
+    if getattr(args, "turns", False):
+        return run_turns(args)
     if wants_many(args):
         return run_many(args)
     collision = check_subtitle_paths(args)
