@@ -323,11 +323,11 @@ TURN_FAULTS = {
 }
 
 
-def stream_turns(url: str) -> TurnSession:
+def stream_turns(url: str, **turn_settings: float) -> TurnSession:
     client = cartesia_sync.Client(
         url=url, load_entrypoints=False, ping_interval=0.3, ping_timeout=0.5, reconnect_delay=0.05
     )
-    with client.connect_turns(realtime=4.0) as session:
+    with client.connect_turns(realtime=4.0, **turn_settings) as session:
         for start in range(0, len(TURN_AUDIO), 3200):
             session.send(TURN_AUDIO[start : start + 3200])
     return session
@@ -345,3 +345,24 @@ def test_turns_come_out_the_same_through_every_fault(fault):
     assert accepted == 2 and session.stats.reconnects == 1
     assert [t.text for t in session.turns] == [t.text for t in undisturbed.turns]  # none lost, none twice
     assert session.text == undisturbed.text
+
+
+def _speech_digest(number: int, audio: bytes) -> str:
+    import hashlib
+
+    return " " + hashlib.sha256(audio).hexdigest()[:8]  # the same speech gives the same text on any connection
+
+
+@pytest.mark.parametrize("fault", ["reset mid-stream", "close after N bytes (mid-frame)", "black hole, data dropped"])
+def test_turns_through_faults_against_the_fake_server(fault):
+    from cartesia_sync.testing import FakeCartesia
+
+    with FakeCartesia(text=_speech_digest, silence_split=0.2) as fake:
+        undisturbed = stream_turns(fake.url, end_timeout_ms=700)  # the 0.8 s pauses end turns
+        with FaultProxy(fake.port, faults=lambda i: TURN_FAULTS[fault] if i == 0 else Faults()) as proxy:
+            session = stream_turns(proxy.url(), end_timeout_ms=700)
+            accepted = proxy.accepted
+    assert len(undisturbed.turns) == 3
+    assert session.error is None, session.error
+    assert accepted == 2 and session.stats.reconnects == 1
+    assert [t.text for t in session.turns] == [t.text for t in undisturbed.turns]

@@ -25,8 +25,11 @@ time** (never the wall clock, so a client that stops sending gets no
   and goes on with the turn if the flush shows speech it had not seen.
 - ``close``: the engine is flushed and an open turn ends.
 
-Turns after the first begin with a space, so that joining the ``turn.end``
-transcripts verbatim gives readable text, as the hosted model's do.
+Every turn's text begins with a space, as the streaming endpoint's
+transcripts do, so that joining the ``turn.end`` transcripts verbatim gives
+readable text whatever connection each turn came on (after a reconnect the
+server cannot know which turn is the session's first). An engine whose texts
+carry their own spaces (the scripted engine) has them passed on exactly.
 """
 
 from __future__ import annotations
@@ -96,6 +99,7 @@ class TurnDetector:
         self._pending: list[Recognition] = []  # results before the turn is long enough to start
         self._last_word_end = 0.0
         self._sent_text = ""
+        self._verbatim = False
 
     @property
     def received_seconds(self) -> float:
@@ -151,17 +155,19 @@ class TurnDetector:
         return self._last_word_end - min(starts) >= self.timing.start_speech
 
     def _take(self, result: Recognition) -> None:
+        self._verbatim = result.verbatim
         if result.is_final:
             if result.text:
-                self._committed = _joined(self._committed, result).strip()
+                self._committed = _joined(self._committed, result)
             self._current = ""
         else:
             self._current = _joined("", result)
 
     def _text(self) -> str:
-        current = self._current
-        text = (self._committed + current if current[:1].isspace() else f"{self._committed} {current}").strip()
-        return (" " + text if self._turns > 1 else text) if text else ""
+        if self._verbatim:  # the engine's texts carry their own spaces (the scripted engine): exactly those
+            return self._committed + self._current
+        text = " ".join(f"{self._committed} {self._current}".split())
+        return " " + text if text else ""
 
     def _update(self, events: list[dict[str, Any]]) -> None:
         text = self._text()
