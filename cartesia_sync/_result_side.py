@@ -8,13 +8,22 @@ streaming endpoint's result side is :class:`~cartesia_sync._router.EventRouter`.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
+
+from ._events import ServerErrorEvent, UnknownMessage
 
 if TYPE_CHECKING:  # pragma: no cover
     from ._events import AnyEvent
+    from ._plugin_manager import HookDispatcher
     from ._replay import ReplayBuffer
+    from ._stats import StatsCounter
+    from .errors import CartesiaSyncError
 
-__all__ = ["ResultSide"]
+__all__ = ["ResultSide", "route_error_or_unknown"]
+
+logger = logging.getLogger("cartesia_sync.router")
 
 
 class ResultSide(Protocol):
@@ -49,3 +58,23 @@ class ResultSide(Protocol):
 
     def wake_waiters(self) -> None:
         """Release every caller waiting for an answer: the session ended."""
+
+
+def route_error_or_unknown(
+    event: AnyEvent,
+    stats: StatsCounter,
+    dispatcher: HookDispatcher,
+    fail: Callable[[CartesiaSyncError], None],
+    record: Callable[[CartesiaSyncError], None],
+) -> None:
+    """An ``error`` message (fatal: ``fail``; else kept and reported) or an unknown one, for every result side."""
+    if isinstance(event, ServerErrorEvent):
+        stats.add("server_errors")
+        error = event.to_exception()
+        if event.fatal:
+            fail(error)
+        else:
+            record(error)
+            dispatcher.report(error)
+    elif isinstance(event, UnknownMessage):
+        logger.info("server sent a message of unknown type %r; passed to on_event only", event.message_type)

@@ -13,9 +13,10 @@ import threading
 from collections import deque
 from collections.abc import Callable
 
-from ._events import AnyEvent, Done, FlushDone, ServerErrorEvent, Transcript, UnknownMessage
+from ._events import AnyEvent, Done, FlushDone, Transcript
 from ._plugin_manager import HookDispatcher
 from ._replay import ReplayBuffer
+from ._result_side import route_error_or_unknown
 from ._stats import StatsCounter
 from ._transcript import TranscriptAccumulator
 from .errors import CartesiaSyncError
@@ -120,16 +121,8 @@ class EventRouter:
         elif isinstance(event, Done):
             self._dispatcher.emit("on_done", event=event)
             self.done.set()
-        elif isinstance(event, ServerErrorEvent):
-            self._stats.add("server_errors")
-            error = event.to_exception()
-            if event.fatal:
-                self._fail(error)
-            else:
-                self._record(error)
-                self._dispatcher.report(error)
-        elif isinstance(event, UnknownMessage):
-            logger.info("server sent a message of unknown type %r; passed to on_event only", event.message_type)
+        else:
+            route_error_or_unknown(event, self._stats, self._dispatcher, self._fail, self._record)
 
     def wake_waiters(self) -> None:
         """Release every waiting ``finalize()`` without an answer (the session ended)."""

@@ -28,16 +28,15 @@ from typing import Any
 
 from ._events import (
     Connected,
-    ServerErrorEvent,
     TurnEagerEnd,
     TurnEnd,
     TurnResume,
     TurnStart,
     TurnUpdate,
-    UnknownMessage,
 )
 from ._plugin_manager import HookDispatcher
 from ._replay import ReplayBuffer
+from ._result_side import route_error_or_unknown
 from ._stats import StatsCounter
 from .errors import CartesiaSyncError, ConfigurationError, ProtocolError
 
@@ -230,16 +229,8 @@ class TurnRouter:
         hook = _HOOKS.get(type(event))
         if hook is not None:
             self._dispatcher.emit(hook, event=event)
-        elif isinstance(event, ServerErrorEvent):
-            self._stats.add("server_errors")
-            error = event.to_exception()
-            if event.fatal:
-                self._fail(error)
-            else:
-                self._record(error)
-                self._dispatcher.report(error)
-        elif isinstance(event, UnknownMessage):
-            logger.info("server sent a message of unknown type %r; passed to on_event only", event.message_type)
+        else:
+            route_error_or_unknown(event, self._stats, self._dispatcher, self._fail, self._record)
 
     # -- internals ----------------------------------------------------------------------------
 

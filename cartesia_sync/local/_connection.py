@@ -323,14 +323,19 @@ class Conversation:
         results: list[Recognition] = []
         if self._stream is None:
             return results  # no audio yet: nothing to recognise, and no reason to start a decoder
-        if self._resampler is not None:
-            import numpy as np
-
-            tail = self._resampler.resample_chunk(np.zeros(0, dtype="<i2"), last=True).astype("<i2").tobytes()
-            if tail:
-                results.extend(self._stream.feed(tail))
+        tail = self._resampler_tail()
+        if tail:
+            results.extend(self._stream.feed(tail))
         results.extend(self._stream.flush())
         return results
+
+    def _resampler_tail(self) -> bytes:
+        """What the resampler still holds at the end of the audio (nothing without one)."""
+        if self._resampler is None:
+            return b""
+        import numpy as np
+
+        return bytes(self._resampler.resample_chunk(np.zeros(0, dtype="<i2"), last=True).astype("<i2").tobytes())
 
     def _run_engine(self, step: Any) -> bool:
         try:

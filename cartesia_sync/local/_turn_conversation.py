@@ -164,12 +164,9 @@ class TurnConversation(Conversation):
         if self._detector is None:
             return []
         events: list[Any] = []
-        if self._resampler is not None:
-            import numpy as np
-
-            tail = self._resampler.resample_chunk(np.zeros(0, dtype="<i2"), last=True).astype("<i2").tobytes()
-            if tail:
-                events.extend(self._detector.feed(tail))
+        tail = self._resampler_tail()
+        if tail:
+            events.extend(self._detector.feed(tail))
         events.extend(self._detector.close())
         return events
 
