@@ -26,7 +26,7 @@ from ._embedded import embedded_endpoint, wants_embedded
 from ._many_gate import AdaptiveLimit, ClusterGate, Gate, OpenGate
 from ._many_job import Job, SessionTracker, SourceReport, run_job
 from ._many_manifest import Manifest, file_sha256
-from ._many_outputs import check_formats
+from ._many_outputs import check_formats, sweep_leftovers
 from ._many_sources import iter_sources, output_key
 from ._modes import MODES
 from .errors import ConfigurationError
@@ -224,6 +224,8 @@ class _Run:
 
     def run(self, stack: contextlib.ExitStack) -> BatchReport:
         started = time.monotonic()
+        if self.out is not None:
+            sweep_leftovers(self.out)
         if self.executor is None:
             pool = futures.ThreadPoolExecutor(self.max_concurrency, thread_name_prefix="cartesia-sync-many")
             stack.callback(pool.shutdown, wait=True, cancel_futures=True)

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import random
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -203,9 +206,71 @@ def test_resume_after_kill_9_at_random_points_loses_nothing_and_corrupts_nothing
     summary = json.loads(stdout)
     assert summary["done"] + summary["skipped"] == 24 and summary["skipped"] > 0
     assert reference.count("done") == 24
+    assert not list((in_tmp / "out").rglob("*.part"))  # what the killed runs left was swept
     for expected in (in_tmp / "reference").rglob("*.txt"):
         produced = in_tmp / "out" / expected.relative_to(in_tmp / "reference")
         assert produced.read_text() == expected.read_text()  # whole, never half-written
+
+
+def _dead_pid() -> int:
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait(timeout=30)
+    return process.pid
+
+
+@pytest.mark.timeout(60)
+def test_temporary_files_a_killed_run_left_are_removed_and_a_live_writers_are_not(in_tmp):
+    from cartesia_sync import _many_outputs
+
+    corpus(in_tmp, 2)
+    folder = in_tmp / "out" / "calls" / "part0"
+    folder.mkdir(parents=True)
+    host = _many_outputs._HOST
+    killed = folder / f".call000.txt.{_dead_pid()}@{host}.k1ll3d_x.part"  # its writer is gone
+    live = folder / f".call000.txt.{os.getppid()}@{host}.l1v3_abc.part"  # another run, still alive
+    elsewhere = folder / f".call000.srt.{os.getpid()}@0badc0de.r3m0t3_z.part"  # a worker on another machine
+    old = folder / ".call000.vtt.1@0badc0de.0ld_0ne_.part"  # from another machine, long ago
+    foreign = folder / ".notes.part"  # not named as the library names its files
+    for path in (killed, live, elsewhere, old, foreign):
+        path.write_text("half of a transcript")
+    an_hour_ago = time.time() - 3600
+    os.utime(old, (an_hour_ago, an_hour_ago))
+    with FakeCartesia() as fake:
+        report = cartesia_sync.transcribe_many("calls", out_dir="out", url=fake.url)
+    assert report.count("done") == 2
+    assert not killed.exists() and not old.exists()
+    assert live.exists() and elsewhere.exists() and foreign.exists()
+    assert (folder / "call000.txt").read_text().strip()
+
+
+_KILLED_BEFORE_THE_RENAME = """
+import os, signal, cartesia_sync
+os.replace = lambda *args: os.kill(os.getpid(), signal.SIGKILL)  # killed between writing and renaming
+cartesia_sync.transcribe_many("calls", out_dir="out", max_concurrency=1, url={url!r})
+"""
+
+
+@pytest.mark.timeout(60)
+def test_a_run_killed_between_writing_and_renaming_is_cleaned_up_by_the_next(in_tmp):
+    corpus(in_tmp, 3)
+    with FakeCartesia() as fake:
+        process = start_script(_KILLED_BEFORE_THE_RENAME.format(url=fake.url), in_tmp)
+        process.communicate(timeout=30)
+        assert process.returncode == -signal.SIGKILL
+        left = list((in_tmp / "out").rglob("*.part"))
+        assert len(left) == 1 and not list((in_tmp / "out").rglob("*.txt"))
+        report = cartesia_sync.transcribe_many("calls", out_dir="out", url=fake.url)
+    assert report.count("done") == 3
+    assert not list((in_tmp / "out").rglob("*.part"))
+    assert len(list((in_tmp / "out").rglob("*.txt"))) == 3
+
+
+def test_written_outputs_leave_no_temporary_file(in_tmp):
+    corpus(in_tmp, 3)
+    with FakeCartesia() as fake:
+        cartesia_sync.transcribe_many("calls", out_dir="out", formats="txt,json,srt,vtt", url=fake.url)
+    assert not list((in_tmp / "out").rglob("*.part"))
+    assert len(list((in_tmp / "out").rglob("*.*"))) == 3 * 4 + 1  # the outputs and the manifest
 
 
 @pytest.mark.timeout(90)
