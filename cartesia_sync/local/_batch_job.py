@@ -3,12 +3,17 @@
 The upload (already on disk, see ``_multipart``) is decoded with the project's
 own readers (``open_audio_file``: WAV/RF64 here, the rest through libsndfile)
 or, when the request names an ``encoding``, read as raw PCM of that encoding.
-Either way it becomes 16 kHz mono s16le, is fed to one engine stream in
-blocks and flushed, and the finals become the hosted API's batch response.
+Either way it becomes 16 kHz mono s16le and is decoded by the engine (see
+``_batch_decode``): on one stream, or, for an engine whose streams decode in
+parallel (``parallel_streams``), cut at quiet moments into segments that
+several streams decode at once, as many as the server has free. The finals
+become the hosted API's batch response.
 """
 
 from __future__ import annotations
 
+import math
+import os
 import threading
 import uuid
 from collections.abc import Iterator
@@ -19,6 +24,8 @@ import numpy as np
 
 from .._audio_files import open_audio_file
 from ..errors import AudioFormatError
+from ._batch_decode import OptionsRefused, Stopped, decode_segments, decode_stream
+from ._batch_segments import SEGMENT_SECONDS, cut_segments
 from ._engine import ENGINE_SAMPLE_RATE, Engine, Recognition, StreamOptions
 from ._wire_audio import SAMPLE_BYTES, decoder_for
 
@@ -64,33 +71,28 @@ def run_batch(
     :raises BatchError: not audio (415), no engine stream free (429), the engine
         failed (500), or the server is stopping (503).
     """
-    if streams is not None and not streams.acquire(blocking=False):
-        raise BatchError(
-            429, "concurrency_limited", "Too many streams", "all recognition streams of this server are in use"
-        )
+    slots = _take_slots(streams, 1)
     try:
         blocks, duration = _pcm_blocks(path, request)
+        slots += _take_slots(streams, _parallel_streams(engine, duration.expected) - 1, at_least_one=False)
         options = StreamOptions(model=request.model, language=request.language)
-        results: list[Recognition] = []
         try:
-            stream = engine.open_stream(options)
-        except ValueError as exc:
+            if slots > 1:
+                results = decode_segments(engine, options, cut_segments(blocks), slots, stopping)
+            else:
+                results = decode_stream(engine, options, blocks, stopping)
+        except OptionsRefused as exc:
             raise BatchError(400, "unsupported_option", "Unsupported option", str(exc)) from exc
-        try:
-            for block in blocks:
-                if stopping is not None and stopping.is_set():
-                    raise BatchError(503, "server_stopping", "Server stopping", "the server is shutting down; retry")
-                results.extend(r for r in stream.feed(block) if r.is_final)
-            results.extend(r for r in stream.flush() if r.is_final)
+        except Stopped as exc:
+            raise BatchError(503, "server_stopping", "Server stopping", "the server is shutting down; retry") from exc
         except BatchError:
             raise
         except Exception as exc:
             raise BatchError(500, "engine_error", "Engine error", f"the speech engine failed: {exc}") from exc
-        finally:
-            stream.close()
     finally:
         if streams is not None:
-            streams.release()
+            for _ in range(slots):
+                streams.release()
     body: dict[str, Any] = {
         "type": "transcript",
         "request_id": request_id or str(uuid.uuid4()),
@@ -105,6 +107,31 @@ def run_batch(
     return body
 
 
+def _parallel_streams(engine: Engine, seconds: float) -> int:
+    """Streams worth decoding ``seconds`` of audio on: the engine's ``parallel_streams`` (else 1), one per segment."""
+    wanted = getattr(engine, "parallel_streams", 1)
+    if not isinstance(wanted, int) or wanted <= 1:
+        return 1
+    return max(1, min(wanted, math.ceil(seconds / SEGMENT_SECONDS)))
+
+
+def _take_slots(streams: threading.BoundedSemaphore | None, wanted: int, *, at_least_one: bool = True) -> int:
+    """Take up to ``wanted`` of the server's free engine streams; a busy server gives fewer.
+
+    :raises BatchError: 429, when ``at_least_one`` and none is free.
+    """
+    if streams is None:
+        return max(0, wanted)
+    taken = 0
+    while taken < wanted and streams.acquire(blocking=False):
+        taken += 1
+    if at_least_one and not taken:
+        raise BatchError(
+            429, "concurrency_limited", "Too many streams", "all recognition streams of this server are in use"
+        )
+    return taken
+
+
 def _joined(results: list[Recognition]) -> str:
     """The finals as one text: verbatim results as they are, the rest separated by spaces (as a stream reads)."""
     text = ""
@@ -116,18 +143,20 @@ def _joined(results: list[Recognition]) -> str:
 
 
 class _Duration:
-    """Seconds of audio read so far (known only once every block has been read)."""
+    """Seconds of audio read so far (known only once every block has been read), and what the header promised."""
 
-    def __init__(self) -> None:
+    def __init__(self, expected: float = 0.0) -> None:
         self.seconds = 0.0
+        self.expected = expected
 
     def __call__(self) -> float:
         return self.seconds
 
 
 def _pcm_blocks(path: str, request: BatchRequest) -> tuple[Iterator[bytes], _Duration]:
-    duration = _Duration()
     if request.encoding is not None:
+        rate = request.sample_rate or ENGINE_SAMPLE_RATE
+        duration = _Duration(os.path.getsize(path) / (rate * SAMPLE_BYTES[request.encoding]))
         return _raw_blocks(path, request.encoding, request.sample_rate or ENGINE_SAMPLE_RATE, duration), duration
     try:
         reader = open_audio_file(path)
@@ -140,6 +169,7 @@ def _pcm_blocks(path: str, request: BatchRequest) -> tuple[Iterator[bytes], _Dur
             f"the upload is not audio this server can decode ({reason}); send WAV, FLAC, OGG or MP3, "
             "or raw PCM with the encoding and sample_rate query parameters",
         ) from exc
+    duration = _Duration(reader.info.duration)
     return _file_blocks(reader, duration), duration
 
 

@@ -109,6 +109,10 @@ class Engine(Protocol):
     learns of a bad option at once rather than with its first audio.
     An engine whose streams are costly may set a ``max_streams`` attribute:
     the number of streams a server opens at once unless told otherwise.
+    An engine whose streams decode in parallel (each on its own core) may set
+    a ``parallel_streams`` attribute above 1: a long batch upload is then cut
+    at quiet moments into segments that up to that many streams decode at
+    once (pocketsphinx: its worker processes).
 
     An engine that sets a true ``raw_audio`` attribute receives the client's
     bytes exactly as sent (any encoding and rate, whole samples) instead of

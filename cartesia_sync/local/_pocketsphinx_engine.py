@@ -113,6 +113,8 @@ class PocketSphinxEngine:
             raise ValueError(f"max_streams must be positive, not {max_streams}")
         self.max_streams = max_streams
         self.workers = workers
+        #: Streams that decode at the same time: one per worker process (the GIL serialises in-process decoding).
+        self.parallel_streams = max(1, workers)
         self.timeout = float(timeout)
         self.settings = settings or RecognizerSettings()
         self._lock = threading.Lock()
