@@ -81,7 +81,7 @@ def _running(engine: str, load_entrypoints: bool, announce: TextIO | None) -> It
         ) from None
     with LocalServer(engine, load_entrypoints=load_entrypoints) as server:
         print(
-            f"cartesia-sync: no {API_KEY_ENV} set: using the embedded local server ({engine}) at {server.url}",
+            f"cartesia-sync: no {API_KEY_ENV} set: using the embedded local server ({engine}) at {server.base_url}",
             file=announce or sys.stderr,
             flush=True,
         )

@@ -68,7 +68,7 @@ def test_no_key_and_no_url_uses_the_embedded_server(wav):
     result = run_cli("transcribe", wav, "--engine", "scripted")
     assert result.returncode == 0, result.stderr
     notice = result.stderr.strip().splitlines()
-    assert len(notice) == 1 and "embedded local server (scripted) at ws://127.0.0.1:" in notice[0]
+    assert len(notice) == 1 and "embedded local server (scripted) at http://127.0.0.1:" in notice[0]
     assert result.stdout.startswith("seg1:32000b:")
 
 

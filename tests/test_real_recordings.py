@@ -306,7 +306,7 @@ def test_the_readme_python_example_runs_with_no_key():
     assert "cup of coffee" in result.stdout
     assert re.fullmatch(
         r"cartesia-sync: no CARTESIA_API_KEY set: using the embedded local server \(pocketsphinx\) "
-        r"at ws://127\.0\.0\.1:\d+/stt/websocket\n",
+        r"at http://127\.0\.0\.1:\d+\n",
         result.stderr,
     )
 
