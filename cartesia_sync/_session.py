@@ -16,10 +16,8 @@ Each error is raised once. ``Client(raise_errors=False)`` turns re-raising off.
 from __future__ import annotations
 
 import logging
-import os
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from ._audio_files import AudioFileInfo
 from ._audio_queue import Command
 from ._config import ConnectionSettings, SessionOptions
 from ._events import FlushDone, Transcript, Word, parse_message
@@ -27,10 +25,10 @@ from ._lifecycle import SessionState
 from ._result import TranscriptionResult
 from ._router import EventRouter, FlushTicket
 from ._session_core import SessionCore, SessionKind
-from ._stats import SessionStats
+from ._session_facade import SessionFacade
 from ._transcript import TranscriptAccumulator
 from ._wire import WireConnection
-from .errors import CartesiaSyncError, StreamTimeout
+from .errors import StreamTimeout
 
 if TYPE_CHECKING:  # pragma: no cover
     import pluggy
@@ -40,7 +38,7 @@ __all__ = ["Session", "SessionState"]
 logger = logging.getLogger("cartesia_sync.session")
 
 
-class Session:
+class Session(SessionFacade):
     """One open streaming connection. Create it with :meth:`Client.connect`.
 
     ``send()`` and ``send_file()`` may be called from any thread. Hooks run on
@@ -56,24 +54,18 @@ class Session:
         speed: float | None,
         connect_seconds: float = 0.0,
     ) -> None:
-        self.settings = settings
-        self.options = options
-        self.speed = speed
         self._transcript = TranscriptAccumulator()
-        self._core = SessionCore(
+        self._open_core(
             ws,
             settings,
             options,
             plugin_manager,
             speed,
-            owner=self,
-            make_results=self._make_router,
-            kind=SessionKind(end_command=settings.end_command, end_reply="done", parse=parse_message),
-            connect_seconds=connect_seconds,
+            SessionKind(end_command=settings.end_command, end_reply="done", parse=parse_message),
+            self._make_router,
+            connect_seconds,
         )
         self._router: EventRouter = self._core.results  # type: ignore[assignment]
-        self.number = self._core.number
-        self.started_at = self._core.started_at
 
     def _make_router(self, core: SessionCore) -> EventRouter:
         return EventRouter(
@@ -84,32 +76,6 @@ class Session:
             core.book.keep,
             done=core.lifecycle.done,
         )
-
-    # -- lifecycle ----------------------------------------------------------
-
-    def start(self) -> Session:
-        """Announce the session to plugins and start its threads. Called by ``Client.connect``."""
-        self._core.start()
-        return self
-
-    def __enter__(self) -> Session:
-        return self
-
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
-
-    @property
-    def state(self) -> SessionState:
-        """Where the session is in its life (see :class:`SessionState`)."""
-        return self._core.lifecycle.state
-
-    @property
-    def closed(self) -> bool:
-        """True once ``close()`` or ``abort()`` has finished."""
-        return self._core.lifecycle.state is SessionState.CLOSED
 
     # -- results ------------------------------------------------------------
 
@@ -127,34 +93,6 @@ class Session:
     def interim(self) -> Transcript | None:
         """The latest interim chunk that no final chunk has replaced yet."""
         return self._transcript.interim
-
-    @property
-    def stats(self) -> SessionStats:
-        """A snapshot of the session's accounting."""
-        return self._core.stats.snapshot()
-
-    @property
-    def errors(self) -> tuple[CartesiaSyncError, ...]:
-        """The errors reported during the session, in order: the first 100, the one that ended it, and the latest.
-
-        A server that floods junk cannot grow this without bound;
-        ``stats.errors_reported`` counts every error.
-        """
-        return self._core.book.errors
-
-    @property
-    def error(self) -> CartesiaSyncError | None:
-        """The error that ended the session, if one did."""
-        return self._core.book.failure
-
-    @property
-    def ended_by_server(self) -> str | None:
-        """Why the server closed the session while the caller was idle, or ``None``.
-
-        Such a session ends without an error: sending raises
-        :class:`SessionClosedError`, ``close()`` just releases it.
-        """
-        return self._core.lifecycle.ended_by_server
 
     def result(self) -> TranscriptionResult:
         """What the session has produced so far, as a :class:`TranscriptionResult`.
@@ -177,53 +115,11 @@ class Session:
         )
 
     @property
-    def request_id(self) -> str | None:
-        """The server's id for the connection, once a message carried it."""
-        return self._router.request_id
-
-    @property
-    def audio_sent(self) -> float:
-        """Seconds of audio written to the socket so far (keepalive silence excluded)."""
-        return self._core.stats.get("audio_sent") / self._core.bytes_per_second
-
-    @property
     def audio_acknowledged(self) -> float:
         """Seconds of audio the server has recognised so far: to its latest final word, ``flush_done`` or ``done``."""
         return self._core.stats.get("audio_acknowledged") / self._core.bytes_per_second
 
     # -- sending ------------------------------------------------------------
-
-    def send(self, audio: Any, *, sample_rate: int | None = None, channels: int | None = None) -> None:
-        """Queue audio for sending. Thread-safe; returns once the audio is queued.
-
-        :param audio: ``bytes`` of audio in the session's encoding (s16le by
-            default), or a numpy array of int16/int32/uint8/float32/float64
-            samples shaped ``(frames,)`` or ``(frames, channels)``.
-        :param sample_rate: the rate of ``audio`` when it differs from the
-            session's; it is then resampled (s16le sessions only).
-        :param channels: channels interleaved in ``bytes`` input (downmixed to mono).
-        :raises AudioFormatError: the audio cannot be converted; nothing was queued.
-        :raises StreamTimeout: the buffer stayed full for ``send_timeout`` seconds;
-            the part of this call's audio that was not queued is dropped and counted.
-        :raises SessionClosedError: the session is closing or closed.
-        :raises CartesiaSyncError: the error that ended the session in the background.
-        """
-        self._core.send(audio, sample_rate, channels)
-
-    def send_file(self, path: str | os.PathLike[str]) -> AudioFileInfo:
-        """Decode an audio file, convert it to the session's format, and queue all of it.
-
-        WAV files are parsed directly (PCM 8/16/24/32-bit, float 32/64-bit,
-        any rate and channel count); FLAC, OGG, MP3 and AIFF go through
-        libsndfile. The file is read in blocks, so memory stays small; with
-        pacing on, this returns when the last block is queued.
-
-        :returns: what the file held (format, rate, channels, duration).
-        :raises AudioFormatError: the file is empty, not audio, or in an
-            unsupported format; nothing was queued.
-        :raises FileNotFoundError: there is no such file.
-        """
-        return self._core.send_file(path)
 
     def finalize(self, timeout: float | None = None) -> FlushDone:
         """Ask the server to transcribe everything sent so far, and wait for it.
@@ -295,16 +191,6 @@ class Session:
         core.refuse_from_session_threads("close")
         with core.carrying(self.result):
             core.close(self.options.close_timeout if timeout is None else timeout)
-
-    def abort(self) -> None:
-        """Close at once: unsent audio and results in flight are discarded.
-
-        Idempotent and callable from any thread except the session's own; it
-        also cuts short a ``close()`` that another thread is running. Never
-        raises for background errors (they stay in :attr:`errors`).
-        """
-        self._core.refuse_from_session_threads("abort")
-        self._core.abort()
 
     def __repr__(self) -> str:
         return (

@@ -11,19 +11,15 @@ turns and calls the ``on_turn_*`` hooks.
 from __future__ import annotations
 
 import logging
-import os
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from ._audio_files import AudioFileInfo
 from ._audio_queue import Command
 from ._config import ConnectionSettings, SessionOptions
 from ._events import parse_turn_message
-from ._lifecycle import SessionState
 from ._session_core import SessionCore, SessionKind
-from ._stats import SessionStats
+from ._session_facade import SessionFacade
 from ._turns import Turn, TurnRouter, TurnSettings, close_command, config_command
 from ._wire import WireConnection
-from .errors import CartesiaSyncError
 
 if TYPE_CHECKING:  # pragma: no cover
     import pluggy
@@ -33,7 +29,7 @@ __all__ = ["TurnSession"]
 logger = logging.getLogger("cartesia_sync.turns")
 
 
-class TurnSession:
+class TurnSession(SessionFacade):
     """One open turn-detecting connection. Create it with :meth:`Client.connect_turns`.
 
     ``send()`` and ``send_file()`` may be called from any thread. Hooks run
@@ -52,24 +48,18 @@ class TurnSession:
         turn_settings: TurnSettings,
         connect_seconds: float = 0.0,
     ) -> None:
-        self.settings = settings
-        self.options = options
-        self.speed = speed
         self.turn_settings = turn_settings
-        self._core = SessionCore(
+        self._open_core(
             ws,
             settings,
             options,
             plugin_manager,
             speed,
-            owner=self,
-            make_results=self._make_router,
-            kind=SessionKind(end_command=close_command(), end_reply=None, parse=parse_turn_message),
-            connect_seconds=connect_seconds,
+            SessionKind(end_command=close_command(), end_reply=None, parse=parse_turn_message),
+            self._make_router,
+            connect_seconds,
         )
         self._router: TurnRouter = self._core.results  # type: ignore[assignment]
-        self.number = self._core.number
-        self.started_at = self._core.started_at
 
     def _make_router(self, core: SessionCore) -> TurnRouter:
         def audio_position() -> float:
@@ -77,32 +67,6 @@ class TurnSession:
             return (link.base + link.replay.written) / core.bytes_per_second
 
         return TurnRouter(core.stats, core.dispatcher, core.server_failed, core.book.keep, audio_position)
-
-    # -- lifecycle ----------------------------------------------------------
-
-    def start(self) -> TurnSession:
-        """Announce the session to plugins and start its threads. Called by ``Client.connect_turns``."""
-        self._core.start()
-        return self
-
-    def __enter__(self) -> TurnSession:
-        return self
-
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
-
-    @property
-    def state(self) -> SessionState:
-        """Where the session is in its life (see :class:`SessionState`)."""
-        return self._core.lifecycle.state
-
-    @property
-    def closed(self) -> bool:
-        """True once ``close()`` or ``abort()`` has finished."""
-        return self._core.lifecycle.state is SessionState.CLOSED
 
     # -- results ------------------------------------------------------------
 
@@ -121,45 +85,7 @@ class TurnSession:
         """The open turn's latest text (``turn.update``/``turn.eager_end``), or ``None`` between turns."""
         return self._router.open_text if self._router.in_turn else None
 
-    @property
-    def stats(self) -> SessionStats:
-        """A snapshot of the session's accounting."""
-        return self._core.stats.snapshot()
-
-    @property
-    def errors(self) -> tuple[CartesiaSyncError, ...]:
-        """The errors reported during the session: the first 100, the one that ended it, and the latest."""
-        return self._core.book.errors
-
-    @property
-    def error(self) -> CartesiaSyncError | None:
-        """The error that ended the session, if one did."""
-        return self._core.book.failure
-
-    @property
-    def ended_by_server(self) -> str | None:
-        """Why the server closed the session while the caller was idle, or ``None`` (as for ``Session``)."""
-        return self._core.lifecycle.ended_by_server
-
-    @property
-    def request_id(self) -> str | None:
-        """The server's id for the connection, once a message carried it."""
-        return self._router.request_id
-
-    @property
-    def audio_sent(self) -> float:
-        """Seconds of audio written to the socket so far (keepalive silence excluded)."""
-        return self._core.stats.get("audio_sent") / self._core.bytes_per_second
-
     # -- sending ------------------------------------------------------------
-
-    def send(self, audio: Any, *, sample_rate: int | None = None, channels: int | None = None) -> None:
-        """Queue audio for sending; the same rules as :meth:`Session.send`."""
-        self._core.send(audio, sample_rate, channels)
-
-    def send_file(self, path: str | os.PathLike[str]) -> AudioFileInfo:
-        """Decode an audio file and queue all of it; the same rules as :meth:`Session.send_file`."""
-        return self._core.send_file(path)
 
     def configure(
         self,
@@ -206,11 +132,6 @@ class TurnSession:
         core = self._core
         core.refuse_from_session_threads("close")
         core.close(self.options.close_timeout if timeout is None else timeout)
-
-    def abort(self) -> None:
-        """Close at once: unsent audio and events in flight are discarded. Never raises for background errors."""
-        self._core.refuse_from_session_threads("abort")
-        self._core.abort()
 
     def __repr__(self) -> str:
         return (
