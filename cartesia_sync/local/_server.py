@@ -18,17 +18,14 @@ server) with its own engine stream. The same port serves the batch routes
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import math
-import re
 import socket
 import threading
 import time
 from collections.abc import Iterable
-from http import HTTPStatus
 from typing import Any, TypeVar
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import urlsplit
 
 from .._config import is_loopback_host
 from .._plugin_manager import create_plugin_manager
@@ -37,42 +34,22 @@ from ..errors import ConfigurationError
 from ._admission import Admission
 from ._bundled import BundledEngines
 from ._connection import Conversation, ConversationConfig
-from ._credentials import CredentialError, offered_key
 from ._engine import Engine, EngineRegistry
 from ._http_front import dispatcher, serve_http
-from ._http_routes import MAX_UPLOAD_BYTES, HttpRoutes, RouteConfig, check_stt_credential, status_body
+from ._http_routes import MAX_UPLOAD_BYTES, HttpRoutes, RouteConfig
 from ._recording import ConnectionRecord
 from ._scenario import Scenario
 from ._tokens import TokenBook
 from ._turn_conversation import TURNS_PATH, TurnConversation
+from ._ws_handshake import STT_PATH, HandshakeGate, wire_logger
 
 __all__ = ["LocalServer", "DEFAULT_MODELS", "available_engines"]
 
 logger = logging.getLogger("cartesia_sync.local.server")
 
-#: Credentials as they show in the handshake lines websockets logs at DEBUG.
-_CREDENTIALS = re.compile(r"(?i)((?:x-api-key|authorization):\s*)\S.*|((?:api_key|access_token)=)[^&\s]+")
-
-
-class _CredentialScrubber(logging.Filter):
-    """Masks keys in what the websockets library logs about our connections (it logs every header)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        clean = _CREDENTIALS.sub(lambda m: (m.group(1) or m.group(2)) + "***", message)
-        if clean != message:
-            record.msg, record.args = clean, ()
-        return True
-
-
-#: The logger handed to websockets for the server's connections.
-wire_logger = logging.getLogger("cartesia_sync.local.server.wire")
-wire_logger.addFilter(_CredentialScrubber())
-
 #: Model ids the server accepts, as the hosted API names them.
 DEFAULT_MODELS: frozenset[str] = frozenset({"ink-whisper", "ink-whisper-2025-06-04", "ink-2"})
 
-STT_PATH = "/stt/websocket"
 
 _Server = TypeVar("_Server", bound="LocalServer")
 
@@ -234,6 +211,17 @@ class LocalServer:
         self.max_upload_bytes = max_upload_bytes
         self._tokens = TokenBook()
         self._stopping = threading.Event()
+        self._gate = HandshakeGate(
+            next_request=self._next_request,
+            scenario=lambda: self.scenario,
+            turns_path=TURNS_PATH,
+            admission=self._admission,
+            max_connections=max_connections,
+            api_key=self._api_key,
+            tokens=self._tokens,
+            record=self.connections.append if record else None,
+            record_secrets=record_secrets,
+        )
         #: a fixed text for every batch answer (FakeCartesia's ``batch_text``); None: the engine's
         self._batch_text: str | None = None
 
@@ -254,7 +242,7 @@ class LocalServer:
             self._server = serve(
                 self._handle,
                 sock=listener,
-                process_request=self._process_request,
+                process_request=self._gate.process_request,
                 compression=None,
                 max_size=self.max_message_bytes,
                 max_queue=self.max_pending_messages,
@@ -331,7 +319,7 @@ class LocalServer:
         for closing in closers:
             closing.start()
         for closing in closers:
-            closing.join()  # ends at the close handshake, close_timeout, or when stop() cuts the socket
+            closing.join(CLOSE_TIMEOUT + CLOSE_GRACE)  # ends at the close handshake, or when stop() cuts the socket
 
     def __enter__(self) -> LocalServer:
         return self.start()
@@ -383,51 +371,6 @@ class LocalServer:
         return (
             f"<LocalServer {state} engine={getattr(self.engine, 'name', '?')!r} key={'***' if self._api_key else None}>"
         )
-
-    # -- handshake ------------------------------------------------------------------
-
-    def _process_request(self, connection: Any, request: Any) -> Any:
-        parts = urlsplit(request.path)
-        with self._lock:
-            connection.cartesia_faulty = self.scenario.applies_to(self._handshakes)
-            self._handshakes += 1
-        record = None
-        if self._config.record:
-            keep = self._record_secrets
-            record = ConnectionRecord(
-                path=parts.path, query=_masked_query(parts.query, keep), headers=_masked_headers(request, keep)
-            )
-            self.connections.append(record)
-        connection.cartesia_record = record
-        refusal = self._refusal(parts, request, connection.cartesia_faulty)
-        if refusal is not None and record is not None:
-            record.finished.set()
-        return refusal
-
-    def _refusal(self, parts: Any, request: Any, faulty: bool) -> Any:
-        self._admission.leave_handshake()
-        scenario = self.scenario
-        if faulty and scenario.reject_status is not None:
-            return _response(scenario.reject_status, scenario.reject_body, scenario.reject_headers)
-        if parts.path in ("/", "") and "upgrade" not in request.headers.get("Connection", "").lower():
-            return _response(200, status_body().decode())
-        if parts.path not in (STT_PATH, TURNS_PATH):
-            return _response(404, json.dumps({"title": "Not found", "message": f"use {STT_PATH} or {TURNS_PATH}"}))
-        try:
-            offered = offered_key(parts.query, request.headers)
-        except CredentialError as exc:
-            return _error_response(exc.status, exc.error_code, exc.title, exc.message)
-        problem = check_stt_credential(self._api_key, self._tokens, offered.key, offered.problem)
-        if problem:
-            return _error_response(401, "invalid_api_key", "Unauthorized", problem)
-        if not self._admission.admit():
-            return _error_response(
-                429,
-                "concurrency_limited",
-                "Too many connections",
-                f"this server serves at most {self.max_connections} connections at once; close one or retry later",
-            )
-        return None
 
     # -- plain HTTP ---------------------------------------------------------------------
 
@@ -491,28 +434,11 @@ class LocalServer:
                 record.finished.set()
 
 
-def _masked_query(query: str, keep_secrets: bool) -> list[Any]:
-    return [
-        (name, "***" if name in ("api_key", "access_token") and not keep_secrets else value)
-        for name, value in parse_qsl(query, keep_blank_values=True)
-    ]
-
-
-def _masked_headers(request: Any, keep_secrets: bool) -> dict[str, str]:
-    secret: set[str] = set() if keep_secrets else {"x-api-key", "authorization"}
-    return {name.lower(): ("***" if name.lower() in secret else value) for name, value in request.headers.raw_items()}
-
-
 def _close_going_away(conn: Any) -> None:
     try:
         conn.close(1001, "server shutting down")
     except Exception:
         logger.debug("closing a connection at shutdown failed", exc_info=True)
-
-
-def _error_response(status: int, error_code: str, title: str, message: str) -> Any:
-    """An HTTP error in the hosted API's shape: a JSON body with title, message and error_code."""
-    return _response(status, json.dumps({"title": title, "message": message, "error_code": error_code}))
 
 
 def _check_limits(**limits: float) -> None:
@@ -523,18 +449,3 @@ def _check_limits(**limits: float) -> None:
         if isinstance(value, bool) or not isinstance(value, kinds) or not 0 < value < math.inf:
             what = "a positive number of seconds" if seconds else "a positive whole number"
             raise ConfigurationError(f"{name} must be {what}, got {value!r}")
-
-
-def _response(status: int, body: str, extra: tuple[tuple[str, str], ...] = ()) -> Any:
-    from websockets.datastructures import Headers
-    from websockets.http11 import Response
-
-    try:
-        reason = HTTPStatus(status).phrase
-    except ValueError:
-        reason = "Unknown"
-    data = body.encode()
-    headers = Headers(
-        [("Content-Type", "application/json"), ("Content-Length", str(len(data))), ("Connection", "close"), *extra]
-    )
-    return Response(status, reason, headers, data)
