@@ -22,7 +22,6 @@ import logging
 import math
 import pickle
 import socket
-import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator
@@ -32,6 +31,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 from conftest import CANARY_KEY, pcm
+from hostile_server import HostileServer, read_request
 
 import cartesia_sync
 from cartesia_sync import (
@@ -166,72 +166,6 @@ def no_network(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
     monkeypatch.setattr(socket, "getaddrinfo", refuse("getaddrinfo"))
     monkeypatch.setattr(socket, "create_connection", refuse("create_connection"))
     return attempts
-
-
-class RawTCPServer:
-    """A TCP listener on 127.0.0.1 that runs ``handler(sock, server)`` for each connection on its own thread.
-
-    ``received`` collects the bytes each handler chose to record; ``stop`` is
-    set on exit so handlers that hold a connection open can return.
-    """
-
-    def __init__(self, handler: Callable[[socket.socket, RawTCPServer], None]) -> None:
-        self._handler = handler
-        self.received: list[bytes] = []
-        self.accepted = 0
-        self.stop = threading.Event()
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self._listener.settimeout(0.1)
-        self.port = self._listener.getsockname()[1]
-        self._threads: list[threading.Thread] = []
-
-    def url(self, path: str = STT_PATH) -> str:
-        return f"ws://127.0.0.1:{self.port}{path}"
-
-    def __enter__(self) -> RawTCPServer:
-        thread = threading.Thread(target=self._accept_loop, name="raw-tcp-listener", daemon=True)
-        thread.start()
-        self._threads.append(thread)
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop.set()
-        for thread in self._threads:
-            thread.join(WAIT)
-        self._listener.close()
-
-    def _accept_loop(self) -> None:
-        while not self.stop.is_set():
-            try:
-                conn, _ = self._listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            self.accepted += 1
-            thread = threading.Thread(target=self._serve, args=(conn,), name="raw-tcp-conn", daemon=True)
-            thread.start()
-            self._threads.append(thread)
-
-    def _serve(self, conn: socket.socket) -> None:
-        conn.settimeout(WAIT)
-        try:
-            self._handler(conn, self)
-        except OSError:
-            pass
-        finally:
-            conn.close()
-
-
-def read_http_head(conn: socket.socket) -> bytes:
-    """Read one HTTP request head (up to the blank line), with the socket's timeout."""
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = conn.recv(4096)
-        if not chunk:
-            break
-        data += chunk
-    return data
 
 
 # -- 1. refused handshakes ------------------------------------------------------
@@ -595,21 +529,21 @@ def test_the_exception_chain_of_a_refusal_holds_no_key(make_client, server):
         assert CANARY_KEY not in text
 
 
-def plaintext_proxy(conn: socket.socket, proxy: RawTCPServer) -> None:
+def plaintext_proxy(conn: socket.socket, proxy: HostileServer) -> None:
     """An HTTP CONNECT proxy that records the CONNECT and whatever the client sends through the tunnel."""
-    proxy.received.append(read_http_head(conn))
+    proxy.notes.append(read_request(conn))
     conn.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
-    proxy.received.append(read_http_head(conn))
+    proxy.notes.append(read_request(conn))
 
 
 def test_an_environment_proxy_never_sees_a_plaintext_key(monkeypatch, make_client, server):
-    with RawTCPServer(plaintext_proxy) as proxy:
+    with HostileServer(plaintext_proxy) as proxy:
         monkeypatch.setenv("http_proxy", f"http://127.0.0.1:{proxy.port}")
         try:  # refusing at construction or at connect() would both be fixes
             open_and_close(make_client(api_key=CANARY_KEY, connect_timeout=2))
         except CartesiaSyncError:
             pass
-        seen = b"".join(proxy.received)
+        seen = b"".join(proxy.notes)
 
     assert CANARY_KEY.encode() not in seen
     assert proxy.accepted == 0
@@ -672,14 +606,14 @@ def test_tls_certificate_for_another_host_fails(tmp_path, cert_names, host):
 # -- 7. network failures --------------------------------------------------------------------
 
 
-def hold_silently(conn: socket.socket, server: RawTCPServer) -> None:
+def hold_silently(conn: socket.socket, server: HostileServer) -> None:
     """Accept the connection and never answer, until the test ends."""
     server.stop.wait(WAIT * 2)
 
 
 def test_a_silent_server_times_out():
-    with RawTCPServer(hold_silently) as silent:
-        client = new_client(api_key=CANARY_KEY, url=silent.url(), connect_timeout=0.5)
+    with HostileServer(hold_silently) as silent:
+        client = new_client(api_key=CANARY_KEY, url=silent.url, connect_timeout=0.5)
         started = time.monotonic()
         error = connect_fails(client)
         elapsed = time.monotonic() - started
@@ -706,11 +640,11 @@ def test_nothing_listening_is_connection_refused():
 # -- 8. redirects ----------------------------------------------------------------------------
 
 
-def redirect_to(location: str) -> Callable[[socket.socket, RawTCPServer], None]:
+def redirect_to(location: str) -> Callable[[socket.socket, HostileServer], None]:
     """A handler answering every request with 301 to ``location``."""
 
-    def handler(conn: socket.socket, server: RawTCPServer) -> None:
-        server.received.append(read_http_head(conn))
+    def handler(conn: socket.socket, server: HostileServer) -> None:
+        server.notes.append(read_request(conn))
         conn.sendall(
             f"HTTP/1.1 301 Moved Permanently\r\nLocation: {location}\r\nContent-Length: 0\r\n"
             "Connection: close\r\n\r\n".encode()
@@ -720,17 +654,17 @@ def redirect_to(location: str) -> Callable[[socket.socket, RawTCPServer], None]:
 
 
 def test_a_redirect_is_not_followed(make_client, server):
-    with RawTCPServer(redirect_to(server.url)) as redirector:
-        error = connect_fails(make_client(api_key=CANARY_KEY, url=redirector.url()))
+    with HostileServer(redirect_to(server.url)) as redirector:
+        error = connect_fails(make_client(api_key=CANARY_KEY, url=redirector.url))
 
     assert isinstance(error, ConnectError)
-    assert len(redirector.received) == 1
+    assert len(redirector.notes) == 1
     assert server.connections == []  # the key never went to the other port
 
 
 def test_a_redirect_reports_its_status(make_client, server):
-    with RawTCPServer(redirect_to(server.url)) as redirector:
-        error = connect_fails(make_client(api_key=CANARY_KEY, url=redirector.url()))
+    with HostileServer(redirect_to(server.url)) as redirector:
+        error = connect_fails(make_client(api_key=CANARY_KEY, url=redirector.url))
 
     assert type(error) is ConnectError
     assert error.status_code == 301
