@@ -11,10 +11,8 @@ Timing bounds are loose on purpose.
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import ctypes
-import hashlib
 import json
 import re
 import socket
@@ -26,6 +24,7 @@ from typing import Any
 
 import pytest
 from conftest import HandlerServer, pcm, record_then, session_threads, short_facts
+from hostile_server import upgrade_answer
 
 import cartesia_sync
 from cartesia_sync import (
@@ -110,9 +109,6 @@ class GatedLock:
         self._lock.release()
 
 
-_WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-
-
 class RawWsServer:
     """One-connection WebSocket server on raw sockets, for behaviours websockets will not produce.
 
@@ -172,16 +168,7 @@ class RawWsServer:
             if self.mode == "drop_in_handshake":
                 conn.close()
                 return
-            key = next(
-                line.split(b":", 1)[1].strip()
-                for line in request.split(b"\r\n")
-                if line.lower().startswith(b"sec-websocket-key:")
-            )
-            accept = base64.b64encode(hashlib.sha1(key + _WS_GUID).digest())
-            answer = (
-                b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n"
-            )
+            answer = upgrade_answer(request)
             if self.mode == "close_at_once":
                 answer += b"\x88\x02" + struct.pack("!H", 1011)
             conn.sendall(answer)

@@ -11,9 +11,7 @@ version the package allows.
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import hashlib
 import socket
 import struct
 import threading
@@ -22,10 +20,9 @@ from collections.abc import Callable
 
 import pytest
 import websocket
+from hostile_server import read_request, upgrade_answer
 
 from cartesia_sync._frames import OPCODE_CLOSE, OPCODE_PING, OPCODE_TEXT
-
-_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 section 1.3
 
 
 def server_frame(opcode: int, payload: bytes) -> bytes:
@@ -72,19 +69,7 @@ class RawServer:
     def _serve(self) -> None:
         conn, _ = self._listener.accept()
         with conn:
-            request = b""
-            while b"\r\n\r\n" not in request:
-                request += conn.recv(4096)
-            key = next(
-                line.split(b":", 1)[1].strip()
-                for line in request.split(b"\r\n")
-                if line.lower().startswith(b"sec-websocket-key")
-            )
-            accept = base64.b64encode(hashlib.sha1(key + _GUID).digest())
-            conn.sendall(
-                b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n"
-            )
+            conn.sendall(upgrade_answer(read_request(conn)))
             with contextlib.suppress(ConnectionError, OSError):
                 self._script(conn)
 
