@@ -6,13 +6,16 @@ a second, so one burst of refusals is one step), and each run of successes as
 long as the limit raises it by one again, up to the ceiling (additive
 increase, multiplicative decrease, as TCP does). :class:`ClusterGate` holds a
 lease of a ``distributed.Semaphore``, so the cap holds across every worker of
-a Dask cluster.
+a Dask cluster; an attempt refused with 429 keeps its lease while it waits, so
+the whole cluster runs one connection fewer for each source backing off, and
+gets them back as the refusals stop.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from typing import Any, Protocol
 
 __all__ = ["Gate", "AdaptiveLimit", "ClusterGate", "OpenGate"]
@@ -30,7 +33,9 @@ class Gate(Protocol):
 
     def release(self, ok: bool) -> None: ...
 
-    def pushed_back(self) -> None: ...
+    def rate_limited(self, wait: Callable[[], None]) -> None:
+        """The holder's attempt was refused with 429: it waits ``wait()`` and gives its place back."""
+        ...
 
 
 class AdaptiveLimit:
@@ -68,6 +73,12 @@ class AdaptiveLimit:
                     self.limit += 1
                     self._successes = 0
             self._condition.notify_all()
+
+    def rate_limited(self, wait: Callable[[], None]) -> None:
+        """Give the place back, halve the limit (once per burst of refusals), then wait."""
+        self.release(False)
+        self.pushed_back()
+        wait()
 
     def pushed_back(self) -> None:
         """The server refused with 429: halve the limit (once per burst)."""
@@ -111,8 +122,12 @@ class ClusterGate:
     def release(self, ok: bool) -> None:
         self._get().release()
 
-    def pushed_back(self) -> None:
-        """Each attempt backs off on its own (see the retry loop); the cluster-wide cap stays."""
+    def rate_limited(self, wait: Callable[[], None]) -> None:
+        """Wait with the lease held: while the server pushes back, the cluster runs fewer connections."""
+        try:
+            wait()
+        finally:
+            self.release(False)
 
 
 class OpenGate:
@@ -125,5 +140,6 @@ class OpenGate:
     def release(self, ok: bool) -> None:
         """Nothing to give back."""
 
-    def pushed_back(self) -> None:
+    def rate_limited(self, wait: Callable[[], None]) -> None:
         """Each attempt backs off on its own."""
+        wait()

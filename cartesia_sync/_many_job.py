@@ -5,8 +5,8 @@ worker), so everything it takes pickles and nothing in it is a secret: on a
 worker of another process the key comes from that worker's environment
 (``CARTESIA_API_KEY``), never from the task.
 
-Retries: a 429 (handshake or upload) is not a failure. The attempt gives its
-place back, the gate slows the batch down, and the source waits the server's
+Retries: a 429 (handshake or upload) is not a failure. The gate slows the
+batch down (see :mod:`._many_gate`), and the source waits the server's
 ``Retry-After`` (or a jittered exponential back-off) before trying again, up
 to :data:`MAX_RATE_LIMIT_WAITS` times. Other transient failures (a dropped
 connection, a timeout, a 5xx) are retried ``max_retries`` times; permanent
@@ -16,6 +16,7 @@ ones (unreadable audio, a refused key, another 4xx) fail the source at once.
 from __future__ import annotations
 
 import atexit
+import functools
 import os
 import random
 import threading
@@ -158,12 +159,11 @@ def run_job(job: Job, gate: Gate, stop: threading.Event | None = None, tracker: 
         try:
             result = transcribe(job.source, mode=job.mode, local=False, **kwargs)
         except RateLimitError as exc:
-            gate.release(False)
-            gate.pushed_back()
             rate_limited += 1
             if rate_limited > MAX_RATE_LIMIT_WAITS:
+                gate.release(False)
                 return _failed(job, exc, started, attempts, rate_limited, digest, size)
-            _wait(exc.retry_after, rate_limited - 1, stop)
+            gate.rate_limited(functools.partial(_wait, exc.retry_after, rate_limited - 1, stop))
             continue
         except BaseException as exc:
             gate.release(False)

@@ -92,6 +92,32 @@ def test_a_dask_local_cluster_holds_the_cap_across_workers(tmp_path, monkeypatch
 
 
 @pytest.mark.timeout(300)
+def test_on_a_dask_cluster_a_source_refused_with_429_keeps_its_place_so_the_cluster_slows_down(tmp_path, monkeypatch):
+    distributed = pytest.importorskip("distributed")
+    from cartesia_sync.testing import FakeCartesia, Scenario
+
+    monkeypatch.chdir(tmp_path)
+    for i in range(6):
+        write_wav(tmp_path / "calls" / f"c{i}.wav", seconds=0.5, seed=i)
+    storm = Scenario(reject_status=429, reject_headers=(("Retry-After", "1.5"),), faulty_connections=2)
+    with (
+        FakeCartesia(scenario=storm) as fake,
+        distributed.LocalCluster(n_workers=2, threads_per_worker=3, processes=True, dashboard_address=None) as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        report = cartesia_sync.transcribe_many(
+            "calls", out_dir="out", max_concurrency=2, executor=client.get_executor(), url=fake.url
+        )
+        opened = sorted(record.opened_at for record in fake.connections)
+    assert report.count("done") == 6 and report.ok, [r.error for r in report.sources]
+    assert sum(r.rate_limited for r in report.sources) == 2
+    # The two first handshakes were refused; their sources kept both places of the cap while they waited
+    # the 1.5 s the server asked for, so nothing else connected meanwhile.
+    assert len(opened) == 8
+    assert opened[2] - opened[1] >= 1.4, [round(t - opened[0], 2) for t in opened]
+
+
+@pytest.mark.timeout(300)
 def test_with_no_key_each_dask_worker_runs_its_own_local_server(tmp_path, monkeypatch):
     distributed = pytest.importorskip("distributed")
     pytest.importorskip("pocketsphinx")

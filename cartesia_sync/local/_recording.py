@@ -38,6 +38,8 @@ class ConnectionRecord:
     form: dict[str, list[str]] = field(default_factory=dict)
     #: the size of a batch upload's file, in bytes
     upload_bytes: int = 0
+    #: when the handshake or request arrived (``time.monotonic()``, as ``Received.at``)
+    opened_at: float = field(default_factory=time.monotonic)
     finished: threading.Event = field(default_factory=threading.Event, repr=False)
 
     def add(self, kind: str, data: object) -> None:
