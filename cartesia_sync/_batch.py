@@ -21,6 +21,7 @@ from urllib.parse import urlencode
 
 import httpx
 
+from ._batch_progress import UploadProgress
 from ._config import ENCODINGS, ConnectionSettings, SessionOptions
 from ._events import Done, Transcript, Word, parse_message
 from ._http import HttpCall, HttpReply, send_with_retries
@@ -367,15 +368,11 @@ def _tls_context(settings: ConnectionSettings) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=settings.ca_certs)
 
 
-def _progress_bar(upload: Upload, progress: bool | None) -> Any:
-    """A tqdm bar on stderr when it is a terminal (or when asked), else ``None``."""
+def _progress_bar(upload: Upload, progress: bool | None) -> UploadProgress | None:
+    """The upload's progress on stderr when it is a terminal (or when asked), else ``None``."""
     if progress is None:
         progress = sys.stderr.isatty()
-    if not progress:
-        return None
-    from tqdm import tqdm
-
-    return tqdm(total=upload.size, unit="B", unit_scale=True, unit_divisor=1024, desc="uploading", leave=False)
+    return UploadProgress(upload.size, sys.stderr) if progress else None
 
 
 class _Counting:

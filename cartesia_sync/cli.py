@@ -36,6 +36,7 @@ from ._cli.serve import SERVER_KEY_ENV
 from ._cli.serve import run as run_serve
 from ._cli.transcribe import run as run_transcribe
 from ._config import API_KEY_ENV, URL_ENV
+from ._endpoints import BASE_URL_ENV
 from .errors import CartesiaSyncError
 
 __all__ = ["main", "build_parser", "EXIT_OK", "EXIT_FAILURE", "EXIT_USAGE", "EXIT_INTERRUPTED"]
@@ -71,6 +72,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--url",
         help=f"endpoint (default ${URL_ENV}, else the hosted API when ${API_KEY_ENV} is set, "
         "else the embedded local server)",
+    )
+    run.add_argument(
+        "--base-url",
+        help=f"base URL every route is derived from (default ${BASE_URL_ENV}, else the hosted API when "
+        f"${API_KEY_ENV} is set, else the embedded local server); --url overrides the streaming route",
     )
     run.add_argument("--model", default="ink-whisper", help="model id (default: %(default)s)")
     run.add_argument("--language", default="en", help="ISO-639-1 language (default: %(default)s)")
@@ -136,6 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     listen = commands.add_parser("listen", help="live captions from a microphone until Ctrl-C")
     listen.add_argument("--device", help="input device: index or part of its name (see `devices`)")
     listen.add_argument("--url", help="endpoint, as for transcribe")
+    listen.add_argument("--base-url", help="base URL, as for transcribe")
     listen.add_argument("--model", help="model id (default: ink-whisper, or ink-2 with --turns)")
     listen.add_argument(
         "--turns",

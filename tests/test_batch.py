@@ -293,6 +293,17 @@ def test_progress_is_quiet_when_stderr_is_not_a_terminal_and_drawn_when_asked(ca
     assert "uploading" in capsys.readouterr().err
 
 
+def test_after_the_upload_the_terminal_shows_how_long_the_server_has_been_transcribing(capsys):
+    import threading
+
+    with BatchServer(Reply(status=503, body={"message": "busy"}), Reply(delay=1.6)) as server:
+        result = client_for(server).transcribe(WAV, mode="batch", progress=True, max_retries=1)
+    err = capsys.readouterr().err
+    assert result.text and err.count("uploading") >= 2  # the retry starts the upload bar again
+    assert "waiting for the transcript: 00:00" in err and "waiting for the transcript: 00:01" in err
+    assert not [t.name for t in threading.enumerate() if t.name == "cartesia-sync-batch-progress"]
+
+
 @pytest.mark.parametrize("auth", ["header", "bearer", "query"])
 def test_the_key_stays_out_of_debug_logs_and_urls(caplog, auth):
     """Over HTTP the key always goes in a header: ``auth="query"`` is for WebSockets (httpx logs URLs)."""

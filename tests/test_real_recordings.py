@@ -266,6 +266,8 @@ def test_ctrl_c_in_the_cli_prints_what_was_recognised(ten_minutes, tmp_path):
             "cartesia_sync",
             "transcribe",
             str(ten_minutes.path),
+            "--mode",
+            "stream",  # a batch upload's answer comes whole; a stream's finals come as they are recognised
             "--log",
             str(log),
             "--srt",

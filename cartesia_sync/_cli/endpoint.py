@@ -6,19 +6,44 @@ import argparse
 import contextlib
 import os
 from collections.abc import Iterator
+from typing import TypedDict
 
-from .._config import API_KEY_ENV, URL_ENV
-from .._embedded import embedded_server
+from .._config import URL_ENV
+from .._embedded import embedded_endpoint, wants_embedded
 
-__all__ = ["endpoint"]
+__all__ = ["Endpoint", "endpoint", "given_endpoint"]
+
+
+class Endpoint(TypedDict, total=False):
+    """The ``Client`` arguments naming where to connect; none of them: the hosted API."""
+
+    url: str
+    base_url: str
+
+
+def given_endpoint(args: argparse.Namespace) -> Endpoint:
+    """The ``Client`` arguments the command line or the environment named: ``url``, ``base_url``, both or none."""
+    given = Endpoint()
+    url = getattr(args, "url", None) or os.environ.get(URL_ENV)
+    if url:
+        given["url"] = url
+    base_url = getattr(args, "base_url", None)
+    if base_url:
+        given["base_url"] = base_url
+    return given
 
 
 @contextlib.contextmanager
-def endpoint(args: argparse.Namespace) -> Iterator[str | None]:
-    """The URL to use: the one given, the hosted API (``None``), or an embedded server started here."""
-    url = args.url or os.environ.get(URL_ENV)
-    if url or os.environ.get(API_KEY_ENV):
-        yield url
+def endpoint(args: argparse.Namespace) -> Iterator[Endpoint]:
+    """The ``Client`` arguments to use: the endpoint given, the hosted API (none), or an embedded server.
+
+    The embedded server is reached as :func:`cartesia_sync.transcribe` reaches
+    it (its base URL, every route), so ``--mode`` means the same with it as
+    with the hosted API.
+    """
+    given = given_endpoint(args)
+    if given or not wants_embedded(None, None):
+        yield given
         return
-    with embedded_server(args.engine, load_entrypoints=not args.no_plugins) as url:
-        yield url
+    with embedded_endpoint(args.engine, load_entrypoints=not args.no_plugins) as reach:
+        yield Endpoint(**reach)  # type: ignore[typeddict-item]

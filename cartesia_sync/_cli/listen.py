@@ -25,16 +25,16 @@ def run(args: argparse.Namespace) -> int:
     device: Any = int(args.device) if args.device is not None and args.device.isdigit() else args.device
     # Find the device first: without one, fail in one line before starting a server or connecting.
     microphone = Microphone(device=find_input_device(device).index)
-    with endpoint(args) as url:
+    with endpoint(args) as reach:
         # A live source needs no deep send buffer: the microphone's own drop-oldest buffer takes up a
         # stall, and a shallow one keeps captions close to the speech and Ctrl-C quick.
         client = Client(
-            url=url,
             model=model,
             language=args.language,
             plugins=[LiveCaptions(sys.stderr), *output_plugins(args)],
             load_entrypoints=not args.no_plugins,
             max_buffer_seconds=0.5,
+            **reach,
         )
         # A turn session prints each turn as it ends: the captions plugin commits it at turn.end.
         session: Any = client.connect_turns(realtime=True, model=model) if turns else client.connect(realtime=True)

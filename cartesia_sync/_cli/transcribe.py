@@ -16,7 +16,7 @@ from .._terminal import terminal_safe
 from .._transcribe import transcribe
 from ..errors import AuthenticationError, CartesiaSyncError, ConfigurationError, PaymentRequiredError
 from .common import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, error, note, one_line, print_text
-from .endpoint import endpoint
+from .endpoint import Endpoint, endpoint
 from .outputs import check_subtitle_paths, output_plugins
 from .transcribe_many import run_many, wants_many
 from .turns import run_turns
@@ -44,10 +44,10 @@ def run(args: argparse.Namespace) -> int:
     results: list[dict[str, Any]] = []
     failures = 0
     try:
-        with endpoint(args) as url:
+        with endpoint(args) as reach:
             for done, path in enumerate(args.files):
                 try:
-                    if not _transcribe_one(args, url, path, results):
+                    if not _transcribe_one(args, reach, path, results):
                         failures += 1
                 except _EndpointFailed:
                     left = len(args.files) - done - 1
@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_FAILURE if failures else EXIT_OK
 
 
-def _transcribe_one(args: argparse.Namespace, url: str | None, path: str, results: list[dict[str, Any]]) -> bool:
+def _transcribe_one(args: argparse.Namespace, reach: Endpoint, path: str, results: list[dict[str, Any]]) -> bool:
     """Transcribe one file and print its text (or JSON entry); False when it failed (the error is printed)."""
     progress = ProgressLine(sys.stderr, label=terminal_safe(os.path.basename(path), multiline=False))
     try:
@@ -71,8 +71,8 @@ def _transcribe_one(args: argparse.Namespace, url: str | None, path: str, result
         result = transcribe(
             path,
             realtime=args.realtime,
-            url=url,
             local=False,
+            **reach,
             mode=args.mode,
             model=args.model,
             language=args.language,

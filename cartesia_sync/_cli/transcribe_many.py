@@ -16,13 +16,13 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
-from .._config import API_KEY_ENV, URL_ENV
+from .._embedded import wants_embedded
 from .._many import BatchReport, transcribe_many
 from .._many_job import SourceReport
 from .._many_outputs import check_formats
 from ..errors import ConfigurationError
 from .common import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, error, note, print_text
-from .endpoint import endpoint
+from .endpoint import endpoint, given_endpoint
 
 __all__ = ["wants_many", "run_many"]
 
@@ -59,19 +59,19 @@ def run_many(args: argparse.Namespace) -> int:
         "language": args.language,
         "load_entrypoints": not args.no_plugins,
     }
-    remote = bool(args.url or os.environ.get(URL_ENV) or os.environ.get(API_KEY_ENV))
+    given = given_endpoint(args)
+    remote = not wants_embedded(None, None) or bool(given)
     try:
         with _executor(args.dask) as executor:
-            if executor is not None:
-                url = args.url or os.environ.get(URL_ENV)
+            if executor is not None:  # each worker starts its own embedded server when there is no endpoint
                 jobs = args.jobs or DEFAULT_REMOTE_JOBS
                 report = transcribe_many(
-                    args.files, max_concurrency=jobs, executor=executor, local=not remote, url=url, **options
+                    args.files, max_concurrency=jobs, executor=executor, local=not remote, **given, **options
                 )
             else:
-                with endpoint(args) as url:
+                with endpoint(args) as reach:
                     jobs = args.jobs or (DEFAULT_REMOTE_JOBS if remote else os.cpu_count() or 1)
-                    report = transcribe_many(args.files, max_concurrency=jobs, local=False, url=url, **options)
+                    report = transcribe_many(args.files, max_concurrency=jobs, local=False, **reach, **options)
     except KeyboardInterrupt as interrupt:
         printer.finish()
         partial: BatchReport | None = getattr(interrupt, "report", None)

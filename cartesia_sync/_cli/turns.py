@@ -11,7 +11,7 @@ from .._client import Client
 from .._terminal import terminal_safe
 from ..errors import CartesiaSyncError
 from .common import EXIT_FAILURE, EXIT_OK, error, one_line, print_text
-from .endpoint import endpoint
+from .endpoint import Endpoint, endpoint
 from .outputs import output_plugins
 
 __all__ = ["run_turns"]
@@ -22,9 +22,9 @@ def run_turns(args: argparse.Namespace) -> int:
     entries: list[dict[str, Any]] = []
     failures = 0
     try:
-        with endpoint(args) as url:
+        with endpoint(args) as reach:
             for path in args.files:
-                if not _one_file(args, url, path, entries):
+                if not _one_file(args, reach, path, entries):
                     failures += 1
     finally:  # also on Ctrl-C: every file done so far is in the JSON
         if args.json and entries:
@@ -32,9 +32,9 @@ def run_turns(args: argparse.Namespace) -> int:
     return EXIT_FAILURE if failures else EXIT_OK
 
 
-def _one_file(args: argparse.Namespace, url: str | None, path: str, entries: list[dict[str, Any]]) -> bool:
+def _one_file(args: argparse.Namespace, reach: Endpoint, path: str, entries: list[dict[str, Any]]) -> bool:
     model = args.model if args.model not in (None, "ink-whisper") else "ink-2"
-    client = Client(url=url, model=model, plugins=output_plugins(args, path), load_entrypoints=not args.no_plugins)
+    client = Client(model=model, plugins=output_plugins(args, path), load_entrypoints=not args.no_plugins, **reach)
     session: Any = None
     problem: BaseException | None = None
     try:
