@@ -112,7 +112,8 @@ def test_an_hour_through_the_cli_with_flat_memory(tmp_path):
     recording = make_recording(tmp_path / "hour.wav", 3600, seed=60)
     out = open(tmp_path / "out.json", "w+")
     client = subprocess.Popen(
-        [sys.executable, "-m", "cartesia_sync", "transcribe", "--json", str(recording.path)],
+        # streamed: an hour of backlog at the server, the path that must keep memory flat on both sides
+        [sys.executable, "-m", "cartesia_sync", "transcribe", "--mode", "stream", "--json", str(recording.path)],
         stdout=out,
         stderr=subprocess.PIPE,
         text=True,
