@@ -387,3 +387,22 @@ def test_the_command_line_uploads_a_file_to_a_server_with_a_batch_route(tmp_path
     assert data["text"] == "The quick brown fox." and len(data["words"]) == 4
     assert server.requests[0].headers["x-api-key"] == "sk_cli" and server.requests[0].path == "/stt"
     assert "The quick brown fox." in srt_path.read_text()
+
+
+def test_ctrl_c_while_the_server_transcribes_an_upload_exits_at_once_and_says_why_nothing_came(tmp_path):
+    import signal
+
+    with BatchServer(Reply(delay=30)) as server:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CARTESIA")}
+        env.update(CARTESIA_API_KEY="sk_cli")
+        command = [sys.executable, "-m", "cartesia_sync", "transcribe", str(WAV), "--base-url", server.base_url]
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        deadline = time.monotonic() + 30
+        while not server.requests and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert server.requests, "the upload never arrived"
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=20)  # not the 30 s the server would take
+    assert process.returncode == 130, err
+    assert out == "" and "interrupted before the server's answer, which comes whole for an upload" in err
+    assert err.strip().splitlines()[-1] == "cartesia-sync: interrupted"

@@ -81,7 +81,13 @@ def _transcribe_one(args: argparse.Namespace, reach: Endpoint, path: str, result
         )
     except KeyboardInterrupt as interrupt:
         progress.clear()
-        _print_result(args, path, getattr(interrupt, "partial_result", None), results, "interrupted")
+        partial = getattr(interrupt, "partial_result", None)
+        _print_result(args, path, partial, results, "interrupted")
+        if partial is not None and partial.mode == "batch" and not partial.text.strip():
+            note(
+                f"{terminal_safe(path, multiline=False)}: interrupted before the server's answer, which comes whole "
+                "for an upload (--mode stream prints what is recognised as it goes)"
+            )
         raise
     except (CartesiaSyncError, OSError) as exc:
         progress.clear()
