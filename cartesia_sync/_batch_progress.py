@@ -64,10 +64,13 @@ class UploadProgress:
             self._bar.reset(total=self._total)
 
     def close(self) -> None:
-        """Stop redrawing and wipe the line."""
+        """Stop redrawing and wipe the line (not waiting long for a terminal that does not take output)."""
         self._stop_waiting()
-        with self._lock:
-            self._bar.close()
+        if self._lock.acquire(timeout=2 * REDRAW_EVERY):
+            try:
+                self._bar.close()
+            finally:
+                self._lock.release()
 
     def _start_waiting(self) -> None:
         with self._lock:
@@ -77,18 +80,21 @@ class UploadProgress:
             self._bar.set_description("waiting for the transcript", refresh=False)
             self._bar.start_t = time.time()  # the elapsed time counts from the end of the upload
             self._bar.refresh()
-            self._stop.clear()
-            self._thread = threading.Thread(target=self._redraw, name="cartesia-sync-batch-progress", daemon=True)
+            self._stop = threading.Event()  # its own: a thread that outlived its join never wakes up again
+            self._thread = threading.Thread(
+                target=self._redraw, args=(self._stop,), name="cartesia-sync-batch-progress", daemon=True
+            )
             self._thread.start()
 
     def _stop_waiting(self) -> None:
         with self._lock:
             thread, self._thread = self._thread, None
-        self._stop.set()
+            stop = self._stop
+        stop.set()
         if thread is not None:
             thread.join(timeout=2 * REDRAW_EVERY)
 
-    def _redraw(self) -> None:
-        while not self._stop.wait(REDRAW_EVERY):
+    def _redraw(self, stop: threading.Event) -> None:
+        while not stop.wait(REDRAW_EVERY):
             with self._lock:
                 self._bar.refresh()

@@ -161,7 +161,7 @@ def run_job(job: Job, gate: Gate, stop: threading.Event | None = None, tracker: 
         except RateLimitError as exc:
             rate_limited += 1
             if rate_limited > MAX_RATE_LIMIT_WAITS:
-                gate.release(False)
+                gate.rate_limited(lambda: None)  # gives the place back and slows the batch, as every 429 does
                 return _failed(job, exc, started, attempts, rate_limited, digest, size)
             gate.rate_limited(functools.partial(_wait, exc.retry_after, rate_limited - 1, stop))
             continue

@@ -147,6 +147,11 @@ class BurstEngine:
         pass
 
 
+def free_streams(server: LocalServer) -> int:
+    """The server's engine-stream slots not taken (every request must give back what it took)."""
+    return server._config.streams._value  # type: ignore[attr-defined]
+
+
 def write(path: Path, audio: np.ndarray) -> Path:
     soundfile.write(path, audio, RATE, subtype="PCM_16")
     return path
@@ -164,6 +169,7 @@ def test_a_long_upload_is_decoded_on_parallel_streams_with_every_word_at_its_tru
     parallel = BurstEngine(parallel_streams=2, feed_delay=0.01)
     with LocalServer(parallel, api_key=CANARY_KEY, load_entrypoints=False) as server:
         result = transcribe(server, path)
+        assert free_streams(server) == server.max_streams
     one = BurstEngine(parallel_streams=1)
     with LocalServer(one, api_key=CANARY_KEY, load_entrypoints=False) as server:
         single = transcribe(server, path)
@@ -195,6 +201,10 @@ def test_an_engine_failure_in_one_segment_fails_the_upload_with_a_500_and_stops_
             transcribe(server, path)
         assert engine.open == 0  # every stream it opened was closed
         assert engine.streams == 3
+        deadline = time.monotonic() + 5
+        while free_streams(server) < server.max_streams and time.monotonic() < deadline:
+            time.sleep(0.01)  # the other thread gives its slot back as it ends
+        assert free_streams(server) == server.max_streams
         status = httpx.get(server.base_url + "/", timeout=5)
         assert status.status_code == 200  # the server goes on
         engine.fail_after = None
@@ -226,6 +236,7 @@ def test_stopping_the_server_ends_a_parallel_decode_at_once(tmp_path):
     assert not caller.is_alive() and errors
     assert engine.open == 0
     assert took < 5, took
+    assert free_streams(server) == server.max_streams
     assert not [t.name for t in threading.enumerate() if t.name.startswith("cartesia-sync-batch-decode")]
 
 
@@ -248,3 +259,30 @@ def test_pocketsphinx_on_two_streams_reads_a_spoken_recording_as_well_as_on_one(
     words = results[2].words
     assert all(a.start <= b.start for a, b in itertools.pairwise(words))  # in order across the cuts
     assert all(0 <= w.start <= w.end <= results[2].audio_seconds + 0.05 for w in words)
+
+
+def test_a_server_stopping_after_the_last_segment_was_handed_over_still_ends_the_decode(tmp_path):
+    engine = BurstEngine(parallel_streams=2, feed_delay=0.2)  # a 40 s upload: two segments, 4 s of feeding each
+    path = write(tmp_path / "two.wav", bursts(speech_like(40.0), 40.0))
+    server = LocalServer(engine, api_key=CANARY_KEY, load_entrypoints=False).start()
+    errors: list[BaseException] = []
+    caller = threading.Thread(target=lambda: errors.append(_raises(lambda: transcribe(server, path))))
+    caller.start()
+    deadline = time.monotonic() + 10
+    while engine.open < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)  # both segments are being decoded: nothing is left to hand over
+    started = time.monotonic()
+    server.stop()
+    took = time.monotonic() - started
+    caller.join(timeout=30)
+    assert not caller.is_alive() and errors and errors[0] is not None
+    assert took < 3, took  # bounded, with both segments still being decoded when the stop came
+    assert engine.open == 0 and free_streams(server) == server.max_streams
+
+
+def _raises(call):
+    try:
+        call()
+    except BaseException as exc:
+        return exc
+    return None

@@ -10,6 +10,7 @@ from typing import TypedDict
 
 from .._config import URL_ENV
 from .._embedded import embedded_endpoint, wants_embedded
+from .._endpoints import BASE_URL_ENV
 
 __all__ = ["Endpoint", "endpoint", "given_endpoint"]
 
@@ -21,13 +22,22 @@ class Endpoint(TypedDict, total=False):
     base_url: str
 
 
-def given_endpoint(args: argparse.Namespace) -> Endpoint:
-    """The ``Client`` arguments the command line or the environment named: ``url``, ``base_url``, both or none."""
+def given_endpoint(args: argparse.Namespace, *, with_environment: bool = False) -> Endpoint:
+    """The ``Client`` arguments the command line named: ``--url``, ``--base-url``, both or none.
+
+    Without them a ``Client`` reads ``$CARTESIA_STT_URL`` and
+    ``$CARTESIA_BASE_URL`` itself, as :func:`cartesia_sync.transcribe` does.
+    ``with_environment`` puts those in explicitly, for workers in other
+    processes or machines whose environment may lack them (they are
+    addresses, not secrets).
+    """
     given = Endpoint()
-    url = getattr(args, "url", None) or os.environ.get(URL_ENV)
+    url = getattr(args, "url", None)
+    base_url = getattr(args, "base_url", None)
+    if with_environment and not (url or base_url):
+        url, base_url = os.environ.get(URL_ENV), os.environ.get(BASE_URL_ENV)
     if url:
         given["url"] = url
-    base_url = getattr(args, "base_url", None)
     if base_url:
         given["base_url"] = base_url
     return given

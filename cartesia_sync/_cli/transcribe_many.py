@@ -59,7 +59,7 @@ def run_many(args: argparse.Namespace) -> int:
         "language": args.language,
         "load_entrypoints": not args.no_plugins,
     }
-    given = given_endpoint(args)
+    given = given_endpoint(args, with_environment=True)
     remote = not wants_embedded(None, None) or bool(given)
     try:
         with _executor(args.dask) as executor:

@@ -15,7 +15,7 @@ import dataclasses
 import queue
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from .._events import Word
 from ._batch_segments import Segment
@@ -43,13 +43,14 @@ def decode_stream(
     engine: Engine,
     options: StreamOptions,
     blocks: Iterable[bytes],
-    stopping: threading.Event | None = None,
+    should_stop: Callable[[], bool] | None = None,
     offset: float = 0.0,
 ) -> list[Recognition]:
     """The finals of ``blocks`` decoded on one new stream, their times moved by ``offset`` seconds.
 
+    :param should_stop: asked before each block; True ends the decode with :class:`Stopped`.
     :raises OptionsRefused: the engine refused ``options``.
-    :raises Stopped: ``stopping`` was set.
+    :raises Stopped: ``should_stop()`` said so.
     """
     try:
         stream = engine.open_stream(options)
@@ -58,7 +59,7 @@ def decode_stream(
     finals: list[Recognition] = []
     try:
         for block in blocks:
-            if stopping is not None and stopping.is_set():
+            if should_stop is not None and should_stop():
                 raise Stopped()
             finals.extend(r for r in stream.feed(block) if r.is_final)
         finals.extend(r for r in stream.flush() if r.is_final)
@@ -73,92 +74,129 @@ def decode_segments(
     segments: Iterator[Segment],
     parallel: int,
     stopping: threading.Event | None = None,
+    release: Callable[[], None] | None = None,
 ) -> list[Recognition]:
     """The finals of every segment, decoded ``parallel`` at a time, in upload order.
 
+    :param release: called once by each of the ``parallel`` threads as it ends
+        (the server's engine-stream slot it held), even when this call gave up
+        waiting for it.
     :raises OptionsRefused: the engine refused ``options``.
     :raises Stopped: ``stopping`` was set.
     :raises Exception: the first failure of the engine, as it was raised.
     """
-    run = _ParallelDecode(engine, options, parallel, stopping)
+    run = _ParallelDecode(engine, options, parallel, stopping, release)
     return run.run(segments)
 
 
 class _ParallelDecode:
-    """One upload's decoding threads, the segments waiting for them, and the results so far."""
+    """One upload's decoding threads, the segments waiting for them, and the results so far.
 
-    def __init__(self, engine: Engine, options: StreamOptions, parallel: int, stopping: threading.Event | None):
+    A thread ends at the end marker, or as soon as the decode stops (a
+    failure, or the server stopping): it looks at that between blocks and
+    while it waits for a segment, so no thread outlives a stop by more than
+    one engine call.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        options: StreamOptions,
+        parallel: int,
+        stopping: threading.Event | None,
+        release: Callable[[], None] | None,
+    ) -> None:
         self.engine = engine
         self.options = options
         self.parallel = parallel
-        self.stop = threading.Event()  # a failure, or the server stopping: every thread ends at its next block
+        self.stop = threading.Event()  # a failure, or the server stopping
         self.stopping = stopping
+        self.release = release
         self.waiting: queue.Queue[Segment | None] = queue.Queue(maxsize=parallel)
         self.results: dict[int, list[Recognition]] = {}
         self.failure: BaseException | None = None
         self.lock = threading.Lock()
+        self.threads: list[threading.Thread] = []
 
     def run(self, segments: Iterator[Segment]) -> list[Recognition]:
-        threads = [
-            threading.Thread(target=self._decode, name=f"cartesia-sync-batch-decode-{i}", daemon=True)
-            for i in range(self.parallel)
-        ]
-        for thread in threads:
-            thread.start()
+        for i in range(self.parallel):
+            thread = threading.Thread(target=self._decode, name=f"cartesia-sync-batch-decode-{i}", daemon=True)
+            try:
+                thread.start()
+            except BaseException as exc:
+                self._fail(exc)  # the threads already started end at once, each giving back its slot
+                for _ in range(self.parallel - i):
+                    self._released()  # the slots of the threads that never ran
+                raise
+            self.threads.append(thread)
         try:
             for segment in segments:
                 if not self._hand_over(segment):
                     break
-        except BaseException as exc:  # reading the upload failed
+        except BaseException as exc:  # reading the upload failed, or Ctrl-C in an embedding program
             self._fail(exc)
         finally:
-            for _ in threads:
-                self._hand_over(None, end=True)
+            for _ in self.threads:
+                if not self._hand_over(None):
+                    break  # stopped: the threads end by themselves
             deadline = time.monotonic() + _JOIN_TIMEOUT
-            for thread in threads:
-                thread.join(timeout=max(0.0, deadline - time.monotonic()))
-        if any(thread.is_alive() for thread in threads):
-            self._fail(RuntimeError(f"the speech engine did not finish within {_JOIN_TIMEOUT:.0f} s of being stopped"))
+            for thread in self.threads:
+                while thread.is_alive() and time.monotonic() < deadline:
+                    thread.join(timeout=_POLL)
+                    self._stopped()  # the server stopping reaches threads still decoding
+        if any(thread.is_alive() for thread in self.threads):
+            self._fail(RuntimeError(f"the speech engine did not finish within {_JOIN_TIMEOUT:.0f} s"))
         if self.failure is None and self.stopping is not None and self.stopping.is_set():
             self.failure = Stopped()
         if self.failure is not None:
             raise self.failure
         return [final for index in sorted(self.results) for final in self.results[index]]
 
-    def _hand_over(self, segment: Segment | None, *, end: bool = False) -> bool:
-        """Queue ``segment`` for a thread; False when the decode is stopping (an ``end`` marker is queued anyway)."""
+    def _hand_over(self, segment: Segment | None) -> bool:
+        """Queue ``segment`` (or an end marker) for a thread; False when the decode stopped or no thread is left."""
         deadline = time.monotonic() + _JOIN_TIMEOUT
-        while time.monotonic() < deadline:
-            if not end and self._stopped():
+        while not self._stopped():
+            if not any(thread.is_alive() for thread in self.threads):
+                self._fail(RuntimeError("every decoding thread ended early"))
+                return False
+            if time.monotonic() >= deadline:
+                self._fail(RuntimeError(f"the speech engine took no audio for {_JOIN_TIMEOUT:.0f} s"))
                 return False
             try:
                 self.waiting.put(segment, timeout=_POLL)
                 return True
             except queue.Full:
                 continue
-        self._fail(RuntimeError(f"the speech engine took no audio for {_JOIN_TIMEOUT:.0f} s"))
         return False
 
     def _decode(self) -> None:
-        while True:
-            try:
-                segment = self.waiting.get(timeout=_POLL)
-            except queue.Empty:
-                continue
-            if segment is None:
-                return
-            if self._stopped():
-                continue  # drain what is queued; the end marker follows
-            try:
-                blocks = (segment.audio[i : i + FEED_BYTES] for i in range(0, len(segment.audio), FEED_BYTES))
-                finals = decode_stream(self.engine, self.options, blocks, self.stop, segment.start_seconds)
-            except Stopped:
-                continue
-            except BaseException as exc:
-                self._fail(exc)
-                continue
-            with self.lock:
-                self.results[segment.index] = finals
+        try:
+            while not self._stopped():
+                try:
+                    segment = self.waiting.get(timeout=_POLL)
+                except queue.Empty:
+                    continue
+                if segment is None:
+                    return
+                self._decode_one(segment)
+        finally:
+            self._released()
+
+    def _decode_one(self, segment: Segment) -> None:
+        blocks = (segment.audio[i : i + FEED_BYTES] for i in range(0, len(segment.audio), FEED_BYTES))
+        try:
+            finals = decode_stream(self.engine, self.options, blocks, self._stopped, segment.start_seconds)
+        except Stopped:
+            return
+        except BaseException as exc:
+            self._fail(exc)
+            return
+        with self.lock:
+            self.results[segment.index] = finals
+
+    def _released(self) -> None:
+        if self.release is not None:
+            self.release()
 
     def _stopped(self) -> bool:
         if self.stopping is not None and self.stopping.is_set():

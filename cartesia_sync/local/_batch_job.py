@@ -16,7 +16,7 @@ import math
 import os
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,15 +72,20 @@ def run_batch(
         failed (500), or the server is stopping (503).
     """
     slots = _take_slots(streams, 1)
+    held = slots  # the slots this call gives back; with several streams, each decoding thread gives back its own
+    close_audio: Callable[[], None] = _nothing
     try:
-        blocks, duration = _pcm_blocks(path, request)
+        blocks, duration, close_audio = _pcm_blocks(path, request)
         slots += _take_slots(streams, _parallel_streams(engine, duration.expected) - 1, at_least_one=False)
+        held = slots
         options = StreamOptions(model=request.model, language=request.language)
         try:
             if slots > 1:
-                results = decode_segments(engine, options, cut_segments(blocks), slots, stopping)
+                release = streams.release if streams is not None else None
+                held = 0
+                results = decode_segments(engine, options, cut_segments(blocks), slots, stopping, release)
             else:
-                results = decode_stream(engine, options, blocks, stopping)
+                results = decode_stream(engine, options, blocks, stopping.is_set if stopping is not None else None)
         except OptionsRefused as exc:
             raise BatchError(400, "unsupported_option", "Unsupported option", str(exc)) from exc
         except Stopped as exc:
@@ -90,8 +95,9 @@ def run_batch(
         except Exception as exc:
             raise BatchError(500, "engine_error", "Engine error", f"the speech engine failed: {exc}") from exc
     finally:
+        close_audio()
         if streams is not None:
-            for _ in range(slots):
+            for _ in range(held):
                 streams.release()
     body: dict[str, Any] = {
         "type": "transcript",
@@ -153,11 +159,13 @@ class _Duration:
         return self.seconds
 
 
-def _pcm_blocks(path: str, request: BatchRequest) -> tuple[Iterator[bytes], _Duration]:
+def _pcm_blocks(path: str, request: BatchRequest) -> tuple[Iterator[bytes], _Duration, Callable[[], None]]:
+    """The upload as engine-ready blocks, its duration, and what closes the file (whether or not it was read)."""
     if request.encoding is not None:
         rate = request.sample_rate or ENGINE_SAMPLE_RATE
         duration = _Duration(os.path.getsize(path) / (rate * SAMPLE_BYTES[request.encoding]))
-        return _raw_blocks(path, request.encoding, request.sample_rate or ENGINE_SAMPLE_RATE, duration), duration
+        raw = _raw_blocks(path, request.encoding, rate, duration)
+        return raw, duration, raw.close
     try:
         reader = open_audio_file(path)
     except AudioFormatError as exc:
@@ -170,10 +178,20 @@ def _pcm_blocks(path: str, request: BatchRequest) -> tuple[Iterator[bytes], _Dur
             "or raw PCM with the encoding and sample_rate query parameters",
         ) from exc
     duration = _Duration(reader.info.duration)
-    return _file_blocks(reader, duration), duration
+    blocks = _file_blocks(reader, duration)
+
+    def close() -> None:
+        blocks.close()
+        reader.close()
+
+    return blocks, duration, close
 
 
-def _file_blocks(reader: Any, duration: _Duration) -> Iterator[bytes]:
+def _nothing() -> None:
+    """Nothing to close."""
+
+
+def _file_blocks(reader: Any, duration: _Duration) -> Generator[bytes, None, None]:
     with reader:
         rate = reader.info.sample_rate
         resampler = _resampler(rate)
@@ -188,7 +206,7 @@ def _file_blocks(reader: Any, duration: _Duration) -> Iterator[bytes]:
             yield _to_engine(np.zeros(0, dtype=np.float32), resampler, last=True)
 
 
-def _raw_blocks(path: str, encoding: str, rate: int, duration: _Duration) -> Iterator[bytes]:
+def _raw_blocks(path: str, encoding: str, rate: int, duration: _Duration) -> Generator[bytes, None, None]:
     width = SAMPLE_BYTES[encoding]
     decode = decoder_for(encoding)
     resampler = _resampler(rate)

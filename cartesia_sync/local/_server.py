@@ -217,7 +217,7 @@ class LocalServer:
             turns_path=TURNS_PATH,
             admission=self._admission,
             max_connections=max_connections,
-            api_key=self._api_key,
+            api_key=lambda: self._api_key,
             tokens=self._tokens,
             record=self.connections.append if record else None,
             record_secrets=record_secrets,

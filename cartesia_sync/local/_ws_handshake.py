@@ -55,6 +55,7 @@ class HandshakeGate:
 
     :param next_request: counts one request; True when the scenario's faults apply to it.
     :param scenario: the server's scenario, read at each handshake.
+    :param api_key: the server's key, read at each handshake (it may be rotated while the server runs).
     :param turns_path: the turns endpoint's path (served beside :data:`STT_PATH`).
     :param record: keeps a :class:`ConnectionRecord` of each handshake; ``None`` records nothing.
     """
@@ -67,7 +68,7 @@ class HandshakeGate:
         turns_path: str,
         admission: Admission,
         max_connections: int,
-        api_key: ApiKey | None,
+        api_key: Callable[[], ApiKey | None],
         tokens: TokenBook,
         record: Callable[[ConnectionRecord], None] | None,
         record_secrets: bool,
@@ -114,7 +115,7 @@ class HandshakeGate:
             offered = offered_key(parts.query, request.headers)
         except CredentialError as exc:
             return _error_response(exc.status, exc.error_code, exc.title, exc.message)
-        problem = check_stt_credential(self._api_key, self._tokens, offered.key, offered.problem)
+        problem = check_stt_credential(self._api_key(), self._tokens, offered.key, offered.problem)
         if problem:
             return _error_response(401, "invalid_api_key", "Unauthorized", problem)
         if not self._admission.admit():
