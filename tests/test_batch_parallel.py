@@ -77,6 +77,12 @@ def test_segments_cover_every_sample_once_in_order_and_cut_only_in_silence():
     assert len(segments) == int(total // SEGMENT_SECONDS) + 1 or len(segments) == int(total // SEGMENT_SECONDS) + 2
 
 
+@pytest.mark.parametrize("segment_seconds, search_seconds", [(0.0, 5.0), (1e-6, 5.0), (30.0, 0.0), (30.0, -1.0)])
+def test_degenerate_cutting_parameters_are_refused(segment_seconds, search_seconds):
+    with pytest.raises(ValueError, match="at least one sample"):
+        list(cut_segments([b"\x00\x00" * 100], segment_seconds, search_seconds))
+
+
 @pytest.mark.parametrize("block", [2, 4410, 32000, 10**7])
 def test_the_cuts_do_not_depend_on_how_the_audio_arrives(block):
     audio = bursts(speech_like(95.0, seed=3), 95.0)

@@ -48,9 +48,17 @@ class Segment:
 def cut_segments(
     blocks: Iterable[bytes], segment_seconds: float = SEGMENT_SECONDS, search_seconds: float = SEARCH_SECONDS
 ) -> Iterator[Segment]:
-    """The audio of ``blocks`` as consecutive segments covering every sample once, in order."""
+    """The audio of ``blocks`` as consecutive segments covering every sample once, in order.
+
+    :raises ValueError: a segment shorter than one sample, or a search window of none.
+    """
     target = int(segment_seconds * ENGINE_SAMPLE_RATE) * _SAMPLE_BYTES
     search = min(int(search_seconds * ENGINE_SAMPLE_RATE) * _SAMPLE_BYTES, target)
+    if target < _SAMPLE_BYTES or search < _SAMPLE_BYTES:
+        raise ValueError(
+            f"segments need at least one sample and a search window of one: got {segment_seconds!r} s "
+            f"and {search_seconds!r} s"
+        )
     pending = bytearray()
     index = start = 0
     for block in blocks:
