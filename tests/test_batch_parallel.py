@@ -292,3 +292,23 @@ def _raises(call):
     except BaseException as exc:
         return exc
     return None
+
+
+@pytest.mark.parametrize("parallel_streams", [1, 2])
+def test_an_upload_damaged_past_its_header_is_a_400_saying_how_far_it_could_be_read(tmp_path, parallel_streams):
+    path = tmp_path / "damaged.flac"
+    soundfile.write(path, bursts(speech_like(90.0), 90.0), RATE, format="FLAC")
+    data = bytearray(path.read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + len(data) // 8] = np.random.default_rng(5).bytes(len(data) // 8)
+    path.write_bytes(bytes(data))
+    engine = BurstEngine(parallel_streams=parallel_streams)
+    with LocalServer(engine, api_key=CANARY_KEY, load_entrypoints=False) as server:
+        with pytest.raises(cartesia_sync.ServerError) as raised:
+            transcribe(server, path)
+        assert raised.value.status_code == 400
+        assert "could not be decoded after" in str(raised.value) and "damaged" in str(raised.value)
+        deadline = time.monotonic() + 5
+        while (engine.open or free_streams(server) < server.max_streams) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert engine.open == 0 and free_streams(server) == server.max_streams

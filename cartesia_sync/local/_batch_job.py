@@ -195,7 +195,7 @@ def _file_blocks(reader: Any, duration: _Duration) -> Generator[bytes, None, Non
     with reader:
         rate = reader.info.sample_rate
         resampler = _resampler(rate)
-        for block in reader.blocks(max(1, int(rate * BLOCK_SECONDS))):
+        for block in _readable(reader.blocks(max(1, int(rate * BLOCK_SECONDS))), duration):
             samples = block.astype(np.float32)
             if block.dtype == np.int16:
                 samples /= 32768.0
@@ -204,6 +204,27 @@ def _file_blocks(reader: Any, duration: _Duration) -> Generator[bytes, None, Non
             yield _to_engine(mono, resampler)
         if resampler is not None:
             yield _to_engine(np.zeros(0, dtype=np.float32), resampler, last=True)
+
+
+def _readable(blocks: Iterator[np.ndarray], duration: _Duration) -> Iterator[np.ndarray]:
+    """``blocks``, with a file that cannot be decoded past some point (a corrupt FLAC frame) as a 400.
+
+    :raises BatchError: 400 ``invalid_audio``, saying how far the file could be read.
+    """
+    while True:
+        try:
+            block = next(blocks)
+        except StopIteration:
+            return
+        except Exception as exc:
+            raise BatchError(
+                400,
+                "invalid_audio",
+                "Unreadable audio",
+                f"the upload could not be decoded after {duration.seconds:.1f} s of its audio ({exc}); "
+                "the file is damaged: convert it again from its source, or send it as WAV",
+            ) from exc
+        yield block
 
 
 def _raw_blocks(path: str, encoding: str, rate: int, duration: _Duration) -> Generator[bytes, None, None]:
