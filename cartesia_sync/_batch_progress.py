@@ -10,10 +10,11 @@ retry). Both are one ``tqdm`` bar on stderr, wiped when the call ends.
 
 from __future__ import annotations
 
-import shutil
 import threading
 import time
 from typing import Any, TextIO
+
+from ._progress import bar_size
 
 __all__ = ["UploadProgress"]
 
@@ -28,8 +29,6 @@ class UploadProgress:
     def __init__(self, total: int, stream: TextIO) -> None:
         from tqdm import tqdm
 
-        # A terminal that reports no size (a fresh pty: 0 x 0) would hide the bar: 80 x 24 then.
-        columns, rows = shutil.get_terminal_size()
         self._total = total
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -42,8 +41,7 @@ class UploadProgress:
             desc="uploading",
             leave=False,
             file=stream,
-            ncols=columns,
-            nrows=max(rows, 2),
+            **bar_size(),
         )
         self._upload_format = self._bar.bar_format
 

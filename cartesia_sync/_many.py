@@ -13,7 +13,6 @@ from __future__ import annotations
 import concurrent.futures as futures
 import contextlib
 import os
-import shutil
 import sys
 import threading
 import time
@@ -29,6 +28,7 @@ from ._many_manifest import Manifest, file_sha256
 from ._many_outputs import check_formats, sweep_leftovers
 from ._many_sources import iter_sources, output_key
 from ._modes import MODES
+from ._progress import bar_size
 from .errors import ConfigurationError
 
 __all__ = ["transcribe_many", "BatchReport", "SourceReport"]
@@ -356,5 +356,4 @@ def _bar(wanted: bool | None, sources: Any) -> Any:
     total = None
     if isinstance(sources, (str, os.PathLike, list, tuple)):
         total = sum(1 for _ in iter_sources(sources))
-    columns, rows = shutil.get_terminal_size()  # 80 x 24 when the terminal reports no size (a fresh pty)
-    return tqdm(total=total, unit="file", desc="transcribing", file=sys.stderr, ncols=columns, nrows=max(rows, 2))
+    return tqdm(total=total, unit="file", desc="transcribing", file=sys.stderr, **bar_size())

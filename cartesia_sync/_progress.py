@@ -2,17 +2,28 @@
 
 from __future__ import annotations
 
+import shutil
 import threading
 from typing import Any, TextIO
 
 from ._events import Event
 from .hookspecs import hookimpl
 
-__all__ = ["ProgressLine"]
+__all__ = ["ProgressLine", "bar_size"]
 
 _WIDTH = 30
 _ROWS = 1000
 _FORMAT = "{desc} [{bar:" + str(_WIDTH) + "}] {percentage:3.0f}%"
+
+
+def bar_size() -> dict[str, int]:
+    """``ncols`` and ``nrows`` for a tqdm bar on this terminal.
+
+    A terminal that reports no size (a fresh pty: 0 x 0) would make tqdm hide
+    the bar; ``shutil`` then answers 80 x 24, and at least two rows are given.
+    """
+    columns, rows = shutil.get_terminal_size()
+    return {"ncols": columns, "nrows": max(rows, 2)}
 
 
 class ProgressLine:
