@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import subprocess
 import sys
 import tempfile
@@ -21,6 +20,7 @@ import numpy as np
 import pytest
 import soundfile
 from batch_server import TRANSCRIPT, BatchServer, Reply
+from cli_helpers import clean_env
 from conftest import CANARY_KEY
 
 import cartesia_sync
@@ -373,8 +373,7 @@ def test_the_command_line_uploads_a_file_to_a_server_with_a_batch_route(tmp_path
     """Unchanged, the CLI's transcribe goes through auto mode: with a base URL it uploads, its plugins included."""
     srt_path = tmp_path / "out.srt"
     with BatchServer() as server:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("CARTESIA")}
-        env.update(CARTESIA_API_KEY="sk_cli", CARTESIA_BASE_URL=server.base_url)
+        env = clean_env(CARTESIA_API_KEY="sk_cli", CARTESIA_BASE_URL=server.base_url)
         done = subprocess.run(
             [sys.executable, "-m", "cartesia_sync", "transcribe", str(WAV), "--json", "--srt", str(srt_path)],
             capture_output=True,
@@ -393,8 +392,7 @@ def test_ctrl_c_while_the_server_transcribes_an_upload_exits_at_once_and_says_wh
     import signal
 
     with BatchServer(Reply(delay=30)) as server:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("CARTESIA")}
-        env.update(CARTESIA_API_KEY="sk_cli")
+        env = clean_env(CARTESIA_API_KEY="sk_cli")
         command = [sys.executable, "-m", "cartesia_sync", "transcribe", str(WAV), "--base-url", server.base_url]
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
         deadline = time.monotonic() + 30

@@ -14,16 +14,9 @@ import time
 import numpy as np
 import pytest
 import soundfile
+from cli_helpers import run_cli
 
 from cartesia_sync.testing import Scenario
-
-
-def run_cli(*args: str, env_extra=None, timeout: float = 60) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CARTESIA")}
-    env.update(env_extra or {})
-    return subprocess.run(
-        [sys.executable, "-m", "cartesia_sync", *args], capture_output=True, text=True, timeout=timeout, env=env
-    )
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from cli_helpers import run_cli
 from many_helpers import write_wav
 
 from cartesia_sync.testing import FakeCartesia
@@ -16,16 +17,8 @@ from cartesia_sync.testing import FakeCartesia
 pytestmark = pytest.mark.timeout(120)
 
 
-def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CARTESIA")}
-    return subprocess.run(
-        [sys.executable, "-m", "cartesia_sync", "transcribe", *args],
-        capture_output=True,
-        text=True,
-        timeout=90,
-        env=env,
-        cwd=cwd,
-    )
+def transcribe(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return run_cli("transcribe", *args, timeout=90, cwd=cwd)
 
 
 @pytest.fixture
@@ -37,7 +30,7 @@ def fake():
 def test_folders_go_to_the_out_dir_mirroring_the_tree_then_resume(tmp_path, fake):
     for i in range(4):
         write_wav(tmp_path / "calls" / ("a" if i % 2 else "b") / f"c{i}.wav", seed=i)
-    result = run_cli(
+    result = transcribe(
         "calls", "--out-dir", "out", "--format", "txt,json,srt,vtt", "--jobs", "3", "--url", fake.url, cwd=tmp_path
     )
     assert result.returncode == 0, result.stderr
@@ -45,16 +38,16 @@ def test_folders_go_to_the_out_dir_mirroring_the_tree_then_resume(tmp_path, fake
     written = sorted(p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").rglob("c*.*"))
     assert len(written) == 16 and "calls/a/c1.srt" in written and "calls/b/c0.vtt" in written
     assert "4 done" in result.stderr and result.stderr.count("\n") == 1
-    again = run_cli("calls", "--out-dir", "out", "--url", fake.url, cwd=tmp_path)
+    again = transcribe("calls", "--out-dir", "out", "--url", fake.url, cwd=tmp_path)
     assert again.returncode == 0 and "0 done, 4 skipped" in again.stderr
-    redo = run_cli("calls", "--out-dir", "out", "--no-resume", "--url", fake.url, cwd=tmp_path)
+    redo = transcribe("calls", "--out-dir", "out", "--no-resume", "--url", fake.url, cwd=tmp_path)
     assert redo.returncode == 0 and "4 done" in redo.stderr and "skipped" not in redo.stderr
 
 
 def test_a_failed_file_exits_1_with_a_summary_and_where_failures_are_listed(tmp_path, fake):
     write_wav(tmp_path / "in" / "good.wav")
     (tmp_path / "in" / "bad.wav").write_bytes(b"not audio" * 20)
-    result = run_cli("in", "--out-dir", "out", "--url", fake.url, cwd=tmp_path)
+    result = transcribe("in", "--out-dir", "out", "--url", fake.url, cwd=tmp_path)
     assert result.returncode == 1
     lines = result.stderr.splitlines()
     assert any("bad.wav" in line and line.startswith("cartesia-sync: error:") for line in lines)
@@ -65,29 +58,29 @@ def test_a_failed_file_exits_1_with_a_summary_and_where_failures_are_listed(tmp_
 
 def test_several_files_without_out_dir_print_in_input_order(tmp_path, fake):
     files = [str(write_wav(tmp_path / f"f{i}.wav", seconds=0.25 * (5 - i), seed=i)) for i in range(5)]
-    single = [run_cli(name, "--url", fake.url, cwd=tmp_path).stdout for name in files]
-    result = run_cli(*files, "--jobs", "4", "--url", fake.url, cwd=tmp_path)
+    single = [transcribe(name, "--url", fake.url, cwd=tmp_path).stdout for name in files]
+    result = transcribe(*files, "--jobs", "4", "--url", fake.url, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout == "".join(single)  # the order of the inputs, whatever order they finished in
 
 
 def test_json_carries_mode_and_language(tmp_path, fake):
     path = str(write_wav(tmp_path / "one.wav"))
-    one = run_cli(path, "--json", "--mode", "stream", "--language", "de", "--url", fake.url, cwd=tmp_path)
+    one = transcribe(path, "--json", "--mode", "stream", "--language", "de", "--url", fake.url, cwd=tmp_path)
     assert one.returncode == 0, one.stderr
     entry = json.loads(one.stdout)
     assert entry["mode"] == "stream" and entry["language"] == "de"
-    many = run_cli(path, path, "--json", "--jobs", "2", "--url", fake.url, cwd=tmp_path)
+    many = transcribe(path, path, "--json", "--jobs", "2", "--url", fake.url, cwd=tmp_path)
     entries = json.loads(many.stdout)
     assert [e["mode"] for e in entries] == ["stream", "stream"] and entries[0]["language"] == "en"
 
 
 def test_bad_many_options_are_usage_errors(tmp_path, fake):
     path = str(write_wav(tmp_path / "one.wav"))
-    assert run_cli(path, "--jobs", "0", "--url", fake.url, cwd=tmp_path).returncode == 2
-    wrong = run_cli(path, "--out-dir", "out", "--format", "txt,doc", "--url", fake.url, cwd=tmp_path)
+    assert transcribe(path, "--jobs", "0", "--url", fake.url, cwd=tmp_path).returncode == 2
+    wrong = transcribe(path, "--out-dir", "out", "--format", "txt,doc", "--url", fake.url, cwd=tmp_path)
     assert wrong.returncode == 2 and "txt, json, srt, vtt" in wrong.stderr
-    mixed = run_cli(path, "--out-dir", "out", "--srt", "x.srt", "--url", fake.url, cwd=tmp_path)
+    mixed = transcribe(path, "--out-dir", "out", "--srt", "x.srt", "--url", fake.url, cwd=tmp_path)
     assert mixed.returncode == 2 and "--format" in mixed.stderr
 
 

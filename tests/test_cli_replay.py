@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import soundfile
+from cli_helpers import run_cli
 from conftest import pcm
 
 import cartesia_sync
@@ -17,13 +15,6 @@ from cartesia_sync.cli import main
 from cartesia_sync_plugins.event_log import EventLog
 
 EXPECTED = "expected a JSON Lines event log"
-
-
-def run_cli(*args: str) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CARTESIA")}
-    return subprocess.run(
-        [sys.executable, "-m", "cartesia_sync", *args], capture_output=True, text=True, timeout=60, env=env
-    )
 
 
 def replay(capsys, *args: str):

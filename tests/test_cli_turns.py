@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import wave
 from pathlib import Path
 
 import pytest
+from cli_helpers import run_cli
 
 pytest.importorskip("pocketsphinx")
 
@@ -38,14 +37,7 @@ def two_utterances(tmp_path: Path) -> Path:
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CARTESIA")}
-    return subprocess.run(
-        [sys.executable, "-m", "cartesia_sync", "transcribe", *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env,
-    )
+    return run_cli("transcribe", *args, timeout=300)
 
 
 def test_one_line_per_turn(two_utterances):

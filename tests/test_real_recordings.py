@@ -10,7 +10,6 @@ a client that stops waiting too early loses text).
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
 import subprocess
@@ -20,7 +19,9 @@ from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
+import cli_helpers
 import pytest
+from cli_helpers import clean_env
 from process_memory import tree_rss_mib
 from recordings import Recording, make_recording
 
@@ -43,21 +44,8 @@ def tail_words(recording: Recording, count: int = 40) -> list[str]:
     return recording.words[-count:]
 
 
-def clean_env(**extra: str) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CARTESIA")}
-    env.update(extra)
-    return env
-
-
-def run_cli(*args: str, timeout: float, cwd: Path = ROOT) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "cartesia_sync", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=clean_env(),
-        cwd=cwd,
-    )
+def run_cli(*args: str, timeout: float, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    return cli_helpers.run_cli(*args, timeout=timeout, cwd=cwd)
 
 
 @pytest.fixture(scope="module")
