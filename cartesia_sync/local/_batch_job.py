@@ -68,8 +68,9 @@ def run_batch(
     """Transcribe the upload at ``path``; returns the response body.
 
     :param stopping: set when the server stops: the decode ends at the next block.
-    :raises BatchError: not audio (415), no engine stream free (429), the engine
-        failed (500), or the server is stopping (503).
+    :raises BatchError: not audio (415), audio damaged past its header (400), a
+        refused option (400), no engine stream free (429), the engine failed
+        (500), or the server is stopping (503).
     """
     slots = _take_slots(streams, 1)
     held = slots  # the slots this call gives back; with several streams, each decoding thread gives back its own
